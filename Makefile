@@ -1,0 +1,47 @@
+# Mars terrain segmentation Kaggle kit. `make` (or `make help`) lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON_FOR_VENV ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+MARSSEG := $(VENV)/bin/marsseg
+# `make setup` installs the CUDA build of TensorFlow where nvidia-smi answers, else the CPU build.
+TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+PIP_FLAGS ?= --disable-pip-version-check --progress-bar off
+PRESET ?= gpu
+DATA ?=
+RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
+PYTEST_ARGS ?=
+
+.PHONY: help setup test test-all demo data bench clean-venv
+
+help: ## list the targets (this text)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA))"
+	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	@$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@set -o pipefail; $(PY) -m pip install $(PIP_FLAGS) -q -e ".[$(TF_EXTRA),dev]" 2>&1 | grep -v "^WARNING: Location" || { echo "pip install failed"; exit 1; }
+	@touch $@
+
+setup: $(VENV)/.installed ## create .venv/ and install the kit editable (CPU or CUDA TensorFlow, detected)
+
+test: $(VENV)/.installed ## run the fast test suite (slow tests deselected)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed ## run every test, slow ones included
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed ## the main job end to end on synthetic data, scored against its truth
+	$(MARSSEG) demo --out runs/demo
+
+data: $(VENV)/.installed ## download the competition data to data/ (Kaggle credentials), else make synthetic data
+	$(MARSSEG) data --dir data
+
+bench: $(VENV)/.installed ## measure speed and quality; writes BENCHMARKS.md
+	$(MARSSEG) bench --out BENCHMARKS.md
+
+clean-venv: ## delete .venv/ (the next target recreates it)
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from marsseg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Class statistics of a label set: pixel shares, image presence, intensity per class, loss weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from marsseg.competition import MARS, Competition
+
+
+def class_stats(images: np.ndarray, masks: np.ndarray, competition: Competition = MARS) -> dict:
+    """Per class: pixel share, share of images containing it, and intensity mean/std/quantiles."""
+    k = competition.num_classes
+    counts = np.bincount(masks.ravel(), minlength=k).astype(np.int64)
+    present = np.stack([(masks == c).any(axis=(1, 2)) for c in range(k)], axis=1)
+    sums = np.bincount(masks.ravel(), weights=images.ravel().astype(np.float64), minlength=k)
+    squares = np.bincount(masks.ravel(), weights=images.ravel().astype(np.float64) ** 2, minlength=k)
+    out = {"n_images": int(len(masks)), "n_pixels": int(masks.size), "classes": {}}
+    for c in range(k):
+        n = counts[c]
+        mean = sums[c] / n if n else float("nan")
+        std = np.sqrt(max(squares[c] / n - mean**2, 0.0)) if n else float("nan")
+        out["classes"][competition.class_names[c]] = {
+            "label": c,
+            "pixel_share": float(n / masks.size),
+            "image_share": float(present[:, c].mean()),
+            "pixels": int(n),
+            "intensity_mean": float(mean),
+            "intensity_std": float(std),
+        }
+    return out
+
+
+def class_weights(masks: np.ndarray, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0) -> np.ndarray:
+    """Inverse-frequency loss weights over the scored classes (ignored class 0), normalised to mean 1.
+
+    The square root (power 0.5) tempers big rock's ~1% share so it is weighted up, not allowed to dominate.
+    """
+    counts = np.bincount(masks.ravel(), minlength=competition.num_classes).astype(np.float64)
+    scored = list(competition.scored_classes)
+    freq = counts[scored] / max(counts[scored].sum(), 1)
+    raw = np.where(freq > 0, (1.0 / np.maximum(freq, 1e-12)) ** power, 0.0)
+    raw = np.minimum(raw / raw[raw > 0].mean(), cap) if (raw > 0).any() else np.ones(len(scored))
+    weights = np.zeros(competition.num_classes)
+    weights[scored] = raw / raw[raw > 0].mean()
+    return weights
+
+
+def format_table(stats: dict) -> str:
+    lines = [f"{'class':<10} {'label':>5} {'pixels %':>9} {'images %':>9} {'mean':>7} {'std':>7}"]
+    for name, row in stats["classes"].items():
+        lines.append(
+            f"{name:<10} {row['label']:>5} {100 * row['pixel_share']:>9.2f} {100 * row['image_share']:>9.1f} "
+            f"{row['intensity_mean']:>7.1f} {row['intensity_std']:>7.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""One frozen dataclass tree: named presets, `--set key=value` overrides, saved with every run.
+
+    cfg = preset("cpu")
+    cfg = override(cfg, ["stage1.train.epochs=5", "post.tta=off"])
+    save_config(cfg, run_dir / "config.json")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from marsseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    competition: str = "an-2-dl-2024-2025-homework-2"
+    max_train: int = 0  # 0 keeps every training image; presets for tests shrink it
+    max_test: int = 0
+    val_fraction: float = 0.15
+    folds: int = 5
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    enabled: bool = True
+    min_duplicate_masks: int = 3  # a label mask shared by this many images marks them all
+    pca_components: int = 16
+    knn_neighbours: int = 5
+    anomaly_quantile: float = 0.99  # image-space scores above this are only suspects
+    template_threshold: float = 0.9  # normalised correlation with a found outlier
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    strength: str = "medium"  # none | light | medium | strong
+    elastic: bool = False
+    bigrock_oversample: float = 2.0  # sampling weight of images that contain big rock
+    bigrock_offline_copies: int = 2  # augmented copies of each big-rock image, made once
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = 4
+    base_filters: int = 32
+    dropout: float = 0.1
+    batch_norm: bool = True
+    attention: bool = True
+    deep_supervision: bool = True
+    aux_loss_weight: float = 0.3
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "focal_tversky+focal"  # ce | focal | dice | focal_tversky, summed with '+'
+    ignore_background: bool = True
+    class_weights: str = "auto"  # auto (from the class analysis) | none
+    focal_gamma: float = 2.0
+    tversky_alpha: float = 0.7
+    tversky_beta: float = 0.3
+    tversky_gamma: float = 0.75
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # adam | adamw
+    schedule: str = "plateau"  # plateau | cosine
+    warmup_epochs: int = 2
+    patience: int = 12
+    mixed_precision: str = "auto"  # auto (on a GPU) | on | off
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class PostConfig:
+    morphology: str = "auto"  # auto (kept only if validation mIoU rises) | on | off
+    min_component: int = 12  # connected components smaller than this many pixels are dropped
+    max_hole: int = 12  # holes up to this many pixels are filled
+    tta: str = "auto"  # auto | on | off: horizontal-flip test-time augmentation
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    format: str = "rle"  # rle | pixels: what the run writes; submit converts to the profile's layout
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "gpu"
+    seed: int = 42
+    budget_seconds: float = 3 * 3600.0
+    two_stage: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=StageConfig)
+    post: PostConfig = field(default_factory=PostConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+
+
+def _stage(depth, filters, epochs, batch, patience, dropout=0.1, lr=1e-3) -> StageConfig:
+    return StageConfig(
+        model=ModelConfig(depth=depth, base_filters=filters, dropout=dropout),
+        train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience, learning_rate=lr),
+    )
+
+
+PRESETS: dict[str, Config] = {
+    # Seconds on a CPU: the tests' preset.
+    "smoke": Config(
+        preset="smoke",
+        budget_seconds=300.0,
+        data=DataConfig(max_train=64, max_test=16, folds=2, val_fraction=0.25),
+        augment=AugmentConfig(bigrock_offline_copies=1, workers=0),
+        stage1=_stage(2, 8, 1, 16, 1, dropout=0.0),
+        stage2=_stage(2, 8, 1, 16, 1, dropout=0.0),
+    ),
+    # `make demo` on a 2-core machine in under 10 minutes.
+    "cpu": Config(
+        preset="cpu",
+        budget_seconds=480.0,
+        data=DataConfig(max_train=0, max_test=0, folds=2, val_fraction=0.15),
+        augment=AugmentConfig(strength="light", bigrock_offline_copies=1, workers=2),
+        stage1=_stage(3, 12, 12, 32, 4, dropout=0.05, lr=2e-3),
+        stage2=_stage(2, 12, 8, 32, 3, dropout=0.05, lr=2e-3),
+    ),
+    "gpu": Config(
+        preset="gpu",
+        budget_seconds=3 * 3600.0,
+        data=DataConfig(folds=5),
+        stage1=_stage(4, 32, 80, 32, 12),
+        stage2=_stage(4, 32, 60, 32, 10),
+    ),
+    # Kaggle kills a session at 12 hours; stay well inside it.
+    "kaggle": Config(
+        preset="kaggle",
+        budget_seconds=8 * 3600.0,
+        data=DataConfig(folds=5),
+        stage1=_stage(4, 32, 100, 32, 15),
+        stage2=_stage(4, 32, 80, 32, 12),
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def override(cfg: Config, assignments: typing.Iterable[str]) -> Config:
+    """Apply `key=value` strings with dotted keys, e.g. `stage1.train.epochs=5`."""
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {assignment!r} is not key=value (example: --set stage1.train.epochs=5)")
+        cfg = _set(cfg, key.strip().split("."), raw.strip(), key.strip())
+    return cfg
+
+
+def _set(node, path: list[str], raw: str, full_key: str):
+    name = path[0]
+    fields = {f.name: f for f in dataclasses.fields(node)}
+    if name not in fields:
+        raise ConfigError(f"unknown setting {full_key!r}: {type(node).__name__} has {', '.join(fields)}")
+    hints = typing.get_type_hints(type(node))
+    current = getattr(node, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown setting {full_key!r}: {name} is a value, not a section")
+        return replace(node, **{name: _set(current, path[1:], raw, full_key)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{dataclasses.fields(current)[0].name}=…")
+    return replace(node, **{name: _coerce(raw, hints[name], full_key)})
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(raw: str, kind, key: str):
+    try:
+        if kind is bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise ValueError
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"setting {key!r} wants a {kind.__name__}, got {raw!r}") from None
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict, cls=Config):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if dataclasses.is_dataclass(hints[f.name]):
+            value = from_dict(value, hints[f.name])
+        kwargs[f.name] = value
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown settings in saved config: {', '.join(sorted(unknown))}")
+    return cls(**kwargs)
+
+
+def save_config(cfg: Config, path, **extra) -> Path:
+    from marsseg.files import atomic_write_json
+
+    return atomic_write_json(path, {**to_dict(cfg), **({"_run": extra} if extra else {})})
+
+
+def load_config(path) -> Config:
+    data = json.loads(Path(path).read_text())
+    data.pop("_run", None)
+    return from_dict(data)
+
+
+def flatten(cfg) -> dict[str, object]:
+    """Dotted key -> value, for printing and for `--set` discovery."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update({f"{f.name}.{k}": v for k, v in flatten(value).items()})
+        else:
+            out[f.name] = value
+    return out
