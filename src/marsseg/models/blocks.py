@@ -1,0 +1,136 @@
+"""U-Net building blocks as serialisable Keras 3 layers (keras.ops only, any backend).
+
+Each layer creates its sub-layers in `__init__` and builds them in `build`, so a `.keras` file reloads
+with every weight in place before the first call.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="marsseg")
+class ConvBlock(keras.layers.Layer):
+    """Two 3×3 convolutions, each followed by batch norm (optional) and ReLU; spatial dropout between them."""
+
+    def __init__(self, filters: int, dropout: float = 0.0, batch_norm: bool = True, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.dropout = float(dropout)
+        self.batch_norm = bool(batch_norm)
+        self.kernel_size = int(kernel_size)
+        # Without batch norm the convolution needs its own bias; with it the bias would be redundant.
+        conv = dict(padding="same", use_bias=not self.batch_norm, kernel_initializer="he_normal")
+        self.conv1 = layers.Conv2D(self.filters, self.kernel_size, name="conv1", **conv)
+        self.conv2 = layers.Conv2D(self.filters, self.kernel_size, name="conv2", **conv)
+        self.norm1 = layers.BatchNormalization(name="norm1") if self.batch_norm else None
+        self.norm2 = layers.BatchNormalization(name="norm2") if self.batch_norm else None
+        self.drop = layers.SpatialDropout2D(self.dropout, name="drop") if self.dropout > 0 else None
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        mid = tuple(input_shape[:-1]) + (self.filters,)
+        if self.norm1 is not None:
+            self.norm1.build(mid)
+            self.norm2.build(mid)
+        if self.drop is not None:
+            self.drop.build(mid)
+        self.conv2.build(mid)
+        self.built = True
+
+    def call(self, x, training=None):
+        x = self.conv1(x)
+        if self.norm1 is not None:
+            x = self.norm1(x, training=training)
+        x = ops.relu(x)
+        if self.drop is not None:
+            x = self.drop(x, training=training)
+        x = self.conv2(x)
+        if self.norm2 is not None:
+            x = self.norm2(x, training=training)
+        return ops.relu(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "dropout": self.dropout,
+                "batch_norm": self.batch_norm, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="marsseg")
+class AttentionGate(keras.layers.Layer):
+    """Additive attention gate on a skip connection (Oktay et al. 2018, "Attention U-Net").
+
+    Inputs `[skip, gate]`: `skip` (B, H, W, Cs) from the encoder, `gate` (B, H/2, W/2, Cg) from the decoder level
+    below. Returns `skip * alpha` with alpha (B, H, W, 1) in (0, 1): the coarser, more semantic gate signal decides
+    which skip pixels pass.
+    """
+
+    def __init__(self, inter_filters: int, batch_norm: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.inter_filters = int(inter_filters)
+        self.batch_norm = bool(batch_norm)
+        # theta_x brings the skip down to the gate's resolution (stride 2), as in the paper.
+        self.theta_x = layers.Conv2D(self.inter_filters, 2, strides=2, padding="same", use_bias=False, name="theta_x")
+        self.phi_g = layers.Conv2D(self.inter_filters, 1, padding="same", use_bias=True, name="phi_g")
+        self.psi = layers.Conv2D(1, 1, padding="same", use_bias=True, name="psi")
+        self.upsample = layers.UpSampling2D(2, interpolation="bilinear", name="upsample")
+        self.norm = layers.BatchNormalization(name="norm") if self.batch_norm else None
+
+    def build(self, input_shape):
+        skip_shape, gate_shape = input_shape
+        self.theta_x.build(skip_shape)
+        self.phi_g.build(gate_shape)
+        inter = tuple(gate_shape[:-1]) + (self.inter_filters,)
+        self.psi.build(inter)
+        if self.norm is not None:
+            self.norm.build(tuple(skip_shape))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        skip, gate = inputs
+        f = ops.relu(self.theta_x(skip) + self.phi_g(gate))
+        alpha = ops.sigmoid(self.psi(f))
+        alpha = self.upsample(alpha)
+        out = skip * alpha
+        if self.norm is not None:
+            out = self.norm(out, training=training)
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+    def get_config(self):
+        return {**super().get_config(), "inter_filters": self.inter_filters, "batch_norm": self.batch_norm}
+
+
+@keras.saving.register_keras_serializable(package="marsseg")
+class SegmentationHead(keras.layers.Layer):
+    """1×1 convolution to class logits, bilinear upsampling by `scale`, softmax in float32 (safe under mixed precision)."""
+
+    def __init__(self, num_classes: int, scale: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.scale = int(scale)
+        self.classifier = layers.Conv2D(self.num_classes, 1, padding="same", name="classifier")
+        self.upsample = layers.UpSampling2D(self.scale, interpolation="bilinear", name="upsample") if self.scale > 1 else None
+
+    def build(self, input_shape):
+        self.classifier.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        logits = self.classifier(x)
+        if self.upsample is not None:
+            logits = self.upsample(logits)
+        return ops.softmax(ops.cast(logits, "float32"), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        scale = lambda n: None if n is None else n * self.scale  # noqa: E731
+        return (b, scale(h), scale(w), self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale}

@@ -1,0 +1,112 @@
+"""The gated U-Net: configurable depth and width, batch norm, dropout, attention gates, deep supervision.
+
+Random initialisation only: nothing here can load pretrained weights (the competition forbids them).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from marsseg.config import ModelConfig
+from marsseg.errors import ConfigError
+from marsseg.models.blocks import AttentionGate, ConvBlock, SegmentationHead
+
+IMAGE_SHAPE = (64, 128)
+MIN_DEPTH, MAX_DEPTH = 2, 5
+
+
+def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes: int) -> None:
+    """Raise ConfigError with the fix when a setting cannot make a network."""
+    if not MIN_DEPTH <= model_cfg.depth <= MAX_DEPTH:
+        raise ConfigError(f"model depth {model_cfg.depth} is out of range; use {MIN_DEPTH}..{MAX_DEPTH} "
+                          f"(e.g. --set stage1.model.depth=4)")
+    if model_cfg.base_filters < 1:
+        raise ConfigError(f"model base_filters must be at least 1, got {model_cfg.base_filters}")
+    if not 0.0 <= model_cfg.dropout < 1.0:
+        raise ConfigError(f"model dropout must be in [0, 1), got {model_cfg.dropout}")
+    if model_cfg.aux_loss_weight < 0:
+        raise ConfigError(f"model aux_loss_weight must be >= 0, got {model_cfg.aux_loss_weight}")
+    if input_channels < 1 or num_classes < 2:
+        raise ConfigError(f"a U-Net needs >= 1 input channel and >= 2 classes, got {input_channels} and {num_classes}")
+
+
+def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5, name: str = "unet") -> keras.Model:
+    """A U-Net on (64, 128, input_channels) float32 images giving (B, 64, 128, num_classes) softmax probabilities.
+
+    Encoder level i (0 = full resolution) has `base_filters * 2**i` filters; `depth` poolings lead to the
+    bottleneck. With `deep_supervision` the outputs are the list `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is
+    a softmax head on decoder level i (1/2**i resolution), upsampled to full size. Only `main` is for prediction.
+    """
+    check_model_config(model_cfg, input_channels, num_classes)
+    depth, base = model_cfg.depth, model_cfg.base_filters
+    block = dict(dropout=model_cfg.dropout, batch_norm=model_cfg.batch_norm)
+
+    inputs = keras.Input(shape=(*IMAGE_SHAPE, input_channels), dtype="float32", name="image")
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = ConvBlock(base * 2**level, name=f"enc{level}", **block)(x)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = ConvBlock(base * 2**depth, name="bottleneck", **block)(x)
+
+    decoder = {}
+    for level in reversed(range(depth)):
+        skip = skips[level]
+        if model_cfg.attention:
+            inter = max(base * 2**level // 2, 1)
+            skip = AttentionGate(inter, batch_norm=model_cfg.batch_norm, name=f"gate{level}")([skip, x])
+        up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"concat{level}")([up, skip])
+        x = ConvBlock(base * 2**level, name=f"dec{level}", **block)(x)
+        decoder[level] = x
+
+    # Heads compute in float32 so softmax probabilities stay float32 under mixed precision.
+    main = SegmentationHead(num_classes, scale=1, name="main", dtype="float32")(decoder[0])
+    if not model_cfg.deep_supervision:
+        return keras.Model(inputs, main, name=name)
+    aux = [SegmentationHead(num_classes, scale=2**level, name=f"aux{level}", dtype="float32")(decoder[level])
+           for level in range(1, depth)]
+    return keras.Model(inputs, [main, *aux], name=name)
+
+
+def num_aux_heads(model_cfg: ModelConfig) -> int:
+    return model_cfg.depth - 1 if model_cfg.deep_supervision else 0
+
+
+def aux_loss_weights(model_cfg: ModelConfig, n_aux: int | None = None) -> list[float]:
+    """Loss weights `[main, aux1, ...]`: main 1.0, aux{i} gets `aux_loss_weight / 2**(i-1)`.
+
+    Coarser heads see less detail, so their pull on the shared weights halves with each level.
+    """
+    n_aux = num_aux_heads(model_cfg) if n_aux is None else n_aux
+    return [1.0] + [model_cfg.aux_loss_weight / 2**i for i in range(n_aux)]
+
+
+def output_names(model: keras.Model) -> list[str]:
+    """Names of the model's outputs in order: ['main'] or ['main', 'aux1', ...]."""
+    return list(model.output_names)
+
+
+def main_head(model: keras.Model) -> keras.Model:
+    """A single-output view of `model` (same weights): the main head only, for prediction and TTA."""
+    if not isinstance(model.output, (list, tuple)):
+        return model
+    return keras.Model(model.inputs, model.get_layer("main").output, name=f"{model.name}_main")
+
+
+def main_output(outputs):
+    """The main head's probabilities from a model's outputs (a list under deep supervision, else a tensor)."""
+    if isinstance(outputs, dict):
+        return outputs["main"]
+    return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def predict_main(model: keras.Model, x, batch_size: int = 32, verbose=0):
+    """Main-head class probabilities (N, 64, 128, K) as a numpy array."""
+    return main_output(model.predict(x, batch_size=batch_size, verbose=verbose))
+
+
+def count_params(model: keras.Model) -> int:
+    return int(model.count_params())
