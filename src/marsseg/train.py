@@ -1,0 +1,260 @@
+"""One training stage: build, compile, fit with callbacks under a deadline, keep the best epoch; predict.
+
+    result = fit_stage(cfg.stage1, x_train, y_train, x_val, y_val, seed=42, deadline=budget.deadline(300))
+    probs = predict_probs(result.model, x_test)        # main-head softmax, (N, 64, 128, 5) float32
+
+Inputs are float32 (N, 64, 128, C) (image / 255, then any extra channels), labels uint8 (N, 64, 128).
+The best epoch is chosen on the main head's validation mIoU over classes 1-4; its weights are restored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from marsseg.config import StageConfig, TrainConfig
+from marsseg.errors import ConfigError
+
+
+@dataclass
+class StageResult:
+    model: keras.Model
+    history: dict[str, list[float]]
+    best_val_miou: float
+    best_epoch: int  # 1-based; 0 when no epoch finished
+    epochs_run: int
+    seconds: float
+    train_samples_per_s: float
+    stop_reason: str  # "epochs" | "patience" | "budget"
+    monitor: str = "val_miou"
+    extra: dict = field(default_factory=dict)
+
+
+def image_channel(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W) -> float32 (N, H, W, 1) in [0, 1]."""
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def mixed_precision_wanted(setting: str) -> bool:
+    if setting not in ("auto", "on", "off"):
+        raise ConfigError(f"train mixed_precision {setting!r} is not auto, on or off")
+    if setting != "auto":
+        return setting == "on"
+    from marsseg.distribute import accelerator_devices
+
+    return bool(accelerator_devices())
+
+
+class FlipBatches(keras.utils.PyDataset):
+    """Shuffled batches with random horizontal flips of image and mask together.
+
+    The minimal augmentation the training loop falls back to when `marsseg.augment` is not given; a flip is
+    exact for every channel, so it is safe for stage 2's probability channels too.
+    """
+
+    def __init__(self, x, y, batch_size: int, seed: int, flip: bool = True, shuffle: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.flip, self.shuffle = flip, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
+
+    def __len__(self):
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index):
+        idx = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        xb, yb = self.x[idx], self.y[idx]
+        if self.flip:
+            flip = self.rng.random(len(idx)) < 0.5
+            xb, yb = xb.copy(), yb.copy()
+            xb[flip] = xb[flip, :, ::-1]
+            yb[flip] = yb[flip, :, ::-1]
+        return xb, yb
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.order = self.rng.permutation(len(self.x))
+
+
+class _Targets(keras.utils.PyDataset):
+    """Wraps a batch source so each batch's labels go to every output head (deep supervision)."""
+
+    def __init__(self, source, names: list[str] | None, **kwargs):
+        super().__init__(**kwargs)
+        self.source, self.names = source, names
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        xb, yb = self.source[index]
+        return xb, ({n: yb for n in self.names} if self.names else yb)
+
+    def on_epoch_end(self):
+        self.source.on_epoch_end()
+
+
+class StageGuard(keras.callbacks.Callback):
+    """Best epoch on the monitored validation mIoU, patience, and the deadline, in one place.
+
+    Stops when the next epoch (estimated from the last one) would end after `deadline`, or mid-epoch when the
+    deadline has passed; restores the best weights at the end.
+    """
+
+    def __init__(self, monitor: str, patience: int, deadline: float | None, clock=time.monotonic, on_plan=None):
+        super().__init__()
+        self.monitor, self.patience, self.deadline, self.clock = monitor, max(1, patience), deadline, clock
+        self.on_plan = on_plan
+        self.best, self.best_epoch, self.best_weights = -math.inf, 0, None
+        self.wait, self.stop_reason, self.epoch_seconds = 0, "epochs", []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and self.clock() > self.deadline:
+            self.stop_reason = "budget"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.epoch_seconds.append(now - self._epoch_started)
+        value = float((logs or {}).get(self.monitor, float("nan")))
+        if value > self.best or self.best_weights is None:
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience and self.stop_reason != "budget":
+                self.stop_reason = "patience"
+                self.model.stop_training = True
+        if self.deadline is not None:
+            # The first epoch carries the graph compilation; later ones are the better estimate.
+            estimate = self.epoch_seconds[-1]
+            if self.on_plan is not None:
+                self.on_plan(epoch + 1 + max(0, int((self.deadline - now) // max(estimate, 1e-6))))
+            if now + estimate > self.deadline and not self.model.stop_training:
+                self.stop_reason = "budget"
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def make_optimizer(train_cfg: TrainConfig):
+    if train_cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    if train_cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
+    raise ConfigError(f"train optimizer {train_cfg.optimizer!r} is not adam or adamw")
+
+
+def warmup_cosine(epoch: int, base_lr: float, warmup: int, total: int, floor: float = 0.01) -> float:
+    """Linear warm-up over `warmup` epochs, then cosine decay to `floor * base_lr` at epoch `total`."""
+    if epoch < warmup:
+        return base_lr * (epoch + 1) / (warmup + 1)
+    progress = min(1.0, (epoch - warmup) / max(1, total - warmup))
+    return base_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def schedule_callbacks(train_cfg: TrainConfig, monitor: str):
+    """The learning-rate callback, and a function the guard calls with the epoch count the budget allows."""
+    if train_cfg.schedule == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
+                                                 patience=max(1, train_cfg.patience // 3), min_lr=1e-5,
+                                                 verbose=0), None
+    if train_cfg.schedule == "cosine":
+        plan = {"total": train_cfg.epochs}
+
+        def update(affordable: int):
+            plan["total"] = max(1, min(train_cfg.epochs, affordable))
+
+        callback = keras.callbacks.LearningRateScheduler(
+            lambda epoch: warmup_cosine(epoch, train_cfg.learning_rate, train_cfg.warmup_epochs, plan["total"]))
+        return callback, update
+    raise ConfigError(f"train schedule {train_cfg.schedule!r} is not plateau or cosine")
+
+
+def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None, num_classes: int = 5) -> str:
+    """Compile with the stage's loss on every head and mIoU on the main head; return the monitored key."""
+    from marsseg.losses import build_loss
+    from marsseg.metrics import MeanIoU
+    from marsseg.models import aux_loss_weights
+
+    loss = build_loss(stage_cfg.loss, class_weights=class_weights, num_classes=num_classes)
+    names = list(model.output_names)
+    if len(names) > 1:
+        weights = aux_loss_weights(stage_cfg.model, len(names) - 1)
+        model.compile(optimizer=make_optimizer(stage_cfg.train), loss={n: loss for n in names},
+                      loss_weights=dict(zip(names, weights)),
+                      metrics={names[0]: [MeanIoU(num_classes=num_classes, name="miou")]})
+        return f"val_{names[0]}_miou"
+    model.compile(optimizer=make_optimizer(stage_cfg.train), loss=loss,
+                  metrics=[MeanIoU(num_classes=num_classes, name="miou")])
+    return "val_miou"
+
+
+def fit_stage(stage_cfg: StageConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+              y_val: np.ndarray, *, seed: int = 42, deadline: float | None = None, name: str = "stage",
+              class_weights=None, batches=None, verbose: int | str = 2, log=print, num_classes: int = 5,
+              clock=time.monotonic) -> StageResult:
+    """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
+
+    `batches(x, y, batch_size, seed)` makes the training batch source (a PyDataset yielding (x, y) with
+    plain labels); the default is `FlipBatches`. At least one epoch runs; the best epoch's weights are kept.
+    """
+    from marsseg.distribute import distribution_scope
+    from marsseg.models import build_unet
+
+    if len(x_train) == 0 or len(x_val) == 0:
+        raise ConfigError(f"{name}: needs training and validation images, got {len(x_train)} and {len(x_val)}")
+    train_cfg = stage_cfg.train
+    keras.utils.set_random_seed(seed)
+    mixed = mixed_precision_wanted(train_cfg.mixed_precision)
+    previous_policy = keras.config.dtype_policy().name
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    started = clock()
+    try:
+        with distribution_scope() as replicas:
+            if replicas.kind != "single":
+                log(f"[marsseg] {name}: {replicas.describe()}")
+            model = build_unet(stage_cfg.model, x_train.shape[-1], num_classes, name=name)
+            monitor = compile_model(model, stage_cfg, class_weights, num_classes)
+            names = list(model.output_names) if len(model.output_names) > 1 else None
+            source = (batches or FlipBatches)(x_train, y_train, train_cfg.batch_size, seed)
+            val_y = {n: y_val for n in names} if names else y_val
+            lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
+            guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan)
+            history = model.fit(_Targets(source, names), validation_data=(x_val, val_y),
+                                validation_batch_size=2 * train_cfg.batch_size, epochs=max(1, train_cfg.epochs),
+                                callbacks=[lr_callback, guard], verbose=verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    seconds = clock() - started
+    epochs = len(guard.epoch_seconds)
+    steady = guard.epoch_seconds[1:] or guard.epoch_seconds
+    rate = len(x_train) / float(np.median(steady)) if steady else 0.0
+    return StageResult(model=model, history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+                       best_val_miou=float(guard.best), best_epoch=guard.best_epoch, epochs_run=epochs,
+                       seconds=seconds, train_samples_per_s=rate, stop_reason=guard.stop_reason, monitor=monitor,
+                       extra={"mixed_precision": mixed, "replicas": replicas.num_replicas})
+
+
+def predict_probs(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Main-head class probabilities (N, 64, 128, K) float32; the auxiliary heads are not evaluated."""
+    from marsseg.models import main_head
+
+    # One head view per model, so Keras traces its predict function once however often we call.
+    head = getattr(model, "_marsseg_main_head", None)
+    if head is None:
+        head = main_head(model)
+        model._marsseg_main_head = head
+    return np.asarray(head.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
