@@ -122,7 +122,8 @@ class SumLoss(_SegmentationLoss):
 
     def __init__(self, spec: str = "focal_tversky+focal", focal_gamma: float = 2.0, tversky_alpha: float = 0.7,
                  tversky_beta: float = 0.3, tversky_gamma: float = 0.75, name=None, **kwargs):
-        super().__init__(name=name or spec, **kwargs)
+        # Keras uses the name as a name scope, where '+' and '*' are not allowed.
+        super().__init__(name=name or spec.replace(" ", "").replace("+", "_plus_").replace("*", "x"), **kwargs)
         self.spec = spec
         self.focal_gamma, self.tversky_alpha = float(focal_gamma), float(tversky_alpha)
         self.tversky_beta, self.tversky_gamma = float(tversky_beta), float(tversky_gamma)

@@ -11,9 +11,10 @@ from marsseg.models.unet import (
     num_aux_heads,
     output_names,
     predict_main,
+    targets_for,
 )
 
 __all__ = [
     "AttentionGate", "ConvBlock", "SegmentationHead", "aux_loss_weights", "build_unet", "check_model_config",
-    "count_params", "main_head", "main_output", "num_aux_heads", "output_names", "predict_main",
+    "count_params", "main_head", "main_output", "num_aux_heads", "output_names", "predict_main", "targets_for",
 ]

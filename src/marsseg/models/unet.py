@@ -108,5 +108,11 @@ def predict_main(model: keras.Model, x, batch_size: int = 32, verbose=0):
     return main_output(model.predict(x, batch_size=batch_size, verbose=verbose))
 
 
+def targets_for(model: keras.Model, y):
+    """The labels `y` once per output, as `fit` wants for a deep-supervised model (`y` itself otherwise)."""
+    n = len(model.outputs)
+    return y if n == 1 else tuple([y] * n)
+
+
 def count_params(model: keras.Model) -> int:
     return int(model.count_params())
