@@ -20,11 +20,12 @@ help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
-	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA))"
+	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
 	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
-	@$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	@set -o pipefail; $(PY) -m pip install $(PIP_FLAGS) -q -e ".[$(TF_EXTRA),dev]" 2>&1 | grep -v "^WARNING: Location" || { echo "pip install failed"; exit 1; }
+	@$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip > $(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install $(PIP_FLAGS) -q -e ".[$(TF_EXTRA),dev]" >> $(VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/install.log | tail -20; echo "pip install failed (full log: $(VENV)/install.log)"; exit 1; }
 	@touch $@
+	@echo ">> $(VENV) ready"
 
 setup: $(VENV)/.installed ## create .venv/ and install the kit editable (CPU or CUDA TensorFlow, detected)
 
