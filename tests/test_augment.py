@@ -27,9 +27,12 @@ def test_masks_keep_their_labels_and_stay_aligned(strength):
     images, masks = _checkerboard()
     x, y = Augmenter(strength, elastic=True).batch(images, masks, seed=1)
     assert x.shape == (16, 64, 128, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
-    assert set(np.unique(y)) <= {1, 3}  # no interpolated label such as 2
+    # No interpolated label such as 2; albumentations 1.4's elastic/grid distortion may fill borders with the
+    # ignored class 0, which trains nothing.
+    assert set(np.unique(y)) <= {0, 1, 3} and (y != 0).mean() > 0.95
     bright = x[..., 0] > x[..., 0].mean(axis=(1, 2), keepdims=True)
-    agreement = (bright == (y == 3)).mean(axis=(1, 2))
+    labelled = y != 0
+    agreement = ((bright == (y == 3)) & labelled).sum(axis=(1, 2)) / labelled.sum(axis=(1, 2))
     assert agreement.min() > 0.9, agreement  # only block edges may disagree after interpolation
     if strength != "none":
         assert not np.array_equal(y, masks)  # something moved
@@ -140,3 +143,16 @@ def test_throughput_is_positive():
     from marsseg.augment import augmentation_throughput
 
     assert augmentation_throughput(n_batches=2, strength="light", batch_size=8) > 0
+
+
+def test_sequence_from_config(data):
+    from marsseg.augment import sequence_from_config
+    from marsseg.config import preset
+
+    images, masks = data
+    cfg = preset("smoke").augment
+    train = sequence_from_config(images, masks, cfg, batch_size=16, seed=0)
+    val = sequence_from_config(images, masks, cfg, batch_size=16, train=False)
+    assert train.strength == cfg.strength and len(train.order) == epoch_length(sampling_weights(masks, 2.0))
+    x, y = val[0]
+    assert np.allclose(x[..., 0], images[:16] / 255.0) and np.array_equal(y, masks[:16])

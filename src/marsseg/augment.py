@@ -6,7 +6,7 @@ interpolation, so labels stay labels. Photometric transforms (brightness/contras
 the grey channel only. Every random choice derives from (seed, epoch, batch), so a run is repeatable
 with any number of worker threads.
 
-Works with albumentations 1.4.x and 2.x: the version differences live in `_Compat` only.
+Works with albumentations 1.4.x and 2.x: the API differences live in `_Compat` only.
 `SegmentationSequence` (a `keras.utils.PyDataset`) is built on first use, so importing this module
 does not import Keras.
 """
@@ -26,27 +26,32 @@ BIG_ROCK = 4
 
 # ------------------------------------------------------------------------- albumentations 1.4 / 2.x
 class _Compat:
-    """Every albumentations version difference in one place."""
+    """Every albumentations API difference in one place, detected from the signatures rather than the
+    version number: argument names changed within 1.4.x (Affine `mode` -> `border_mode` in 1.4.21,
+    GaussNoise `var_limit` -> `std_range`), and per-pipeline seeding (`set_random_seed`) arrived late in 1.4."""
 
     def __init__(self):
+        import inspect
+
         import albumentations
         import cv2
 
         self.A = albumentations
         self.cv2 = cv2
-        self.v2 = int(albumentations.__version__.split(".")[0]) >= 2
         self.border = cv2.BORDER_REFLECT_101  # reflection keeps image and mask consistent at the edges
+        self.affine_border = "border_mode" if "border_mode" in inspect.signature(albumentations.Affine).parameters else "mode"
+        self.noise_std = "std_range" in inspect.signature(albumentations.GaussNoise).parameters
+        self.seedable = hasattr(albumentations.Compose, "set_random_seed")
         self._lock = threading.Lock()
 
     def affine(self, scale, translate, rotate, shear, p):
-        border = {"border_mode": self.border} if self.v2 else {"mode": self.border}
         return self.A.Affine(scale=scale, translate_percent={"x": translate, "y": translate}, rotate=rotate,
                              shear=shear, interpolation=self.cv2.INTER_LINEAR,
-                             mask_interpolation=self.cv2.INTER_NEAREST, p=p, **border)
+                             mask_interpolation=self.cv2.INTER_NEAREST, p=p, **{self.affine_border: self.border})
 
     def noise(self, std_range, p):
         """Gaussian noise with a std given as a fraction of the full range (255 for uint8)."""
-        if self.v2:
+        if self.noise_std:
             return self.A.GaussNoise(std_range=std_range, p=p)
         lo, hi = (s * 255.0 for s in std_range)
         return self.A.GaussNoise(var_limit=(lo * lo, hi * hi), p=p)
@@ -62,12 +67,12 @@ class _Compat:
 
     def run(self, composes, seed: int, fn):
         """Call fn() with the composes' random state fixed by `seed`."""
-        if self.v2:
+        if self.seedable:
             for compose in composes:
                 if compose is not None:
                     compose.set_random_seed(seed)
             return fn()
-        with self._lock:  # 1.4 draws from the global `random` / `np.random` state
+        with self._lock:  # older 1.4 draws from the global `random` / `np.random` state
             random.seed(seed)
             np.random.seed(seed % 2**32)
             return fn()
@@ -299,6 +304,19 @@ def __getattr__(name):
             _SEQUENCE = _sequence_class()
         return _SEQUENCE
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0,
+                         train: bool = True):
+    """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
+    train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
+    cls = __getattr__("SegmentationSequence")
+    if not train:
+        return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed,
+                   workers=1)
+    return cls(images, masks, extras, batch_size=batch_size, strength=augment_cfg.strength,
+               elastic=augment_cfg.elastic, weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
+               shuffle=True, seed=seed, workers=max(1, int(augment_cfg.workers)))
 
 
 # ------------------------------------------------------------------------- throughput
