@@ -150,3 +150,15 @@ def test_full_size_precision_and_recall(seed):
 def test_full_size_without_outliers_removes_nothing():
     synthetic = make_synthetic(n_train=2615, n_test=1, seed=2, outlier_fraction=0.0)
     assert len(find_outliers(synthetic.images, synthetic.masks).removed) == 0
+
+
+def test_three_shared_masks_are_enough_to_find_every_outlier(medium_synthetic):
+    """Template matching, rebuilt from its own matches, finds outliers whose masks were all relabelled."""
+    masks = medium_synthetic.masks.copy()
+    outliers = medium_synthetic.outlier_indices
+    normal = np.setdiff1d(np.arange(len(masks)), outliers)
+    masks[outliers[3:]] = masks[normal[: len(outliers) - 3]]
+    report = find_outliers(medium_synthetic.images, masks)
+    score = precision_recall(report.removed, outliers)
+    assert score["precision"] == 1.0 and score["recall"] == 1.0, score
+    assert report.duplicate_groups[0]["size"] == 3

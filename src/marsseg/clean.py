@@ -25,6 +25,7 @@ from marsseg.config import CleanConfig
 _DOWNSAMPLE = 4  # 64x128 -> 16x32 for the anomaly scores
 _REGION_STD_RATIO = 0.5  # template pixels: group spread below half the ordinary images' spread
 _MIN_REGION_SHARE = 0.02  # fewer template pixels than this share -> use the whole image
+_TEMPLATE_ROUNDS = 3
 
 
 @dataclass
@@ -87,8 +88,17 @@ def find_outliers(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = Clea
 
     template_corr = np.zeros(n, np.float32)
     for group in groups:
-        corr, region = template_correlation(images, group["indices"], ~by_mask)
+        # Rebuild the template from everything it has matched so far: a few seed images make a noisy
+        # template, the matches make a clean one. Stops when the set of matches stops changing.
+        members = group["indices"]
+        for _ in range(_TEMPLATE_ROUNDS):
+            corr, region = template_correlation(images, members, ~by_mask)
+            matched = np.union1d(group["indices"], np.flatnonzero(corr >= cfg.template_threshold))
+            if np.array_equal(matched, members):
+                break
+            members = matched
         group["template_pixels"] = int(region.sum())
+        group["template_matches"] = int((corr >= cfg.template_threshold).sum())
         template_corr = np.maximum(template_corr, corr)
 
     reference = ~(by_mask | (template_corr >= cfg.template_threshold))
