@@ -291,6 +291,8 @@ def _sequence_class():
             self.__dict__.update(state)
             self._local = threading.local()
 
+    SegmentationSequence.__qualname__ = "SegmentationSequence"  # picklable by name (spawned workers)
+    SegmentationSequence.__module__ = __name__
     return SegmentationSequence
 
 
