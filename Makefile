@@ -36,8 +36,12 @@ test: $(VENV)/.installed ## run the fast test suite (slow tests deselected)
 test-all: $(VENV)/.installed ## run every test, slow ones included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-demo: $(VENV)/.installed ## the main job end to end on synthetic data, scored against its truth
+demo: $(VENV)/.installed ## the whole two-stage pipeline on synthetic data (cpu preset, < 10 min), scored against its truth
 	$(MARSSEG) demo --out runs/demo
+
+.PHONY: train
+train: $(VENV)/.installed ## train both stages and write a submission (PRESET=gpu, DATA=path or found, RUN=runs/...)
+	$(MARSSEG) train --preset $(PRESET) $(if $(DATA),--data $(DATA)) --out $(RUN)
 
 data: $(VENV)/.installed ## download the competition data to data/ (Kaggle credentials), else make synthetic data
 	$(MARSSEG) data --dir data

@@ -141,17 +141,37 @@ def cmd_score(args) -> int:
 
 
 def _add_demo(sub):
-    p = sub.add_parser("demo", help="the main job end to end on synthetic data, scored against its truth")
+    p = sub.add_parser("demo", help="the whole two-stage pipeline on synthetic data, scored against its truth")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--train", type=int, default=2615)
-    p.add_argument("--test", type=int, default=10022)
+    p.add_argument("--preset", default="cpu", help="configuration preset (default cpu: under 10 minutes on 2 cores)")
+    p.add_argument("--train", type=int, default=DEMO_TRAIN, help=f"synthetic training images (default {DEMO_TRAIN})")
+    p.add_argument("--test", type=int, default=DEMO_TEST, help=f"synthetic test images (default {DEMO_TEST})")
+    p.add_argument("--budget", type=float, help="wall-clock seconds for training and prediction (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--baseline", action="store_true", help="the network-free nearest-centroid reference instead")
     p.set_defaults(func=cmd_demo)
 
 
-def cmd_demo(args) -> int:
-    from marsseg.demo import run_baseline_demo
+DEMO_TRAIN, DEMO_TEST = 1600, 1000
 
-    run_baseline_demo(args.out, args.train, args.test)
+
+def cmd_demo(args) -> int:
+    if args.train < 8 or args.test < 1:
+        raise UserError("--train must be at least 8 and --test at least 1")
+    if args.baseline:
+        from marsseg.demo import run_baseline_demo
+
+        run_baseline_demo(args.out, args.train, args.test)
+        return 0
+    from marsseg.config import override, preset, replace
+    from marsseg.demo import run_pipeline_demo
+
+    cfg = override(preset(args.preset), args.overrides)
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+        cfg = replace(cfg, budget_seconds=float(args.budget))
+    run_pipeline_demo(args.out, cfg, args.train, args.test)
     return 0
 
 
@@ -198,7 +218,42 @@ def cmd_clean(args) -> int:
     return 0
 
 
-COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench]
+def _add_train(sub):
+    p = sub.add_parser("train", help="the whole two-stage run: clean, folds, stage 1, stage 2, post-processing, submission")
+    p.add_argument("--preset", default="gpu", help="smoke | cpu | gpu | kaggle (default gpu)")
+    p.add_argument("--data", type=Path, help="dataset .npz (default: found in data/ or /kaggle/input)")
+    p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<time>)")
+    p.add_argument("--budget", type=float, help="wall-clock seconds for the whole run (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set stage1.train.epochs=5 (repeatable)")
+    p.add_argument("--submissions", type=Path, default=Path("submissions"),
+                   help="folder that gets a copy of the submission named by run and time (default submissions/)")
+    p.add_argument("--quiet", action="store_true", help="phase lines only, no per-epoch Keras lines")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from datetime import datetime
+
+    from marsseg.config import override, preset, replace
+    from marsseg.data import find_data
+
+    cfg = override(preset(args.preset), args.overrides)
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+        cfg = replace(cfg, budget_seconds=float(args.budget))
+    data = find_data(args.data)
+    out = args.out or Path("runs") / f"{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    from marsseg.pipeline import run
+
+    metrics = run(cfg, data, out, submissions_dir=args.submissions, verbose=0 if args.quiet else 2)
+    print(f"run {out}: hold-out mIoU {metrics['val_miou_final']:.4f} (stage {metrics['final_stage']}); "
+          f"submission {metrics['submission']}")
+    return 0
+
+
+COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench, _add_train]
 COMMANDS.append(_add_clean)
 
 

@@ -11,6 +11,7 @@ contract the Kaggle kernel and the emulator call.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import time
@@ -40,6 +41,8 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
     copy the submission to `submissions_dir` (None: no copy). Returns the metrics."""
     from marsseg.budget import Budget
 
+    if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
+        log = functools.partial(print, flush=True)
     budget = Budget(cfg.budget_seconds, log)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +245,8 @@ class _Run:
         fold_train = max(len(f.train_index) for f in self.s1.folds)
         first_epoch = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[0] for f in self.s1.folds)
         epoch_estimate = first_epoch * len(rows) / max(fold_train, 1)
+        steady_estimate = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[-1]
+                              for f in self.s1.folds) * len(rows) / max(fold_train, 1)
         tta_possible = cfg.post.tta != "off"
         # Stage-2 inference runs at about stage 1's per-model rate (two more input channels).
         reserve = (self.test_seconds(1, tta_possible, self.infer_rate1) * 1.3
@@ -260,7 +265,7 @@ class _Run:
                            network_input(self.dev_images[stop_rows], self.s1.oof[stop_rows]),
                            self.dev_masks[stop_rows], train_extras=self.s1.oof[train_rows], augment_cfg=cfg.augment,
                            seed=cfg.seed + 1000, deadline=deadline, name="stage2", class_weights=self.class_weights,
-                           verbose=self.verbose, log=self.log)
+                           verbose=self.verbose, log=self.log, epoch_seconds_hint=steady_estimate)
         self.s2 = result
         from marsseg.figures import plot_curves
 

@@ -59,6 +59,7 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
     notes: list[str] = []
     started = clock()
     minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
+    hint = None  # the last fold's steady epoch, in seconds
     for f in range(k):
         now = clock()
         fold_deadline = started + (f + 1) * (stage_end - started) / k
@@ -72,14 +73,16 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
                                                      f"until {max(0.0, fold_deadline - now):.0f}s from now")
         result = fit(cfg.stage1, images[train_index], masks[train_index], network_input(images[val_index]),
                      masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f, deadline=fold_deadline,
-                     name=f"stage1_fold{f + 1}", class_weights=class_weights, verbose=verbose, log=log)
+                     name=f"stage1_fold{f + 1}", class_weights=class_weights, verbose=verbose, log=log,
+                     epoch_seconds_hint=hint)
         predicted_at = clock()
         oof[val_index] = predict(result.model, network_input(images[val_index]))
         oof_model[val_index] = len(runs)
         predict_seconds = clock() - predicted_at
         runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
-        epoch_seconds = result.seconds / max(1, getattr(result, "epochs_run", 1))
-        minimum = epoch_seconds + predict_seconds
+        epochs = getattr(result, "extra", {}).get("epoch_seconds") or [result.seconds]
+        hint = epochs[-1]
+        minimum = max(epochs) + predict_seconds
     return Stage1Outcome(runs, oof, oof_model, k, notes)
 
 

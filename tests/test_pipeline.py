@@ -1,0 +1,193 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tests.conftest import one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_run(small_data_file, tmp_path_factory):
+    """One real smoke-preset run, shared by the checks below (the fast suite's end-to-end test)."""
+    from marsseg.config import preset
+    from marsseg.pipeline import run
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    subs = out.parent / "submissions"
+    lines = []
+    metrics = run(preset("smoke"), small_data_file[0], out, log=lines.append, submissions_dir=subs, verbose=0)
+    return out, subs, metrics, lines
+
+
+def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
+    from marsseg.submission import read_submission
+
+    out, subs, metrics, lines = smoke_run
+    for name in ("config.json", "metrics.json", "submission.csv", "curves_stage1.png", "samples.png"):
+        assert (out / name).stat().st_size > 0, name
+    info = read_submission(out / "submission.csv", 16)  # the smoke preset predicts the first 16 test images
+    assert info.n_images == 16 and info.layout == "rle"
+    assert set(np.unique(info.masks)) <= {1, 2, 3, 4}
+    copies = list(subs.glob("run-stage*-*.csv"))
+    assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission.csv").read_bytes()
+    assert (out / "metrics.json").read_text() and json.loads((out / "metrics.json").read_text()) == json.loads(
+        json.dumps(metrics, default=str))
+
+
+def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
+    _, _, m, lines = smoke_run
+    for key in ("val_miou_stage1", "val_miou_final"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["stage2_status"] in ("ok",) or m["stage2_status"].startswith("not used")
+    assert m["val_miou_stage2"] is not None and 0.0 <= m["val_miou_stage2"] <= 1.0
+    assert m["final_stage"] == (2 if m["stage2_status"] == "ok" else 1)
+    assert set(m["val_iou_final"]) == {"soil", "bedrock", "sand", "big rock"}
+    assert m["stage1"]["folds_trained"] == 2 and m["data"]["n_val"] > 0
+    for stage in m["post"].values():
+        for step in ("tta", "morphology"):
+            assert stage[step]["without"] is not None and stage[step]["with"] is not None
+    assert {"stage1", "stage2", "total"} <= set(m["seconds"])
+    phase_lines = [line for line in lines if line.startswith("[marsseg] ")]
+    assert any(" stage1 fold 1 |" in line for line in phase_lines)
+    assert all("budget left" in line for line in phase_lines)
+
+
+def test_config_json_round_trips_with_the_commit(smoke_run):
+    from marsseg.config import load_config, preset
+
+    out = smoke_run[0]
+    assert load_config(out / "config.json") == preset("smoke")
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["_run"]["git_commit"] and "data" in saved["_run"]
+
+
+class _Remembers:
+    """A stand-in stage-1 model that knows exactly which images it trained on."""
+
+    def __init__(self, fold, images):
+        self.fold = fold
+        self.seen = {image.tobytes() for image in images}
+
+
+def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
+    from marsseg.config import preset
+    from marsseg.stages import check_out_of_fold, stage1_folds
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 64, 128), dtype=np.uint8)
+    masks = rng.integers(0, 5, (30, 64, 128), dtype=np.uint8)
+    fold_of = np.arange(30) % 3
+
+    class Result:
+        def __init__(self, model):
+            self.model, self.seconds, self.epochs_run = model, 0.0, 1
+
+    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+        return Result(_Remembers(kwargs["seed"], train_images))
+
+    def predict(model, x):
+        # channel 0: 1 where the model trained on the image; channel 1: which model answered
+        grey = np.rint(x[..., 0] * 255).astype(np.uint8)
+        out = np.zeros((*x.shape[:3], 5), np.float32)
+        for i, image in enumerate(grey):
+            out[i, ..., 0] = image.tobytes() in model.seen
+            out[i, ..., 1] = model.fold
+        return out
+
+    import time
+
+    outcome = stage1_folds(images, masks, fold_of, preset("smoke"), stage_end=time.monotonic() + 60, fit=fit,
+                           predict=predict, log=lambda m: None)
+    assert outcome.covered.all() and len(outcome.folds) == 3
+    assert (outcome.oof[..., 0] == 0).all(), "an image's stage-2 input came from a model trained on it"
+    seeds = np.array([preset("smoke").seed + f for f in range(3)])
+    assert np.array_equal(outcome.oof[:, 0, 0, 1], seeds[fold_of])
+    check_out_of_fold(outcome)
+    outcome.oof_model[0] = (outcome.oof_model[0] + 1) % 3  # a wiring bug: a model that trained on row 0
+    with pytest.raises(AssertionError, match="row 0"):
+        check_out_of_fold(outcome)
+
+
+def _fake_fit(monkeypatch):
+    """Replace training with an untrained network so budget and fallback logic run in a second or two."""
+    import marsseg.train as train
+
+    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+        from marsseg.models import build_unet
+
+        model = build_unet(stage_cfg.model, val_x.shape[-1], name=kwargs.get("name", "stage"))
+        return train.StageResult(model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs",
+                                 extra={"epoch_seconds": [0.01]})
+
+    monkeypatch.setattr(train, "fit_stage", fit)
+
+
+def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_file, tmp_path, monkeypatch):
+    from marsseg.config import preset
+    from marsseg.pipeline import _Run, run
+    from marsseg.submission import read_submission
+
+    _fake_fit(monkeypatch)
+
+    def broken(self):
+        raise RuntimeError("injected stage-2 failure")
+
+    monkeypatch.setattr(_Run, "stage2", broken)
+    lines = []
+    m = run(preset("smoke"), small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    assert m["final_stage"] == 1 and m["stage2_status"].startswith("failed: RuntimeError: injected")
+    assert m["val_miou_final"] == m["post"]["stage1"]["morphology"]["with"] or m["val_miou_final"] >= 0
+    assert any("stage-1 submission stands" in line for line in lines)
+    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_stage"] == 1
+
+
+def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):
+    from marsseg.config import preset
+    from marsseg.pipeline import run
+    from marsseg.submission import read_submission
+
+    cfg = replace(preset("smoke"), budget_seconds=2.0)
+    lines = []
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    assert m["final_stage"] == 1 and m["stage2_status"].startswith("skipped")
+    assert m["stage1"]["folds_trained"] == 1, "the second fold does not fit in the budget"
+    assert m["stage1"]["fold_stop_reason"] == ["budget"]
+    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert any("the stage-1 submission stands" in line for line in lines)
+
+
+def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
+    data = small_data_file[0]
+    assert "--budget" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
+                                                "--budget", "0"))
+    assert "stage1.train.epoch" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data,
+                                                          "--set", "stage1.train.epoch=3"))
+    assert "preset" in one_line_error(run_cli("train", "--preset", "huge", "--data", data))
+    assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
+
+
+@pytest.mark.slow
+def test_train_command_end_to_end(small_data_file, tmp_path):
+    from marsseg.submission import read_submission
+
+    result = run_cli("train", "--preset", "smoke", "--data", small_data_file[0], "--out", tmp_path / "run",
+                     "--set", "post.tta=off", "--quiet", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "hold-out mIoU" in result.stdout
+    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert len(list((tmp_path / "submissions").glob("run-stage*.csv"))) == 1
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["post"]["stage1"]["tta"]["with"] is None and m["post"]["stage1"]["tta"]["used"] is False
+
+
+@pytest.mark.slow
+def test_demo_scores_the_pipeline_against_the_synthetic_truth(tmp_path):
+    from marsseg.config import preset
+    from marsseg.demo import run_pipeline_demo
+
+    lines = []
+    out = run_pipeline_demo(tmp_path, preset("smoke"), n_train=80, n_test=20, log=lines.append)
+    assert 0.0 <= out["test"]["miou"] <= 1.0
+    assert any(line.startswith("test mIoU (classes 1-4) against the synthetic truth") for line in lines)

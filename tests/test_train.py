@@ -1,0 +1,154 @@
+import math
+
+import numpy as np
+import pytest
+
+from marsseg.budget import Budget, hms
+
+
+class FakeClock:
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class FakeModel:
+    def __init__(self):
+        self.weights, self.stop_training = [np.zeros(1)], False
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [w.copy() for w in weights]
+
+
+def _epochs(guard, clock, values, seconds=10.0):
+    """Drive the guard like fit does; return how many epochs ran before it stopped training."""
+    ran = 0
+    for epoch, value in enumerate(values):
+        guard.on_epoch_begin(epoch)
+        clock.now += seconds
+        guard.model.weights = [np.full(1, value)]
+        guard.on_epoch_end(epoch, {"val_main_miou": value})
+        ran += 1
+        if guard.model.stop_training:
+            break
+    guard.on_train_end()
+    return ran
+
+
+def _guard(patience, deadline, clock, on_plan=None):
+    from marsseg.train import StageGuard
+
+    guard = StageGuard("val_main_miou", patience, deadline, clock, on_plan)
+    guard.set_model(FakeModel())
+    return guard
+
+
+def test_guard_stops_on_patience_and_restores_the_best_epoch():
+    clock = FakeClock()
+    guard = _guard(patience=2, deadline=None, clock=clock)
+    ran = _epochs(guard, clock, [0.1, 0.5, 0.4, 0.3, 0.9])
+    assert ran == 4 and guard.stop_reason == "patience"
+    assert guard.best == 0.5 and guard.best_epoch == 2
+    assert guard.model.weights[0][0] == 0.5, "best weights restored at the end"
+
+
+def test_guard_stops_before_an_epoch_that_would_overrun_the_deadline():
+    clock = FakeClock()
+    plans = []
+    guard = _guard(patience=100, deadline=35.0, clock=clock, on_plan=plans.append)
+    ran = _epochs(guard, clock, [0.1, 0.2, 0.3, 0.4, 0.5], seconds=10.0)
+    # after 3 epochs it is t=30 and a fourth (10 s) would end at 40 > 35
+    assert ran == 3 and guard.stop_reason == "budget"
+    assert plans[0] == 3, "after one 10 s epoch at t=10, 2 more fit before t=35"
+    assert guard.model.weights[0][0] == 0.3
+
+
+def test_batch_deadline_stops_mid_epoch_once_the_deadline_has_passed():
+    from marsseg.train import BatchDeadline
+
+    clock = FakeClock(40.0)
+    guard = _guard(patience=5, deadline=50.0, clock=clock)
+    check = BatchDeadline(guard)
+    check.set_model(guard.model)
+    check.on_train_batch_end(0)
+    assert not guard.model.stop_training
+    clock.now = 51.0
+    check.on_train_batch_end(1)
+    assert guard.model.stop_training and guard.stop_reason == "budget"
+
+
+def test_warmup_cosine_ramps_up_then_decays_to_the_floor():
+    from marsseg.train import warmup_cosine
+
+    lrs = [warmup_cosine(e, 1e-3, warmup=2, total=10) for e in range(12)]
+    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    assert lrs[10] == pytest.approx(1e-5) and lrs[11] == pytest.approx(1e-5)
+
+
+def test_budget_logs_one_line_per_phase_and_accounts_seconds():
+    clock, lines = FakeClock(), []
+    budget = Budget(100, lines.append, clock)
+    budget.phase("stage1", fold=2, note="12 epochs")
+    clock.now = 30
+    budget.phase("stage2")
+    clock.now = 45
+    budget.end_phase()
+    assert lines[0] == "[marsseg] 00:00:00 stage1 fold 2 | 12 epochs | budget left 00:01:40"
+    assert lines[1] == "[marsseg] 00:00:30 stage2 | budget left 00:01:10"
+    assert budget.phase_seconds == {"stage1": 30, "stage2": 15}
+    assert budget.remaining() == 55 and hms(3725) == "01:02:05"
+
+
+def test_fit_stage_trains_evaluates_the_main_head_and_predicts_probabilities(small_synthetic):
+    from marsseg.config import preset
+    from marsseg.train import fit_stage, network_input, predict_probs
+
+    cfg = preset("smoke")
+    s = small_synthetic
+    x_val = network_input(s.images[32:48])
+    result = fit_stage(cfg.stage1, s.images[:32], s.masks[:32], x_val, s.masks[32:48], augment_cfg=cfg.augment,
+                       seed=3, verbose=0)
+    assert result.monitor == "val_main_miou" and "val_main_miou" in result.history
+    assert result.epochs_run == 1 and result.best_epoch == 1 and result.stop_reason == "epochs"
+    assert 0.0 <= result.best_val_miou <= 1.0
+    assert math.isclose(result.best_val_miou, result.history["val_main_miou"][0], rel_tol=1e-6)
+    probs = predict_probs(result.model, x_val)
+    assert probs.shape == (16, 64, 128, 5) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
+
+
+def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch(small_synthetic):
+    import time
+
+    from marsseg.config import preset
+    from marsseg.train import fit_stage, network_input
+
+    cfg = preset("smoke")
+    s = small_synthetic
+    extras = np.full((48, 64, 128, 5), 0.2, np.float32)
+    result = fit_stage(cfg.stage2, s.images[:48], s.masks[:48], network_input(s.images[48:56], extras[:8]),
+                       s.masks[48:56], train_extras=extras, augment_cfg=None, seed=1, verbose=0,
+                       deadline=time.monotonic() - 1)
+    assert result.stop_reason == "budget" and result.epochs_run == 1
+    assert result.monitor == "val_miou", "stage 2 of the smoke preset has a single head"
+    assert result.model.input_shape[-1] == 6
+
+
+def test_bad_training_settings_are_config_errors():
+    from marsseg.config import TrainConfig
+    from marsseg.errors import ConfigError
+    from marsseg.train import make_optimizer, mixed_precision_wanted, schedule_callbacks
+
+    with pytest.raises(ConfigError):
+        make_optimizer(TrainConfig(optimizer="sgd"))
+    with pytest.raises(ConfigError):
+        schedule_callbacks(TrainConfig(schedule="step"), "val_miou")
+    with pytest.raises(ConfigError):
+        mixed_precision_wanted("sometimes")
+    assert mixed_precision_wanted("off") is False and mixed_precision_wanted("on") is True
