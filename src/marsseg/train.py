@@ -115,8 +115,10 @@ class StageGuard(keras.callbacks.Callback):
                 self.stop_reason = "patience"
                 self.model.stop_training = True
         if self.deadline is not None:
-            # The first epoch carries the graph compilation; later ones are the better estimate.
-            estimate = self.epoch_seconds[-1]
+            # The first epoch carries the graph compilation, so later ones are the better estimate; on a shared
+            # machine one epoch can take twice as long as the one before, hence the margin.
+            steady = self.epoch_seconds[1:] or self.epoch_seconds
+            estimate = 1.25 * max(steady[-1], float(np.median(steady)))
             if self.on_plan is not None:
                 self.on_plan(epoch + 1 + max(0, int((self.deadline - now) // max(estimate, 1e-6))))
             if now + estimate > self.deadline and not self.model.stop_training:
