@@ -139,7 +139,51 @@ def _pandas_reference(masks, path) -> float:
     return time.perf_counter() - started
 
 
-SECTIONS = {"submission": section_submission}
+# ------------------------------------------------------------------------- networks
+def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32) -> str:
+    """Parameters and CPU seconds per batch (training step = forward + backward + update; inference) of the
+    presets' stage-1 and stage-2 U-Nets, compiled as training compiles them (loss on every head)."""
+    import keras
+
+    from marsseg.config import preset
+    from marsseg.losses import build_loss
+    from marsseg.models import aux_loss_weights, build_unet, main_head, targets_for
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (batch, 64, 128))
+    rows = []
+    for name in presets:
+        for stage, channels in (("stage1", 1), ("stage2", 6)):
+            cfg = getattr(preset(name), stage)
+            log(f"models: {name} {stage}")
+            keras.utils.set_random_seed(0)
+            model = build_unet(cfg.model, input_channels=channels, name=f"{name}_{stage}")
+            model.compile(keras.optimizers.AdamW(1e-3), loss=[build_loss(cfg.loss)] * len(model.outputs),
+                          loss_weights=aux_loss_weights(cfg.model))
+            x = rng.random((batch, 64, 128, channels), dtype=np.float32)
+            y = targets_for(model, labels)
+            predictor = main_head(model)
+            model.train_on_batch(x, y)  # the first call traces the graph: not timed
+            predictor.predict_on_batch(x)
+            n = max(2, repeats // 2) if cfg.model.base_filters >= 32 else repeats
+            train_t, _ = median_seconds(lambda: model.train_on_batch(x, y), n)
+            infer_t, _ = median_seconds(lambda: predictor.predict_on_batch(x), n)
+            m = cfg.model
+            rows.append(f"| {name} | {stage} | {m.depth} | {m.base_filters} | {model.count_params():,} | "
+                        f"{train_t:.2f} s | {batch / train_t:.0f} | {infer_t:.2f} s | {batch / infer_t:.0f} |")
+    return "\n".join([
+        f"## Networks on this CPU (batch {batch}, float32, Keras backend {keras.backend.backend()})",
+        "",
+        f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
+        "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
+        "",
+        "| preset | stage | depth | base filters | parameters | train step | train img/s | inference | infer img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
+SECTIONS = {"submission": section_submission, "models": section_models}
 
 
 def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
