@@ -76,7 +76,9 @@ class AttentionGate(keras.layers.Layer):
         self.theta_x = layers.Conv2D(self.inter_filters, 2, strides=2, padding="same", use_bias=False, name="theta_x")
         self.phi_g = layers.Conv2D(self.inter_filters, 1, padding="same", use_bias=True, name="phi_g")
         self.psi = layers.Conv2D(1, 1, padding="same", use_bias=True, name="psi")
-        self.upsample = layers.UpSampling2D(2, interpolation="bilinear", name="upsample")
+        # Nearest, not bilinear: TensorFlow's CPU gradient of a bilinear resize made the gates cost a third of a
+        # training step (cpu preset: 2.9 s vs 1.9 s per batch of 32); the gate map is smooth enough either way.
+        self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample")
         self.norm = layers.BatchNormalization(name="norm") if self.batch_norm else None
 
     def build(self, input_shape):
