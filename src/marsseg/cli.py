@@ -195,7 +195,7 @@ def cmd_check_rules(args) -> int:
 
     found = check_rules(args.kernel, args.metadata, tuple(args.allow_source))
     for violation in found:
-        print(f"  {violation}", file=sys.stderr)
+        print(f"  {violation}")
     if found:
         raise RulesError(f"{len(found)} rule violation(s), listed above; fix them before pushing or submitting")
     print("rules check passed: no pretrained weights or downloads, internet off, competition data only, no credentials")

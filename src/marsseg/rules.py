@@ -40,7 +40,7 @@ _LOADER_CALLS = {"from_pretrained": "a from_pretrained() loader (pretrained weig
                  "dataset_download": "a kagglehub dataset download"}
 _CREDENTIAL_PATTERNS = (
     (re.compile(r"""["']key["']\s*:\s*["'][0-9a-f]{32}["']"""), "kaggle.json contents (a 32-hex API key)"),
-    (re.compile(r"""KAGGLE_(?:KEY|API_TOKEN)["']?\s*[\]:=,]\s*["'][A-Za-z0-9_\-]{16,}["']"""),
+    (re.compile(r"""KAGGLE_(?:KEY|API_TOKEN)["']?\]?\s*[:=,]\s*["'][A-Za-z0-9_\-]{16,}["']"""),
      "a KAGGLE_KEY / KAGGLE_API_TOKEN value"),
     (re.compile(r"""\bKGAT_[A-Za-z0-9]{16,}"""), "a Kaggle API token (KGAT_…)"),
 )
@@ -81,9 +81,10 @@ def check_source(text: str, where: str) -> list[Violation]:
                 if _is_pretrained_module(alias.name):
                     add(node, f"imports {alias.name} (pretrained models are forbidden)")
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [f"{node.module}.{a.name}" for a in node.names]
-            if _is_pretrained_module(node.module) or any(_is_pretrained_module(n) for n in names):
-                add(node, f"imports from {node.module} (pretrained models are forbidden)")
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            bad = next((n for n in names if _is_pretrained_module(n)), None)
+            if bad:
+                add(node, f"imports {bad} (pretrained models are forbidden)")
         elif isinstance(node, ast.Attribute):
             dotted = _dotted(node)
             if dotted and any(dotted == m or dotted.startswith(m + ".") for m in _PRETRAINED_MODULES
