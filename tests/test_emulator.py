@@ -147,7 +147,9 @@ def test_a_kernel_that_ends_in_error_is_recorded_and_reported(tmp_path, emulator
     project = make_project(tmp_path)
     result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)), timeout=120)
     line = one_line_error(result)
-    assert "ended ERROR" in line and "not an npz file" in line
+    assert "ended ERROR" in line and "not an npz file" in line and "its log is in submissions/" in line
+    log = project / line.split("its log is in ", 1)[1].strip()
+    assert "marsseg: error:" in log.read_text()
     row = only_record(project)
     assert row["status"] == "kernel_failed" and row["kernel_ref"] == "tester/mars-segmentation-kit@1"
 
@@ -253,3 +255,28 @@ def test_slow_answers_are_waited_for(tmp_path, emulator):
     started = time.monotonic()
     files = kaggle_cli(env, "competitions", "files", "-c", COMPETITION)
     assert files.returncode == 0 and time.monotonic() - started >= 1.0
+
+
+def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
+    env = kit_env(tmp_path, None)
+    printed = run_cli("emulator", "--print-env", "--port", "7123", env=env)
+    assert printed.returncode == 0 and "export MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:7123" in printed.stdout
+    process = subprocess.Popen([sys.executable, "-m", "marsseg", "emulator", "--port", "0", "--root", str(tmp_path / "emu")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Kaggle emulator on http://127.0.0.1:"), first
+        port = int(first.split("127.0.0.1:")[1].split(" ")[0])
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
+                                         data=b'{"token": "t"}', method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["active"] is True
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
+
+
+def test_marsseg_emulator_rejects_a_missing_data_file(tmp_path):
+    line = one_line_error(run_cli("emulator", "--data", tmp_path / "nope.npz", env=kit_env(tmp_path, None)))
+    assert "nope.npz" in line

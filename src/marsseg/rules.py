@@ -208,13 +208,13 @@ def load_metadata(path: Path = METADATA_PATH) -> dict:
 # ---------------------------------------------------------------------------------- the check
 def check_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allowed_sources: tuple[str, ...] = (),
                 secrets: tuple[str, ...] | None = None) -> list[Violation]:
-    """Every violation in the kernel script (or, without one, the package sources) and the metadata."""
-    from marsseg.bundle import KERNEL_PATH, collect_sources, embedded_sources, entry_text
+    """Every violation in the kernel script (or, with none given or found, the package's sources) and the metadata."""
+    from marsseg.bundle import collect_sources, embedded_sources, entry_text
 
     secrets = local_secrets() if secrets is None else secrets
-    kernel = Path(kernel) if kernel else KERNEL_PATH
     found: list[Violation] = []
-    if kernel.is_file():
+    if kernel is not None and Path(kernel).is_file():
+        kernel = Path(kernel)
         text = kernel.read_text(encoding="utf-8")
         found += check_credentials(text, str(kernel), secrets)
         files = embedded_sources(text)

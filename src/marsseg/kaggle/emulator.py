@@ -543,7 +543,17 @@ def make_server(port: int = DEFAULT_PORT, root: Path | None = None, **state_opti
 
 
 def serve(port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **state_options) -> None:
-    """`marsseg emulator`: serve until interrupted."""
+    """`marsseg emulator`: serve until interrupted (Ctrl-C or SIGTERM), then stop any running kernel."""
+    import functools
+    import signal
+
+    if log is print:
+        log = functools.partial(print, flush=True)  # a pipe must see the address at once
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         server = make_server(port, root, log=log, **state_options)
     except OSError as exc:

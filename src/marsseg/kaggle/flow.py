@@ -129,6 +129,16 @@ def wait_for_kernel(session: KaggleSession, ref: str, poll: float, timeout: floa
         delay = min(delay * 1.5, 60.0)
 
 
+def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
+    """Fetch what a failed run left (its log above all) next to the record; say where it is."""
+    try:
+        files = session.kernel_output(ref, dest)
+    except KaggleError:
+        return f"fetch its log with `kaggle kernels output {ref} -p {dest}`"
+    logs = [p for p in files if p.suffix == ".log"]
+    return f"its log is in {logs[0]}" if logs else f"its output is in {dest}"
+
+
 def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None,
                  log=print) -> Path:
     """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
@@ -246,7 +256,7 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
         status, failure = wait_for_kernel(session, ref, poll, timeout, log)
         if status != "COMPLETE":
             raise KaggleError(f"kernel {ref} ended {status}: {failure or 'no failure message'}; "
-                              f"its log: `kaggle kernels output {ref} -p {folder}/kernel_output`")
+                              f"{_keep_log(session, ref, folder / 'kernel_output')}")
     except KaggleError as exc:
         raise attempt.fail("kernel_failed", exc) from None
     try:
