@@ -1,7 +1,6 @@
 """The real `kaggle` 2.2.4 CLI, driven through the kit's own commands, against the loopback emulator."""
 
 import json
-import os
 import subprocess
 import sys
 import time
