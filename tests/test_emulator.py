@@ -279,3 +279,10 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
 def test_marsseg_emulator_rejects_a_missing_data_file(tmp_path):
     line = one_line_error(run_cli("emulator", "--data", tmp_path / "nope.npz", env=kit_env(tmp_path, None)))
     assert "nope.npz" in line
+
+
+def test_data_download_refused_says_to_accept_the_rules(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("DownloadDataFiles:403:1"))
+    project = make_project(tmp_path)
+    line = one_line_error(run_cli("data", "--dir", "data", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator))))
+    assert "403" in line and "accept the competition's rules" in line

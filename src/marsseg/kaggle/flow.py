@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -342,7 +343,13 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
         ensure_synthetic(data, truth, synthetic_train, synthetic_test, log=log)
         log(f"synthetic stand-in ready: {data} (pass --data {data}); test labels in {truth}")
         return data
-    archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+    try:
+        archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+    except KaggleError as exc:
+        if re.search(r"\b403\b|Forbidden", str(exc)):
+            raise KaggleError(f"{exc} — accept the competition's rules at "
+                              f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again") from None
+        raise
     with zipfile.ZipFile(archive) as bundle:
         names = [n for n in bundle.namelist() if not n.endswith("/")]
         for name in names:
