@@ -196,6 +196,13 @@ def test_plain_kaggle_cli_routed_by_print_env(tmp_path, emulator):
     assert scores == sorted(scores, reverse=True)
     none = kaggle_cli(env, "competitions", "submissions", "-c", COMPETITION)
     assert none.returncode == 0
+    download = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--download", "-p", str(tmp_path / "lb"))
+    assert download.returncode == 0, download.stderr
+    import zipfile
+
+    with zipfile.ZipFile(next((tmp_path / "lb").glob("*.zip"))) as archive:
+        csv = archive.read(archive.namelist()[0]).decode()
+    assert csv.startswith("Rank,TeamId,TeamName,LastSubmissionDate,Score\n1,")
 
 
 def test_token_credentials_are_introspected(tmp_path, emulator):
