@@ -15,16 +15,19 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
 .PHONY: help setup test test-all demo data bench clean-venv
+.PHONY: bundle check-rules submit submit-csv status emulator
+.PHONY: clean-data
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
-	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA))"
+	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
 	@test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
-	@$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	@set -o pipefail; $(PY) -m pip install $(PIP_FLAGS) -q -e ".[$(TF_EXTRA),dev]" 2>&1 | grep -v "^WARNING: Location" || { echo "pip install failed"; exit 1; }
+	@$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip > $(VENV)/install.log 2>&1 || { tail -20 $(VENV)/install.log; exit 1; }
+	@$(PY) -m pip install $(PIP_FLAGS) -q -e ".[$(TF_EXTRA),dev]" >> $(VENV)/install.log 2>&1 || { grep -v "^WARNING: Location" $(VENV)/install.log | tail -20; echo "pip install failed (full log: $(VENV)/install.log)"; exit 1; }
 	@touch $@
+	@echo ">> $(VENV) ready"
 
 setup: $(VENV)/.installed ## create .venv/ and install the kit editable (CPU or CUDA TensorFlow, detected)
 
@@ -43,5 +46,35 @@ data: $(VENV)/.installed ## download the competition data to data/ (Kaggle crede
 bench: $(VENV)/.installed ## measure speed and quality; writes BENCHMARKS.md
 	$(MARSSEG) bench --out BENCHMARKS.md
 
+CLEAN_IN ?= $(or $(DATA),data/mars_for_students.npz)
+CLEAN_OUT ?= data/clean.npz
+
+clean-data: $(VENV)/.installed ## remove outliers from DATA (default data/mars_for_students.npz) -> data/clean.npz + big-rock copies; report in runs/clean-report
+	$(MARSSEG) inspect $(CLEAN_IN) --plot runs/clean-report
+	$(MARSSEG) clean $(CLEAN_IN) --out $(CLEAN_OUT) --report runs/clean-report --augment-bigrock --preset $(PRESET)
+
 clean-venv: ## delete .venv/ (the next target recreates it)
 	rm -rf $(VENV)
+
+# ---- the Kaggle path (bundle, rules, submit); MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`
+FILE ?=
+PORT ?= 7777
+
+bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/marsseg_kernel.py
+	$(MARSSEG) bundle
+
+check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
+	$(MARSSEG) check-rules
+
+submit: $(VENV)/.installed ## bundle, rules check, push, wait, fetch, validate, convert, submit, record
+	$(MARSSEG) submit
+
+submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
+	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }
+	$(MARSSEG) submit --file "$(FILE)"
+
+status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest recorded submission
+	$(MARSSEG) status
+
+emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
+	$(MARSSEG) emulator --port $(PORT)
