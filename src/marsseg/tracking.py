@@ -48,8 +48,8 @@ LINK_FIELDS = ("preset", "git_commit", "val_miou_stage1", "val_miou_stage2", "va
 SUBMISSION_FIELDS = ("snapshot", "taken_at", "ref", "date", "file_name", "description", "status",
                      "public_score", "private_score", "error") + LINK_FIELDS
 
-# Test hook: seconds to sleep after each file is written, announced on stderr, so a test can kill a
-# snapshot at a known point between writes.
+# Test hook, "SECONDS" or "SECONDS:FILE": sleep after each file (or after FILE) is written, announced on
+# stderr, so a test can kill a snapshot at a known point between writes.
 PAUSE_ENV = "MARSSEG_TRACK_PAUSE"
 
 
@@ -380,10 +380,10 @@ class _Lock:
 
 
 def _pause(step: str) -> None:
-    seconds = float(os.environ.get(PAUSE_ENV, "0") or 0)
-    if seconds > 0:
+    seconds, _, only = (os.environ.get(PAUSE_ENV) or "0").partition(":")
+    if float(seconds) > 0 and only in ("", step):
         print(f"[track] paused after {step}", file=sys.stderr, flush=True)
-        time.sleep(seconds)
+        time.sleep(float(seconds))
 
 
 def _csv_text(fields: tuple[str, ...], rows: list[dict]) -> str:
