@@ -196,8 +196,8 @@ def top10_threshold(history: History):
         ax.step(times, mine, where="post", color="tab:blue", lw=1.5, label=history.latest.team or "team")
     if len(times) <= 30:
         ax.scatter(times, threshold, s=20, color="tab:red", zorder=3)
-    ax.annotate(f"{threshold[-1]:.4f}", (times[-1], threshold[-1]), textcoords="offset points", xytext=(-6, -14),
-                ha="right", fontsize=9, color="tab:red")
+    ax.annotate(f"{threshold[-1]:.4f}", (times[-1], threshold[-1]), textcoords="offset points", xytext=(6, 0),
+                ha="left", va="center", fontsize=9, color="tab:red", annotation_clip=False)
     _pad_single_time(ax, times)
     _date_axis(ax)
     ax.set_ylabel("public score (mIoU)")
@@ -225,8 +225,8 @@ def local_vs_public(history: History):
     ax.set_ylim(low - pad, high + pad)
     r = pearson(xs, ys)
     text = f"Pearson r = {r:.3f}, n = {len(pairs)}" if r is not None else f"Pearson r undefined, n = {len(pairs)}"
-    ax.text(0.02, 0.97, text, transform=ax.transAxes, fontsize=12, va="top", ha="left",
-            bbox=dict(boxstyle="round", facecolor="white", edgecolor="0.7"))
+    # In the title, so no point can hide it.
+    ax.set_title(f"local validation mIoU vs public score\n{text}", fontsize=12)
     if skipped:
         _note(ax, f"{skipped} submission(s) without both scores not shown (pending, failed or no run record)")
     ax.set_xlabel("local validation mIoU (final)")
