@@ -15,6 +15,7 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
 .PHONY: help setup test test-all demo data bench clean-venv
+.PHONY: bundle check-rules submit submit-csv status emulator
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,3 +47,26 @@ bench: $(VENV)/.installed ## measure speed and quality; writes BENCHMARKS.md
 
 clean-venv: ## delete .venv/ (the next target recreates it)
 	rm -rf $(VENV)
+
+# ---- the Kaggle path (bundle, rules, submit); MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`
+FILE ?=
+PORT ?= 7777
+
+bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/marsseg_kernel.py
+	$(MARSSEG) bundle
+
+check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
+	$(MARSSEG) check-rules
+
+submit: $(VENV)/.installed ## bundle, rules check, push, wait, fetch, validate, convert, submit, record
+	$(MARSSEG) submit
+
+submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
+	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }
+	$(MARSSEG) submit --file "$(FILE)"
+
+status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest recorded submission
+	$(MARSSEG) status
+
+emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
+	$(MARSSEG) emulator --port $(PORT)
