@@ -1,10 +1,10 @@
-import json
 import math
 import random
 
 import numpy as np
 import pytest
 
+from marsseg.kaggle.records import append_record
 from marsseg.plots import PLOTS, pearson, plot_history
 from marsseg.tracking import TrackingError, read_history, snapshot
 from tests.conftest import run_cli
@@ -24,7 +24,7 @@ def assert_pngs(paths, directory):
 
 
 def test_plots_of_one_submission(tmp_path):
-    (tmp_path / "rec.json").write_text(json.dumps({"ref": "101", "val_miou_final": 0.6}))
+    append_record({"id": "a", "kaggle_ref": "101", "val_miou_final": 0.6}, tmp_path / "records.csv")
     steps = [{"leaderboard": board({"alpha": 0.7, "us": 0.62}), "submissions": [submission(101, 1, public=0.62)]}]
     snapshot(ScriptedKaggle(steps), COMP, tmp_path, now="2025-01-01T13:00:00Z")
     assert_pngs(plot_history(tmp_path), tmp_path)
@@ -33,21 +33,21 @@ def test_plots_of_one_submission(tmp_path):
 def test_plots_of_a_hundred_submissions(tmp_path):
     rng = random.Random(0)
     teams = {f"team{i:02d}": 0.4 + 0.3 * rng.random() for i in range(40)}
-    subs, records = [], []
+    subs = []
     for ref in range(100):
         day, hour = 1 + ref // 4, 6 * (ref % 4)
         local = 0.45 + 0.3 * ref / 100 + rng.gauss(0, 0.01)
         status = "ERROR" if ref % 23 == 5 else "COMPLETE"
         public = None if status == "ERROR" else local - 0.02 + rng.gauss(0, 0.015)
         subs.append(submission(ref, day, status=status, public=public, hour=hour))
-        records.append({"ref": str(ref), "preset": "gpu", "val_miou_final": local})
+        append_record({"id": f"r{ref}", "kaggle_ref": str(ref), "preset": "gpu", "val_miou_final": local},
+                      tmp_path / "records.csv")
         if public is not None:
             teams["us"] = max(teams.get("us", 0.0), public)
         teams = {name: score + rng.random() * 0.002 for name, score in teams.items()}
         if ref % 4 == 3:  # a snapshot a day, while the leaderboard moves
             fake = ScriptedKaggle([{"leaderboard": board(teams, day), "submissions": subs}])
             snapshot(fake, COMP, tmp_path, now=f"2025-01-{day:02d}T23:00:00Z")
-    (tmp_path / "records.json").write_text(json.dumps(records))
     history = read_history(tmp_path)
     assert len(history.snapshots) == 25 and len(history.submissions()) == 100
     assert_pngs(plot_history(tmp_path, competition=COMP), tmp_path)

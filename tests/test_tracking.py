@@ -12,6 +12,7 @@ import pytest
 from marsseg import tracking
 from marsseg.tracking import (LEADERBOARD, SNAPSHOTS, SUBMISSIONS, TrackingError, format_history,
                               format_leaderboard, parse_interval, read_history, snapshot, track)
+from marsseg.kaggle.records import append_record
 from tests.conftest import ROOT, one_line_error, run_cli
 from tests.tracking_fakes import ScriptedKaggle, board, submission, three_steps
 
@@ -88,39 +89,73 @@ def test_a_pending_submission_that_scores_is_one_submission_with_two_rows(three_
 
 
 def test_submissions_are_linked_to_their_run_record(tmp_path):
-    records = tmp_path / "records"
-    records.mkdir()
-    (records / "a.json").write_text(json.dumps({
-        "ref": "101", "preset": "gpu", "git_commit": "abc1234def", "file_name": "submission-101.csv",
-        "val_miou": {"stage1": 0.58, "stage2": 0.61, "final": 0.63}}))
-    (records / "b.json").write_text(json.dumps({  # no ref (submit not confirmed): found by its message
-        "description": "run 102", "preset": "kaggle", "commit": "fff0000", "val_miou_final": 0.70}))
-    (records / "broken.json").write_text("{not json")
-    fake = ScriptedKaggle(three_steps())
+    records = tmp_path / "records.csv"
+    append_record({"id": "20250101-a", "file": "submissions/20250101-a/submission.csv", "preset": "gpu",
+                   "git_commit": "abc1234def", "status": "started", "message": "run 101"}, records)
+    append_record({"id": "20250101-a", "file": "submissions/20250101-a/submission.csv", "preset": "gpu",
+                   "git_commit": "abc1234def", "val_miou_stage1": 0.58, "val_miou_stage2": 0.61,
+                   "val_miou_final": 0.63, "kaggle_ref": "101", "status": "complete", "message": "x"}, records)
+    # no Kaggle ref (the submit was not confirmed): found through the record id its message names
+    append_record({"id": "20250102-b", "preset": "kaggle", "git_commit": "fff0000", "val_miou_final": 0.70,
+                   "status": "submit_failed", "message": "marsseg 20250102-b preset=kaggle"}, records)
+    steps = three_steps()
+    for step in steps:
+        step["submissions"][1]["description"] = "marsseg 20250102-b preset=kaggle val=0.70"
+    fake = ScriptedKaggle(steps)
     take(fake, tmp_path, 1)
     take(fake.advance().advance(), tmp_path, 3)
     subs = {s.ref: s for s in read_history(tmp_path).submissions()}
     assert subs["101"].link["preset"] == "gpu" and subs["101"].link["git_commit"] == "abc1234def"
+    assert subs["101"].link["local_file"] == "submissions/20250101-a/submission.csv"
     assert [float(subs["101"].link[k]) for k in ("val_miou_stage1", "val_miou_stage2", "val_miou_final")] == [0.58, 0.61, 0.63]
     assert subs["102"].link["preset"] == "kaggle" and subs["102"].val_miou_final == pytest.approx(0.70)
     assert subs["103"].link["preset"] == ""
     stored = {r["ref"]: r for r in rows(tmp_path / SUBMISSIONS) if r["snapshot"] == "1"}
     assert stored["101"]["git_commit"] == "abc1234def"  # the link is kept in the history itself
-    # the history keeps the link even after the record is gone
-    for path in records.glob("*.json"):
-        path.unlink()
+    records.unlink()  # ... so it outlives the record
     assert {s.ref: s for s in read_history(tmp_path).submissions()}["101"].link["preset"] == "gpu"
 
 
-def test_the_team_comes_from_the_option_when_submissions_do_not_name_it(tmp_path):
+def test_a_damaged_record_file_leaves_links_empty_but_tracks(tmp_path):
+    (tmp_path / "records.csv").write_bytes(b"\xff\xfe garbage\n")
+    result = take(ScriptedKaggle(three_steps()), tmp_path, 1)
+    assert result.submission_rows == 2
+
+
+def test_finding_the_team_when_submissions_do_not_name_it(tmp_path):
+    """The 2.2.4 CLI's submission listing has no teamName: option, then the leaderboard entry that shows an
+    own submission's score and date, then the last snapshot's team, then the username."""
     steps = three_steps()
     for row in steps[0]["submissions"]:
         del row["teamName"]
-    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path, team="beta")
+    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path / "a", team="beta")
     assert (result.snapshot.team, result.snapshot.rank) == ("beta", 2)
-    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path)
+    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path / "a")
+    assert (result.snapshot.team, result.snapshot.rank) == ("beta", 2)  # sticks to the last snapshot's team
+
+    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path / "b")  # no date matches: nothing to go on
     assert (result.snapshot.team, result.snapshot.rank) == ("", None)
-    assert "not on the leaderboard" in format_leaderboard(read_history(tmp_path))
+    assert "not on the leaderboard" in format_leaderboard(read_history(tmp_path / "b"))
+
+    steps[0]["submissions"][0]["date"] = "2025-01-01T10:00:00Z"  # the entry of 'us' shows submission 101
+    result = snapshot(ScriptedKaggle(steps), COMP, tmp_path / "c")
+    assert (result.snapshot.team, result.snapshot.rank) == ("us", 3)
+
+    steps[0]["submissions"][0]["date"] = "2025-01-01T11:00:00Z"
+    named = ScriptedKaggle(steps)
+    named.username = lambda: "gamma"
+    result = snapshot(named, COMP, tmp_path / "d")
+    assert (result.snapshot.team, result.snapshot.rank) == ("gamma", 4)
+
+
+def test_an_emulator_snapshot_does_not_land_in_a_real_history(tmp_path):
+    take(ScriptedKaggle(three_steps()), tmp_path, 1)
+    dry_run = ScriptedKaggle(three_steps())
+    dry_run.endpoint = "http://127.0.0.1:7777"
+    with pytest.raises(TrackingError, match="--history-dir"):
+        take(dry_run, tmp_path, 2)
+    assert [s.source for s in read_history(tmp_path).snapshots] == ["kaggle"]
+    assert take(dry_run, tmp_path / "emulator", 2).snapshot.source == "emulator"
 
 
 # --------------------------------------------------------------------------------------- views
@@ -136,9 +171,8 @@ def test_leaderboard_table_shows_top_n_rank_and_best(three_snapshots):
 
 
 def test_history_table_shows_local_and_public_scores(tmp_path):
-    (tmp_path / "rec.json").write_text(json.dumps({"ref": "102", "preset": "gpu", "git_commit": "0123456789abc",
-                                                   "val_miou_stage1": 0.7, "val_miou_stage2": 0.72,
-                                                   "val_miou_final": 0.73}))
+    append_record({"id": "r102", "kaggle_ref": "102", "preset": "gpu", "git_commit": "0123456789abc",
+                   "val_miou_stage1": 0.7, "val_miou_stage2": 0.72, "val_miou_final": 0.73}, tmp_path / "records.csv")
     fake = ScriptedKaggle(three_steps())
     take(fake, tmp_path, 1)
     take(fake.advance().advance(), tmp_path, 3)

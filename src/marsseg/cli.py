@@ -234,6 +234,8 @@ def cmd_plot(args) -> int:
 
     for path in plot_history(args.history_dir, args.out, _competition(args)):
         print(f"wrote {path}")
+    return 0
+
 
 def _add_bundle(sub):
     p = sub.add_parser("bundle", help="bundle src/marsseg into the one Kaggle kernel script kernels/marsseg_kernel.py")

@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -176,66 +177,50 @@ def ranked(entries) -> list[BoardEntry]:
 
 
 # ------------------------------------------------------------------------------ submit-time records
+RECORDS = "records.csv"  # written by `marsseg submit` (marsseg.kaggle.records): one row per event
+
+
 def load_submit_records(history_dir) -> list[dict]:
-    """The records written at submit time (`*.json` under `history_dir`), normalised to LINK_FIELDS + ref,
-    file_name, description. Unreadable files are skipped: a broken record must not stop tracking."""
-    records = []
-    for path in sorted(Path(history_dir).glob("**/*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for item in data if isinstance(data, list) else [data]:
-            if isinstance(item, dict):
-                record = normalise_record(item)
-                if record["ref"] or record["file_name"] or record["description"]:
-                    records.append(record)
-    return records
+    """The latest row of each submission recorded at submit time (`records.csv` under `history_dir`),
+    as {id, ref, file_name, description, preset, git_commit, val_miou_stage1/2/final, local_file}."""
+    from marsseg.kaggle.records import latest_records
+
+    path = Path(history_dir) / RECORDS
+    try:
+        latest = latest_records(path)
+    except (OSError, csv.Error, KeyError, UnicodeDecodeError):
+        return []  # a damaged record file must not stop tracking; the links just stay empty
+    return [normalise_record(row) for row in latest.values()]
 
 
-_ALIASES = {
-    "ref": ("ref", "kaggle_ref", "submission_ref", "kaggleRef"),
-    "file_name": ("file_name", "fileName", "kaggle_file_name", "submitted_file", "file"),
-    "description": ("description", "message", "submission_message"),
-    "preset": ("preset",),
-    "git_commit": ("git_commit", "commit", "gitCommit"),
-    "val_miou_stage1": ("val_miou_stage1", "stage1", "miou_stage1"),
-    "val_miou_stage2": ("val_miou_stage2", "stage2", "miou_stage2"),
-    "val_miou_final": ("val_miou_final", "val_miou", "final", "miou_final", "local_miou"),
-    "local_file": ("local_file", "local_path", "submission_path", "csv", "path"),
-}
-
-
-def normalise_record(item: dict) -> dict:
-    """Pick the link fields out of a record, looking one level into nested dicts (e.g. 'val_miou': {...})."""
-    flat = dict(item)
-    for key, value in item.items():
-        if isinstance(value, dict):
-            for inner, inner_value in value.items():
-                flat.setdefault(inner, inner_value)
-                flat.setdefault(f"{key}_{inner}", inner_value)
-    out = {}
-    for name, aliases in _ALIASES.items():
-        value = next((flat[a] for a in aliases if a in flat and flat[a] not in (None, "") and not isinstance(flat[a], dict)), "")
-        if name.startswith("val_miou"):
-            score = parse_score(value)
-            value = format_score(score, 6)
-        out[name] = str(value)
+def normalise_record(row: dict) -> dict:
+    local_file = str(row.get("file") or "")
+    out = {"id": str(row.get("id") or ""), "ref": str(row.get("kaggle_ref") or ""),
+           "file_name": Path(local_file).name if local_file else "", "description": str(row.get("message") or ""),
+           "preset": str(row.get("preset") or ""), "git_commit": str(row.get("git_commit") or ""),
+           "local_file": local_file}
+    for key in ("val_miou_stage1", "val_miou_stage2", "val_miou_final"):
+        out[key] = format_score(parse_score(row.get(key)), 6)
     return out
 
 
 def link_submission(sub: Submission, records: list[dict]) -> dict:
-    """The run behind a Kaggle submission: by ref, else by exact description, else by a unique file name."""
+    """The run behind a Kaggle submission: by Kaggle ref, else by the exact message, else by the record id the
+    message names, else by a file name that only one record has."""
     def pick(matches):
-        return {k: matches[-1].get(k, "") for k in LINK_FIELDS} if matches else None
+        return {k: matches[-1].get(k, "") for k in LINK_FIELDS} if len(matches) >= 1 else None
 
-    for key, value in (("ref", sub.ref), ("description", sub.description)):
-        if value:
-            found = pick([r for r in records if r.get(key) == value])
-            if found:
-                return found
+    candidates = []
+    if sub.ref:
+        candidates.append([r for r in records if r.get("ref") == sub.ref])
+    if sub.description:
+        candidates.append([r for r in records if r.get("description") == sub.description])
+        candidates.append([r for r in records if r.get("id") and r["id"] in sub.description])
+    for matches in candidates:
+        if matches:
+            return pick(matches)
     if sub.file_name:
-        by_name = [r for r in records if r.get("file_name") and Path(r["file_name"]).name == sub.file_name]
+        by_name = [r for r in records if r.get("file_name") == sub.file_name]
         if len(by_name) == 1:
             return pick(by_name)
     return {k: "" for k in LINK_FIELDS}
@@ -401,11 +386,38 @@ def _remove_stale_temporaries(directory: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _team_name(submissions_raw: list[dict], session) -> str:
-    for row in submissions_raw:
+def _find_team(team: str | None, subs_raw: list[dict], board: list[BoardEntry], previous: SnapshotInfo | None,
+               session) -> str:
+    """The team's name on the leaderboard: the option; else a teamName in the own submissions; else the one
+    leaderboard entry whose score and date are those of an own scored submission (a team's entry shows its
+    best submission); else the last snapshot's team; else the Kaggle username."""
+    if team:
+        return team
+    for row in subs_raw:
         if row.get("teamName"):
             return str(row["teamName"])
-    return str(getattr(session, "team", None) or getattr(session, "username", None) or "")
+    own = {(format_score(parse_score(r.get("publicScore")), 5), _second(r.get("date")))
+           for r in subs_raw if parse_score(r.get("publicScore")) is not None}
+    matches = {e.team_name for e in board if (format_score(e.score, 5), _second(e.submission_date)) in own}
+    if len(matches) == 1:
+        return matches.pop()
+    if previous is not None and previous.team:
+        return previous.team
+    username = getattr(session, "username", None)
+    try:
+        return str((username() if callable(username) else username) or "")
+    except UserError:
+        return ""
+
+
+def _second(value) -> str:
+    moment = parse_time(str(value or ""))
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") if moment else ""
+
+
+def _source(session) -> str:
+    """'emulator' or 'kaggle': a dry run against the emulator must not land in the real history."""
+    return "emulator" if getattr(session, "endpoint", None) else "kaggle"
 
 
 @dataclass(frozen=True)
@@ -429,8 +441,7 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
         taken_at = now or utc_now_iso()
         board_raw = list(session.leaderboard(competition))
         subs_raw = list(session.submissions(competition))
-        team = team or _team_name(subs_raw, session)
-        source = source or str(getattr(session, "endpoint", None) or "kaggle")
+        source = source or _source(session)
 
         # Committed rows only: rows of an interrupted snapshot are dropped here.
         committed_ids = {_int(r["snapshot"]) for r in _read_csv(directory / SNAPSHOTS, SNAPSHOT_FIELDS)} - {None}
@@ -439,6 +450,11 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
         sub_rows = [r for r in _read_csv(directory / SUBMISSIONS, SUBMISSION_FIELDS) if _int(r["snapshot"]) in committed_ids]
         history = read_history(directory, competition)
         snapshot_id = max(committed_ids, default=0) + 1
+        sources = {r["source"] for r in snap_rows if r["source"]}
+        if sources and source not in sources:
+            raise TrackingError(f"{directory}/ holds a history taken from {', '.join(sorted(sources))}, and this "
+                                f"snapshot comes from {source}; keep them apart with --history-dir "
+                                f"(e.g. --history-dir {directory}/{source})")
 
         # Leaderboard changes against the last committed state of this competition.
         previous = {e.team_id: e for e in (history.boards[-1] if history.boards else [])}
@@ -471,6 +487,7 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
                                  "private_score": format_score(sub.private_score, 6), "error": sub.error, **link})
 
         board = ranked(current.values())
+        team = _find_team(team, subs_raw, board, history.snapshots[-1] if history.snapshots else None, session)
         team_id, rank = "", None
         for position, entry in enumerate(board, start=1):
             if team and entry.team_name == team:
@@ -580,13 +597,59 @@ def format_history(history: History) -> str:
 
 
 # ------------------------------------------------------------------------------------ the commands
-def open_session():
-    """The kit's Kaggle session (real Kaggle, or the emulator named by MARSSEG_KAGGLE_ENDPOINT)."""
+class PagedKaggle:
+    """The fetcher `snapshot` uses: a KaggleSession's leaderboard and submission listings with every page.
+    The 2.2.4 CLI asks for 20 rows unless told otherwise, which would hide a team ranked below 20th; it
+    prints 'Next Page Token = …' before the JSON when the leaderboard has more."""
+
+    def __init__(self, session, page_size: int = 100, max_pages: int = 100):
+        self.session, self.page_size, self.max_pages = session, page_size, max_pages
+
+    @property
+    def endpoint(self):
+        return getattr(self.session, "endpoint", None)
+
+    def username(self) -> str:
+        return self.session.username()
+
+    def leaderboard(self, competition: str) -> list[dict]:
+        rows, token = [], ""
+        for _ in range(self.max_pages):
+            args = ["competitions", "leaderboard", "-c", competition, "--show", "--format", "json",
+                    "--page-size", str(self.page_size)] + (["--page-token", token] if token else [])
+            out = self.session.kaggle(*args, what="competitions leaderboard")
+            rows += _json_rows(out, "competitions leaderboard")
+            found = re.search(r"Next Page Token = (\S+)", out)
+            if not found or found.group(1) == token:
+                break
+            token = found.group(1)
+        return rows
+
+    def submissions(self, competition: str) -> list[dict]:
+        # Newest first; older ones are in the history already, and a scored submission does not change.
+        out = self.session.kaggle("competitions", "submissions", "-c", competition, "--format", "json",
+                                  "--page-size", str(self.page_size), what="competitions submissions")
+        return _json_rows(out, "competitions submissions")
+
+
+def _json_rows(out: str, what: str) -> list[dict]:
+    start = out.find("[")
+    if start < 0:
+        if re.search(r"No \w+ found", out):
+            return []
+        raise TrackingError(f"kaggle {what}: unexpected answer: {out.strip()[-200:]!r}")
     try:
-        from marsseg.kaggle.client import KaggleSession
-    except ImportError:
-        raise TrackingError("the Kaggle client (marsseg.kaggle.client) is not installed in this kit") from None
-    return KaggleSession()
+        value = json.loads(out[start:])
+    except json.JSONDecodeError:
+        raise TrackingError(f"kaggle {what}: unreadable JSON answer") from None
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+
+def open_session() -> PagedKaggle:
+    """The kit's Kaggle session (real Kaggle, or the emulator MARSSEG_KAGGLE_ENDPOINT names), paged."""
+    from marsseg.kaggle.client import KaggleSession
+
+    return PagedKaggle(KaggleSession(log=lambda line: print(line, file=sys.stderr)))
 
 
 def track(competition: str, history_dir="submissions", team: str | None = None, watch: float | None = None,
