@@ -70,3 +70,14 @@ status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest record
 
 emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
 	$(MARSSEG) emulator --port $(PORT)
+
+# ---- leaderboard tracking (history under submissions/; MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`)
+WATCH ?=
+.PHONY: track plot
+
+track: $(VENV)/.installed ## snapshot the public leaderboard and own submissions (WATCH=30m repeats until stopped)
+	$(MARSSEG) track $(if $(WATCH),--watch $(WATCH))
+	$(MARSSEG) leaderboard
+
+plot: $(VENV)/.installed ## draw the leaderboard history as PNGs under submissions/
+	$(MARSSEG) plot
