@@ -294,6 +294,25 @@ def _int(value, default=None):
         return default
 
 
+def _snapshot_from_row(row: dict) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=_int(row["snapshot"]), taken_at=row["taken_at"], competition=row["competition"], source=row["source"],
+        team=row["team"], team_id=row["team_id"], rank=_int(row["rank"]), teams=_int(row["teams"], 0),
+        best_score=parse_score(row["best_score"]), leaderboard_changes=_int(row["leaderboard_changes"], 0),
+        submission_changes=_int(row["submission_changes"], 0))
+
+
+def _entry_from_row(row: dict) -> BoardEntry:
+    return BoardEntry(row["team_id"], row["team_name"], row["submission_date"], parse_score(row["score"]))
+
+
+def _submission_from_row(row: dict) -> Submission:
+    return Submission(ref=row["ref"], date=row["date"], file_name=row["file_name"], description=row["description"],
+                      status=row["status"], public_score=parse_score(row["public_score"]),
+                      private_score=parse_score(row["private_score"]), error=row["error"],
+                      link={k: row[k] for k in LINK_FIELDS})
+
+
 def read_history(history_dir="submissions", competition: str | None = None) -> History:
     """The committed snapshots (of `competition`, if given) with the leaderboard replayed at each one."""
     directory = Path(history_dir)
@@ -306,11 +325,7 @@ def read_history(history_dir="submissions", competition: str | None = None) -> H
         sid = _int(row["snapshot"])
         if sid is None or (competition and row["competition"] != competition):
             continue
-        snapshots.append(SnapshotInfo(
-            id=sid, taken_at=row["taken_at"], competition=row["competition"], source=row["source"],
-            team=row["team"], team_id=row["team_id"], rank=_int(row["rank"]), teams=_int(row["teams"], 0),
-            best_score=parse_score(row["best_score"]), leaderboard_changes=_int(row["leaderboard_changes"], 0),
-            submission_changes=_int(row["submission_changes"], 0)))
+        snapshots.append(_snapshot_from_row(row))
     snapshots.sort(key=lambda s: s.id)
     committed = {s.id for s in snapshots}
 
@@ -325,19 +340,14 @@ def read_history(history_dir="submissions", competition: str | None = None) -> H
             if row["change"] == "left":
                 state.pop(row["team_id"], None)
             else:
-                state[row["team_id"]] = BoardEntry(row["team_id"], row["team_name"], row["submission_date"],
-                                                   parse_score(row["score"]))
+                state[row["team_id"]] = _entry_from_row(row)
         boards.append(ranked(state.values()))
 
     submission_rows = []
     for row in sub_rows:
         sid = _int(row["snapshot"])
         if sid in committed:
-            submission_rows.append((sid, Submission(
-                ref=row["ref"], date=row["date"], file_name=row["file_name"], description=row["description"],
-                status=row["status"], public_score=parse_score(row["public_score"]),
-                private_score=parse_score(row["private_score"]), error=row["error"],
-                link={k: row[k] for k in LINK_FIELDS})))
+            submission_rows.append((sid, _submission_from_row(row)))
     submission_rows.sort(key=lambda pair: pair[0])
     return History(directory, snapshots, boards, submission_rows, load_submit_records(directory))
 
@@ -444,20 +454,29 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
         source = source or _source(session)
 
         # Committed rows only: rows of an interrupted snapshot are dropped here.
-        committed_ids = {_int(r["snapshot"]) for r in _read_csv(directory / SNAPSHOTS, SNAPSHOT_FIELDS)} - {None}
-        snap_rows = [r for r in _read_csv(directory / SNAPSHOTS, SNAPSHOT_FIELDS) if _int(r["snapshot"]) in committed_ids]
+        snap_rows = [r for r in _read_csv(directory / SNAPSHOTS, SNAPSHOT_FIELDS) if _int(r["snapshot"]) is not None]
+        committed_ids = {_int(r["snapshot"]) for r in snap_rows}
         board_rows = [r for r in _read_csv(directory / LEADERBOARD, LEADERBOARD_FIELDS) if _int(r["snapshot"]) in committed_ids]
         sub_rows = [r for r in _read_csv(directory / SUBMISSIONS, SUBMISSION_FIELDS) if _int(r["snapshot"]) in committed_ids]
-        history = read_history(directory, competition)
         snapshot_id = max(committed_ids, default=0) + 1
         sources = {r["source"] for r in snap_rows if r["source"]}
         if sources and source not in sources:
             raise TrackingError(f"{directory}/ holds a history taken from {', '.join(sorted(sources))}, and this "
                                 f"snapshot comes from {source}; keep them apart with --history-dir "
                                 f"(e.g. --history-dir {directory}/{source})")
+        # The last committed state of this competition (replayed here: read_history would rank every snapshot).
+        mine = sorted((_snapshot_from_row(r) for r in snap_rows if r["competition"] == competition), key=lambda i: i.id)
+        mine_ids = {i.id for i in mine}
+        previous: dict[str, BoardEntry] = {}
+        for row in sorted((r for r in board_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"])):
+            if row["change"] == "left":
+                previous.pop(row["team_id"], None)
+            else:
+                previous[row["team_id"]] = _entry_from_row(row)
+        last_seen = {row["ref"]: _submission_from_row(row)
+                     for row in sorted((r for r in sub_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"]))}
 
         # Leaderboard changes against the last committed state of this competition.
-        previous = {e.team_id: e for e in (history.boards[-1] if history.boards else [])}
         current: dict[str, BoardEntry] = {}
         for entry in ranked(board_entry_from_api(r) for r in board_raw):
             current.setdefault(entry.team_id, entry)  # a team listed twice keeps its best entry
@@ -472,7 +491,6 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
 
         # Own submissions: a row when one is new or its status/scores changed.
         records = load_submit_records(directory)
-        last_seen = {sub.ref: sub for _, sub in history.submission_rows}
         new_sub_rows = []
         for sub in sorted((submission_from_api(r) for r in subs_raw), key=lambda s: (s.date, s.ref)):
             old = last_seen.get(sub.ref)
@@ -487,7 +505,7 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
                                  "private_score": format_score(sub.private_score, 6), "error": sub.error, **link})
 
         board = ranked(current.values())
-        team = _find_team(team, subs_raw, board, history.snapshots[-1] if history.snapshots else None, session)
+        team = _find_team(team, subs_raw, board, mine[-1] if mine else None, session)
         team_id, rank = "", None
         for position, entry in enumerate(board, start=1):
             if team and entry.team_name == team:
