@@ -16,6 +16,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup test test-all demo data bench clean-venv
 .PHONY: bundle check-rules submit submit-csv status emulator
+.PHONY: clean-data
 
 help: ## list the targets (this text)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +45,13 @@ data: $(VENV)/.installed ## download the competition data to data/ (Kaggle crede
 
 bench: $(VENV)/.installed ## measure speed and quality; writes BENCHMARKS.md
 	$(MARSSEG) bench --out BENCHMARKS.md
+
+CLEAN_IN ?= $(or $(DATA),data/mars_for_students.npz)
+CLEAN_OUT ?= data/clean.npz
+
+clean-data: $(VENV)/.installed ## remove outliers from DATA (default data/mars_for_students.npz) -> data/clean.npz + big-rock copies; report in runs/clean-report
+	$(MARSSEG) inspect $(CLEAN_IN) --plot runs/clean-report
+	$(MARSSEG) clean $(CLEAN_IN) --out $(CLEAN_OUT) --report runs/clean-report --augment-bigrock --preset $(PRESET)
 
 clean-venv: ## delete .venv/ (the next target recreates it)
 	rm -rf $(VENV)

@@ -36,6 +36,10 @@ def class_weights(masks: np.ndarray, competition: Competition = MARS, power: flo
     The square root (power 0.5) tempers big rock's ~1% share so it is weighted up, not allowed to dominate.
     """
     counts = np.bincount(masks.ravel(), minlength=competition.num_classes).astype(np.float64)
+    return _weights_from_counts(counts, competition, power, cap)
+
+
+def _weights_from_counts(counts: np.ndarray, competition: Competition, power: float, cap: float) -> np.ndarray:
     scored = list(competition.scored_classes)
     freq = counts[scored] / max(counts[scored].sum(), 1)
     raw = np.where(freq > 0, (1.0 / np.maximum(freq, 1e-12)) ** power, 0.0)
@@ -53,3 +57,57 @@ def format_table(stats: dict) -> str:
             f"{row['intensity_mean']:>7.1f} {row['intensity_std']:>7.1f}"
         )
     return "\n".join(lines)
+
+
+def plot_class_stats(stats: dict, path, title: str = "") -> "Path":
+    """Bar chart PNG: pixel share and image share per class, side by side."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from marsseg.files import atomic_write_bytes
+
+    names = list(stats["classes"])
+    pixel = [100 * stats["classes"][c]["pixel_share"] for c in names]
+    image = [100 * stats["classes"][c]["image_share"] for c in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars_p = ax.bar(x - 0.2, pixel, 0.4, label="pixels %")
+    bars_i = ax.bar(x + 0.2, image, 0.4, label="images containing it %")
+    for bars in (bars_p, bars_i):
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, [f"{c} ({stats['classes'][c]['label']})" for c in names])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 110)
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"class distribution of {stats['n_images']} training images", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_class_report(stats: dict, directory, title: str = "") -> tuple:
+    """class_stats.json and class_stats.png (with the loss weights) in `directory`."""
+    from pathlib import Path
+
+    from marsseg.files import atomic_write_json
+
+    directory = Path(directory)
+    weights = class_weights_from_stats(stats)
+    names = list(stats["classes"])
+    json_path = atomic_write_json(directory / "class_stats.json",
+                                  {**stats, "loss_weights": {names[c]: float(weights[c]) for c in range(len(names))}})
+    return json_path, plot_class_stats(stats, directory / "class_stats.png", title)
+
+
+def class_weights_from_stats(stats: dict, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0) -> np.ndarray:
+    """The same weights as `class_weights`, from a saved class analysis (pixel counts per class)."""
+    counts = np.zeros(competition.num_classes)
+    for row in stats["classes"].values():
+        counts[row["label"]] = row["pixels"]
+    return _weights_from_counts(counts, competition, power, cap)

@@ -139,7 +139,35 @@ def _pandas_reference(masks, path) -> float:
     return time.perf_counter() - started
 
 
+# ------------------------------------------------------------------------- augmentation
+def section_augment(repeats: int, log) -> str:
+    """Augmented samples per second of the training sequence, batch 32, per strength (one thread)."""
+    from marsseg.augment import albumentations_version, augmentation_throughput
+    from marsseg.synth import make_synthetic
+
+    synthetic = make_synthetic(n_train=512, n_test=1, seed=5)
+    rows = []
+    for strength, extra, elastic in (("medium", 0, False), ("light", 0, False), ("strong", 0, True), ("medium", 5, False)):
+        log(f"augment: {strength}{' + elastic' if elastic else ''}, {1 + extra} channel(s)")
+        rates = [augmentation_throughput(20, strength, 32, extra, elastic, seed=r,
+                                         images=synthetic.images, masks=synthetic.masks) for r in range(repeats)]
+        rows.append(f"| {strength}{' + elastic/grid' if elastic else ''} | {1 + extra} | {statistics.median(rates):,.0f} | "
+                    f"{min(rates):,.0f}–{max(rates):,.0f} |")
+    return "\n".join([
+        "## Augmentation throughput (training sequence, batch 32)",
+        "",
+        f"albumentations {albumentations_version()}; one thread building 20 batches in order, median of {repeats} runs. "
+        "`SegmentationSequence(workers=N)` builds batches in N threads. The stage-1 training step's rate is "
+        "compared against the medium row by the training section.",
+        "",
+        "| strength | channels | samples/s (median) | range |",
+        "|---|---:|---:|---:|",
+        *rows,
+    ])
+
+
 SECTIONS = {"submission": section_submission}
+SECTIONS["augment"] = section_augment
 
 
 # ------------------------------------------------------------------------------ leaderboard tracking

@@ -40,6 +40,7 @@ def _add_inspect(sub):
     p = sub.add_parser("inspect", help="schema and class distribution of a dataset npz")
     p.add_argument("data", type=Path, nargs="?", help="dataset .npz (default: found in data/ or /kaggle/input)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--plot", type=Path, metavar="DIR", help="also write class_stats.json and class_stats.png to DIR")
     p.set_defaults(func=cmd_inspect)
 
 
@@ -49,6 +50,13 @@ def cmd_inspect(args) -> int:
 
     dataset = load_dataset(find_data(args.data))
     stats = class_stats(dataset.images, dataset.masks)
+    if getattr(args, "plot", None):
+        from marsseg.analysis import write_class_report
+
+        if args.plot.exists() and not args.plot.is_dir():
+            raise UserError(f"--plot {args.plot}: is a file; pass a directory")
+        written = write_class_report(stats, args.plot, f"{dataset.source.name}: {dataset.n_train} training images")
+        print("wrote " + ", ".join(map(str, written)), file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({"file": str(dataset.source), "n_train": dataset.n_train, "n_test": dataset.n_test, **stats}, indent=2))
         return 0
@@ -353,9 +361,39 @@ def cmd_emulator(args) -> int:
     return 0
 
 
+def _add_clean(sub):
+    p = sub.add_parser("clean", help="remove outlier training images automatically; write the cleaned npz and a report")
+    p.add_argument("data", type=Path, help="dataset .npz (training_set, test_set)")
+    p.add_argument("--out", type=Path, required=True, help="cleaned dataset .npz (same schema; test set untouched)")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write outliers.json and removed.png here")
+    p.add_argument("--truth", type=Path, help=".npz with outlier_indices (marsseg synth --truth): print precision/recall")
+    p.add_argument("--augment-bigrock", action="store_true",
+                   help="also write OUT.bigrock.npz: augment.bigrock_offline_copies augmented copies per big-rock image")
+    p.add_argument("--preset", default="gpu", help="configuration preset (default gpu)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. clean.template_threshold=0.85 (repeatable)")
+    p.set_defaults(func=cmd_clean)
+
+
+def cmd_clean(args) -> int:
+    from marsseg.clean import run_clean
+    from marsseg.config import override, preset
+
+    cfg = override(preset(args.preset), args.overrides)
+    if args.out.resolve() == args.data.resolve():
+        raise UserError(f"--out {args.out} is the input file; write the cleaned data to a new file")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out}: is a directory; pass a file name such as {args.out / 'clean.npz'}")
+    if args.report and args.report.exists() and not args.report.is_dir():
+        raise UserError(f"--report {args.report}: is a file; pass a directory")
+    run_clean(args.data, args.out, cfg, args.report, args.truth, args.augment_bigrock)
+    return 0
+
+
 COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench]
 COMMANDS += [_add_track, _add_leaderboard, _add_history, _add_plot]  # leaderboard tracking
 COMMANDS += [_add_bundle, _add_check_rules, _add_submit, _add_status, _add_data, _add_emulator]  # the Kaggle path
+COMMANDS.append(_add_clean)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ class CleanConfig:
     knn_neighbours: int = 5
     anomaly_quantile: float = 0.99  # image-space scores above this are only suspects
     template_threshold: float = 0.9  # normalised correlation with a found outlier
+    template_support_margin: float = 0.15  # the template bar drops by this much for anomalous images
 
 
 @dataclass(frozen=True)

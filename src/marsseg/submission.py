@@ -78,20 +78,18 @@ def _encode_rle_rows(masks: np.ndarray, first_image: int, competition: Competiti
     tokens[1::2] = lengths[keep][order]
     text, token_end = _ascii_numbers(tokens)
     runs_per_row = np.bincount(row_of_run, minlength=n * len(classes))
-    last_token = np.cumsum(2 * runs_per_row) - 1  # index of each row's last token, if any
-    # Each row's text ends where its last token does; a row without runs ends where the previous one did.
-    row_stop = np.where(last_token >= 0, token_end[np.maximum(last_token, 0)] if len(token_end) else 0, -1)
-    row_stop = np.maximum.accumulate(row_stop).tolist()
-    ids = [f"{i}_{c},".encode("ascii") for i in range(first_image, first_image + n) for c in classes]
-    out = []
-    first_byte = 0
-    for row, stop in enumerate(row_stop):
-        if stop > first_byte:
-            out += (ids[row], text[first_byte:stop], b"\n")
-            first_byte = stop + 1  # skip the space after the row's last token
-        else:
-            out += (ids[row], b"\n")
-    return b"".join(out)
+    # The text holds every token followed by a space; a row's last space becomes its newline, and each
+    # row's id (plus a newline for a row without runs) is inserted in front of its text, all in NumPy.
+    buffer = np.frombuffer(text, np.uint8).copy()
+    tokens_before = np.concatenate([[0], np.cumsum(2 * runs_per_row)])
+    has_runs = runs_per_row > 0
+    buffer[token_end[tokens_before[1:][has_runs] - 1]] = ord("\n")
+    row_text_start = np.append(0, token_end + 1)[tokens_before[:-1]]
+    ids = [f"{i}_{c}," for i in range(first_image, first_image + n) for c in classes]
+    inserted = "".join(ident if full else ident + "\n" for ident, full in zip(ids, has_runs.tolist()))
+    sizes = np.array([len(ident) for ident in ids]) + ~has_runs
+    at = np.repeat(row_text_start, sizes)
+    return np.insert(buffer, at, np.frombuffer(inserted.encode("ascii"), np.uint8)).tobytes()
 
 
 def _ascii_numbers(values: np.ndarray) -> tuple[bytes, np.ndarray]:

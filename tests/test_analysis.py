@@ -1,0 +1,39 @@
+import json
+
+import numpy as np
+
+from marsseg.analysis import class_stats, class_weights, class_weights_from_stats, write_class_report
+from tests.conftest import one_line_error, run_cli
+
+
+def test_shares_add_up_and_big_rock_is_rare(small_synthetic):
+    stats = class_stats(small_synthetic.images, small_synthetic.masks)
+    shares = [row["pixel_share"] for row in stats["classes"].values()]
+    assert abs(sum(shares) - 1.0) < 1e-9
+    rock = stats["classes"]["big rock"]
+    assert rock["pixel_share"] < 0.05 and 0 < rock["image_share"] < 0.6
+
+
+def test_weights_from_saved_stats_match_weights_from_masks(small_synthetic):
+    stats = json.loads(json.dumps(class_stats(small_synthetic.images, small_synthetic.masks)))
+    from_masks = class_weights(small_synthetic.masks)
+    assert np.allclose(class_weights_from_stats(stats), from_masks)
+    assert from_masks[0] == 0 and from_masks[4] == from_masks.max()
+
+
+def test_report_writes_json_and_png(tmp_path, small_synthetic):
+    stats = class_stats(small_synthetic.images, small_synthetic.masks)
+    json_path, png_path = write_class_report(stats, tmp_path / "classes")
+    saved = json.loads(json_path.read_text())
+    assert saved["classes"]["soil"]["label"] == 1 and set(saved["loss_weights"]) == set(stats["classes"])
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_plot_cli(tmp_path, small_data_file):
+    data, _ = small_data_file
+    result = run_cli("inspect", data, "--plot", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "big rock" in result.stdout
+    assert (tmp_path / "out" / "class_stats.png").exists() and (tmp_path / "out" / "class_stats.json").exists()
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in one_line_error(run_cli("inspect", data, "--plot", tmp_path / "file"))
