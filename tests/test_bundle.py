@@ -5,8 +5,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from marsseg.bundle import (KERNEL_PATH, build_kernel, collect_sources, embedded_sources, entry_text, stale_reason,
                             write_kernel)
 from tests.conftest import one_line_error, run_cli
@@ -143,3 +141,23 @@ def test_kernel_reports_bad_data_in_one_line(tmp_path):
                             env=clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("marsseg: error: bad.npz: not an npz file")
+
+
+KAGGLE_IMAGE = {"numpy", "pandas", "scipy", "sklearn", "tensorflow", "keras", "albumentations", "cv2", "matplotlib"}
+
+
+def test_bundled_modules_import_only_what_kaggles_image_ships():
+    import ast
+
+    outside = set()
+    for name, data in embedded_sources(build_kernel(PACKAGE).text).items():
+        for node in ast.walk(ast.parse(data)):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            outside |= {f"{name}: {t}" for t in tops
+                        if t not in sys.stdlib_module_names and t not in KAGGLE_IMAGE and t != "marsseg"}
+    assert not outside, sorted(outside)

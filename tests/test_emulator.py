@@ -1,7 +1,6 @@
 """The real `kaggle` 2.2.4 CLI, driven through the kit's own commands, against the loopback emulator."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -197,6 +196,13 @@ def test_plain_kaggle_cli_routed_by_print_env(tmp_path, emulator):
     assert scores == sorted(scores, reverse=True)
     none = kaggle_cli(env, "competitions", "submissions", "-c", COMPETITION)
     assert none.returncode == 0
+    download = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--download", "-p", str(tmp_path / "lb"))
+    assert download.returncode == 0, download.stderr
+    import zipfile
+
+    with zipfile.ZipFile(next((tmp_path / "lb").glob("*.zip"))) as archive:
+        csv = archive.read(archive.namelist()[0]).decode()
+    assert csv.startswith("Rank,TeamId,TeamName,LastSubmissionDate,Score\n1,")
 
 
 def test_token_credentials_are_introspected(tmp_path, emulator):
@@ -280,3 +286,10 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
 def test_marsseg_emulator_rejects_a_missing_data_file(tmp_path):
     line = one_line_error(run_cli("emulator", "--data", tmp_path / "nope.npz", env=kit_env(tmp_path, None)))
     assert "nope.npz" in line
+
+
+def test_data_download_refused_says_to_accept_the_rules(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("DownloadDataFiles:403:1"))
+    project = make_project(tmp_path)
+    line = one_line_error(run_cli("data", "--dir", "data", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator))))
+    assert "403" in line and "accept the competition's rules" in line

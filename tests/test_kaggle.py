@@ -1,6 +1,5 @@
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -8,7 +7,7 @@ from marsseg.errors import UserError
 from marsseg.kaggle.client import (CredentialsError, KaggleError, KaggleSession, find_credentials, routing_env)
 from marsseg.kaggle.records import FIELDS, append_record, latest_records, read_records
 from tests.conftest import one_line_error, run_cli
-from tests.kaggle_support import DUMMY_KEY, kit_env, make_project
+from tests.kaggle_support import kit_env, make_project
 
 KEY = "c0ffee" + "0" * 26
 

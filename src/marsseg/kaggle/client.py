@@ -247,9 +247,11 @@ class KaggleSession:
         failure = re.search(r'Failure message: "(.*)"', out)
         return found.group(1), (failure.group(1) if failure else "")
 
-    def kernel_output(self, ref: str, dest: Path) -> list[Path]:
+    def kernel_output(self, ref: str, dest: Path, pattern: str | None = None) -> list[Path]:
+        """Download the latest run's output files (those matching the regex `pattern`) and its log into DEST."""
         dest.mkdir(parents=True, exist_ok=True)
-        self.kaggle("kernels", "output", ref, "-p", str(dest), "-o", "-q", what="kernels output")
+        extra = ("--file-pattern", pattern) if pattern else ()
+        self.kaggle("kernels", "output", ref, "-p", str(dest), "-o", "-q", *extra, what="kernels output")
         return sorted(p for p in dest.rglob("*") if p.is_file())
 
     # ----------------------------------------------------------------------- competitions

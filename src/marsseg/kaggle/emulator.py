@@ -554,9 +554,12 @@ def serve(port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str,
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    scratch = None if root else Path(tempfile.mkdtemp(prefix="marsseg_emulator_"))
     try:
-        server = make_server(port, root, log=log, **state_options)
+        server = make_server(port, root or scratch, log=log, **state_options)
     except OSError as exc:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise UserError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pick another --port") from None
     for spec in faults:
         server.state.add_fault(parse_fault(spec))
@@ -572,3 +575,5 @@ def serve(port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str,
     finally:
         server.server_close()
         state.shutdown()
+        if scratch:  # the kernel runs and synthetic data of this session only
+            shutil.rmtree(scratch, ignore_errors=True)

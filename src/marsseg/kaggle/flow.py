@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,8 @@ from marsseg.kaggle.records import RECORDS_PATH, append_record
 
 SUBMISSIONS_DIR = Path("submissions")
 TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
+# What the kit fetches from a run (checkpoints stay on Kaggle; `kaggle kernels output` gets everything).
+OUTPUT_FILES = r"^(submission\.csv|metrics\.json|config\.json)$"
 
 
 @dataclass
@@ -132,7 +135,7 @@ def wait_for_kernel(session: KaggleSession, ref: str, poll: float, timeout: floa
 def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
     """Fetch what a failed run left (its log above all) next to the record; say where it is."""
     try:
-        files = session.kernel_output(ref, dest)
+        files = session.kernel_output(ref, dest, OUTPUT_FILES)
     except KaggleError:
         return f"fetch its log with `kaggle kernels output {ref} -p {dest}`"
     logs = [p for p in files if p.suffix == ".log"]
@@ -147,7 +150,7 @@ def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Comp
     def once():
         if dest.exists():
             shutil.rmtree(dest)
-        files = session.kernel_output(ref, dest)
+        files = session.kernel_output(ref, dest, OUTPUT_FILES)
         csv = dest / "submission.csv"
         if not csv.is_file():
             names = ", ".join(p.name for p in files) or "nothing"
@@ -342,7 +345,13 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
         ensure_synthetic(data, truth, synthetic_train, synthetic_test, log=log)
         log(f"synthetic stand-in ready: {data} (pass --data {data}); test labels in {truth}")
         return data
-    archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+    try:
+        archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+    except KaggleError as exc:
+        if re.search(r"\b403\b|Forbidden", str(exc)):
+            raise KaggleError(f"{exc} — accept the competition's rules at "
+                              f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again") from None
+        raise
     with zipfile.ZipFile(archive) as bundle:
         names = [n for n in bundle.namelist() if not n.endswith("/")]
         for name in names:
