@@ -329,3 +329,27 @@ def test_two_snapshots_at_once_run_one_after_the_other(tmp_path):
     assert [r["snapshot"] for r in snaps] == ["1", "2"]
     assert [(r["leaderboard_changes"], r["submission_changes"]) for r in snaps] == [("4", "2"), ("0", "0")]
     assert len(rows(history_dir / LEADERBOARD)) == 4 and len(rows(history_dir / SUBMISSIONS)) == 2
+
+
+def test_track_without_credentials_is_one_line_saying_how(tmp_path):
+    from tests.kaggle_support import kit_env
+
+    result = run_cli("track", "--history-dir", tmp_path / "h", env=kit_env(tmp_path, None, credentials=False))
+    assert "KAGGLE_KEY" in one_line_error(result)
+    assert not (tmp_path / "h" / SNAPSHOTS).exists()
+
+
+def test_competitions_are_kept_apart_in_one_history(tmp_path):
+    fake = ScriptedKaggle(three_steps())
+    take(fake, tmp_path, 1)
+    other = ScriptedKaggle([{"leaderboard": board({"solo": 0.5}), "submissions": []}])
+    result = snapshot(other, "other-comp", tmp_path, now="2025-01-02T00:00:00Z")
+    assert (result.snapshot.id, result.leaderboard_rows) == (2, 1)
+    take(fake.advance(), tmp_path, 3)  # diffs against test-comp's own last state, not other-comp's
+    assert [s.id for s in read_history(tmp_path, COMP).snapshots] == [1, 3]
+    assert board_state(read_history(tmp_path, "other-comp").boards[-1]) == [("solo", 0.5)]
+    assert rows(tmp_path / SNAPSHOTS)[-1]["leaderboard_changes"] == "0"
+    with pytest.raises(TrackingError, match="--competition"):
+        from marsseg.plots import plot_history
+
+        plot_history(tmp_path)
