@@ -10,7 +10,8 @@ Three plain CSV files under `submissions/` (they diff well in git):
 - `submission_history.csv`: the team's own submissions, a row when one first appears or its status or
   scores change (identity: ref, status, public_score, private_score, error), each linked to the run that
   produced it (preset, git commit, local validation mIoU stage 1/2/final, file) through the record
-  written at submit time.
+  `marsseg submit` writes (`submissions/records.csv`, see `marsseg.kaggle.records`); the link is copied
+  into the row, so the history stands on its own.
 
 Crash safety: every file is rewritten whole to a temporary file and moved into place (`marsseg.files`),
 data files first, `snapshots.csv` last. Rows whose snapshot id is not in `snapshots.csv` belong to an
