@@ -4,10 +4,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marsseg import tracking
 from marsseg.tracking import (LEADERBOARD, SNAPSHOTS, SUBMISSIONS, TrackingError, format_history,
@@ -353,3 +356,23 @@ def test_competitions_are_kept_apart_in_one_history(tmp_path):
         from marsseg.plots import plot_history
 
         plot_history(tmp_path)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+                                st.sampled_from([0.1, 0.2, 0.30001, 0.4, 0.5]), max_size=6),
+                min_size=1, max_size=6))
+def test_replaying_the_changes_gives_back_every_fetched_leaderboard(boards):
+    with tempfile.TemporaryDirectory() as directory:
+        for day, scores in enumerate(boards, start=1):
+            fake = ScriptedKaggle([{"leaderboard": board(scores, day=1 + day % 3), "submissions": []}])
+            first = snapshot(fake, COMP, directory, now=f"2025-01-{day:02d}T00:00:00Z")
+            again = snapshot(fake, COMP, directory, now=f"2025-01-{day:02d}T00:30:00Z")
+            assert again.leaderboard_rows == 0 and first.snapshot.teams == len(scores)
+        history = read_history(directory)
+        replayed = [board_state(b) for b in history.boards[::2]]
+        expected = [sorted(((n, round(s, 5)) for n, s in scores.items()), key=lambda p: (-p[1], p[0]))
+                    for scores in boards]
+        # equal scores tie-break by date then team id, so compare as sets per score
+        assert [sorted(r) for r in replayed] == [sorted(e) for e in expected]
+        assert [[s for _, s in r] for r in replayed] == [[s for _, s in e] for e in expected]

@@ -59,8 +59,8 @@ def test_submissions_and_snapshots_against_the_emulator(tmp_path, small_data_fil
     _ok(run_cli("track", cwd=project, env=env))
     _ok(run_cli("submit", "--file", good, cwd=project, env=env))
     _ok(run_cli("track", cwd=project, env=env))
-    out = _ok(run_cli("track", cwd=project, env=env))
-    assert "0 submission change(s)" in out
+    fetched = _ok(run_cli("leaderboard", "--fetch", "--top", "3", cwd=project, env=env))  # a snapshot, then the view
+    assert "snapshot 4 at" in fetched and "0 submission change(s)" in fetched
 
     history = read_history(history_dir, COMPETITION)
     assert [s.id for s in history.snapshots] == [1, 2, 3, 4]
@@ -91,6 +91,7 @@ def test_submissions_and_snapshots_against_the_emulator(tmp_path, small_data_fil
     assert entry.score == pytest.approx(good_sub.public_score)
     assert rank == 1 + sum(e.score > entry.score for e in history.boards[3])
     out = _ok(run_cli("leaderboard", "--top", "3", cwd=project, env=env))
+    assert out in fetched  # the offline view prints what --fetch printed after its snapshot
     assert f"team tester: rank {rank} of {len(history.boards[3])}" in out
     assert f"best public score {entry.score:.4f}" in out
     assert len([line for line in out.splitlines() if line[:1] in (" ", ">") and "." in line]) == 3
