@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 .PHONY: clean-data
 
 help: ## list the targets (this text)
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
