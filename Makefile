@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 .PHONY: clean-data
 
 help: ## list the targets (this text)
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
@@ -78,3 +78,14 @@ status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest record
 
 emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
 	$(MARSSEG) emulator --port $(PORT)
+
+# ---- leaderboard tracking (history under submissions/; MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`)
+WATCH ?=
+.PHONY: track plot
+
+track: $(VENV)/.installed ## snapshot the public leaderboard and own submissions (WATCH=30m repeats until stopped)
+	$(MARSSEG) track $(if $(WATCH),--watch $(WATCH))
+	$(MARSSEG) leaderboard
+
+plot: $(VENV)/.installed ## draw the leaderboard history as PNGs under submissions/
+	$(MARSSEG) plot

@@ -169,6 +169,82 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _add_history_dir(p):
+    p.add_argument("--history-dir", type=Path, default=Path("submissions"),
+                   help="where the leaderboard history lives (default submissions/)")
+    p.add_argument("--competition", default=None, help="competition slug (default: the profile's)")
+
+
+def _competition(args) -> str:
+    from marsseg.competition import MARS
+
+    return args.competition or MARS.slug
+
+
+def _add_track(sub):
+    p = sub.add_parser("track", help="snapshot the public leaderboard and own submissions into the history")
+    _add_history_dir(p)
+    p.add_argument("--team", help="the team's name on the leaderboard (default: from the own submissions)")
+    p.add_argument("--watch", metavar="INTERVAL", help="repeat every INTERVAL (e.g. 900, 15m, 1h) until stopped")
+    p.add_argument("--count", type=int, help="with --watch: stop after this many snapshots")
+    p.set_defaults(func=cmd_track)
+
+
+def cmd_track(args) -> int:
+    from marsseg.tracking import parse_interval, track
+
+    watch = parse_interval(args.watch) if args.watch else None
+    if args.count is not None and args.count < 1:
+        raise UserError("--count must be at least 1")
+    track(_competition(args), args.history_dir, team=args.team, watch=watch, count=args.count)
+    return 0
+
+
+def _add_leaderboard(sub):
+    p = sub.add_parser("leaderboard", help="the top N of the latest snapshot, the team's rank and best score")
+    _add_history_dir(p)
+    p.add_argument("--top", type=int, default=10, help="how many teams to list (default 10)")
+    p.add_argument("--fetch", action="store_true", help="take a snapshot first (`marsseg track`)")
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def cmd_leaderboard(args) -> int:
+    from marsseg.tracking import format_leaderboard, read_history, track
+
+    if args.fetch:
+        track(_competition(args), args.history_dir)
+    print(format_leaderboard(read_history(args.history_dir, _competition(args)), args.top))
+    return 0
+
+
+def _add_history(sub):
+    p = sub.add_parser("history", help="the team's submissions with local and public scores")
+    _add_history_dir(p)
+    p.set_defaults(func=cmd_history)
+
+
+def cmd_history(args) -> int:
+    from marsseg.tracking import format_history, read_history
+
+    print(format_history(read_history(args.history_dir, _competition(args))))
+    return 0
+
+
+def _add_plot(sub):
+    p = sub.add_parser("plot", help="PNG plots of the leaderboard history under submissions/")
+    _add_history_dir(p)
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default: the history folder)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from marsseg.plots import plot_history
+
+    for path in plot_history(args.history_dir, args.out, _competition(args)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _add_bundle(sub):
     p = sub.add_parser("bundle", help="bundle src/marsseg into the one Kaggle kernel script kernels/marsseg_kernel.py")
     p.add_argument("--out", type=Path, default=Path("kernels/marsseg_kernel.py"))
@@ -315,8 +391,9 @@ def cmd_clean(args) -> int:
 
 
 COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench]
-COMMANDS.append(_add_clean)
+COMMANDS += [_add_track, _add_leaderboard, _add_history, _add_plot]  # leaderboard tracking
 COMMANDS += [_add_bundle, _add_check_rules, _add_submit, _add_status, _add_data, _add_emulator]  # the Kaggle path
+COMMANDS.append(_add_clean)
 
 
 def build_parser() -> argparse.ArgumentParser:
