@@ -147,6 +147,21 @@ def test_heads_stay_float32_under_mixed_precision():
         keras.mixed_precision.set_dtype_policy("float32")
 
 
+def test_a_model_saved_under_mixed_precision_reloads_under_float32(tmp_path):
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = build_unet(ModelConfig(**TINY), input_channels=6)
+        x = _images(2, channels=6)
+        before = _forward(model, x)
+        model.save(tmp_path / "mixed.keras")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    reloaded = keras.models.load_model(tmp_path / "mixed.keras", compile=False)
+    assert reloaded.get_layer("gate0").theta_x.compute_dtype == "float16"
+    for a, b in zip(before, _forward(reloaded, x)):
+        np.testing.assert_array_equal(a, b)
+
+
 PRETRAINED = re.compile(r"keras\.applications|applications\.|weights\s*=\s*['\"]imagenet|from_preset|load_weights|"
                         r"keras_hub|tensorflow_hub|hf_hub|torch\.hub|pretrained\s*=\s*True")
 
