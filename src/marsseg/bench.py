@@ -365,24 +365,45 @@ SECTIONS["tracking"] = section_tracking
 
 
 def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
+    """Run the sections (all, or `only`) and write `out`; with `only`, the other sections already in `out` stay."""
     log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    unknown = [name for name in only or [] if name not in SECTIONS]
+    if unknown:
+        from marsseg.errors import UserError
+
+        raise UserError(f"unknown benchmark section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     names = only or list(SECTIONS)
-    started = time.perf_counter()
-    parts = []
+    blocks = _read_blocks(out) if only else {}
     for name in names:
         log(f"section {name}")
-        parts.append(SECTIONS[name](repeats, log))
+        started = time.perf_counter()
+        body = SECTIONS[name](repeats, log)
+        stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit()} "
+                 f"in {time.perf_counter() - started:.0f} s (`marsseg bench --only {name}`)._")
+        blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
+    ordered = [blocks[name] for name in SECTIONS if name in blocks]
     header = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`marsseg bench`) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit()}, "
-        f"in {time.perf_counter() - started:.0f} s.",
+        "Written by `make bench` (`marsseg bench`; one section: `marsseg bench --only NAME`).",
         "",
         f"Machine: {machine_description()}.",
         "",
         "Figures are medians of repeated runs inside one invocation; ratios compare timings taken in that same run.",
+        "Each section says when and at which commit it was measured.",
         "",
     ]
-    atomic_write_text(out, "\n".join(header + ["\n\n".join(parts), ""]))
+    atomic_write_text(out, "\n".join(header + ["\n\n".join(ordered), ""]))
     log(f"wrote {out}")
     return out
+
+
+def _read_blocks(path: Path) -> dict[str, str]:
+    import re
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}
+    pattern = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)
+    return {match.group(1): match.group(0) for match in pattern.finditer(text)}

@@ -159,13 +159,15 @@ def _add_bench(sub):
     p = sub.add_parser("bench", help="measure speed and quality; write BENCHMARKS.md")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--only", action="append", metavar="SECTION",
+                   help="run only this section (repeatable); the others already in --out stay")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     from marsseg.bench import run_benchmarks
 
-    run_benchmarks(args.out, repeats=args.repeats)
+    run_benchmarks(args.out, repeats=args.repeats, only=args.only)
     return 0
 
 
