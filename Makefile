@@ -15,10 +15,11 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
 .PHONY: help setup test test-all demo data bench clean-venv
+.PHONY: bundle check-rules submit submit-csv status emulator
 .PHONY: clean-data
 
 help: ## list the targets (this text)
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
@@ -58,3 +59,37 @@ clean-data: $(VENV)/.installed ## remove outliers from DATA (default data/mars_f
 
 clean-venv: ## delete .venv/ (the next target recreates it)
 	rm -rf $(VENV)
+
+# ---- the Kaggle path (bundle, rules, submit); MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`
+FILE ?=
+PORT ?= 7777
+
+bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/marsseg_kernel.py
+	$(MARSSEG) bundle
+
+check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
+	$(MARSSEG) check-rules
+
+submit: $(VENV)/.installed ## bundle, rules check, push, wait, fetch, validate, convert, submit, record
+	$(MARSSEG) submit
+
+submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
+	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }
+	$(MARSSEG) submit --file "$(FILE)"
+
+status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest recorded submission
+	$(MARSSEG) status
+
+emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
+	$(MARSSEG) emulator --port $(PORT)
+
+# ---- leaderboard tracking (history under submissions/; MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`)
+WATCH ?=
+.PHONY: track plot
+
+track: $(VENV)/.installed ## snapshot the public leaderboard and own submissions (WATCH=30m repeats until stopped)
+	$(MARSSEG) track $(if $(WATCH),--watch $(WATCH))
+	$(MARSSEG) leaderboard
+
+plot: $(VENV)/.installed ## draw the leaderboard history as PNGs under submissions/
+	$(MARSSEG) plot

@@ -126,6 +126,7 @@ class Augmenter:
 
     def one(self, image: np.ndarray, mask: np.ndarray, extra: np.ndarray | None = None):
         grey = image[..., None] if image.ndim == 2 else image
+        # Photometric first, on uint8: both albumentations lines define brightness/noise limits for uint8 alike.
         if self.photometric is not None:
             grey = self.photometric(image=np.ascontiguousarray(grey))["image"]
             grey = grey[..., None] if grey.ndim == 2 else grey

@@ -139,6 +139,118 @@ def _pandas_reference(masks, path) -> float:
     return time.perf_counter() - started
 
 
+# ------------------------------------------------------------------------- networks
+def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32) -> str:
+    """Parameters and CPU seconds per batch (training step = forward + backward + update; inference) of the
+    presets' stage-1 and stage-2 U-Nets, compiled as training compiles them (loss on every head)."""
+    import keras
+
+    from marsseg.config import preset
+    from marsseg.losses import build_loss
+    from marsseg.models import aux_loss_weights, build_unet, main_head, targets_for
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (batch, 64, 128))
+    rows = []
+    for name in presets:
+        for stage, channels in (("stage1", 1), ("stage2", 6)):
+            cfg = getattr(preset(name), stage)
+            log(f"models: {name} {stage}")
+            keras.utils.set_random_seed(0)
+            model = build_unet(cfg.model, input_channels=channels, name=f"{name}_{stage}")
+            model.compile(keras.optimizers.AdamW(1e-3), loss=[build_loss(cfg.loss)] * len(model.outputs),
+                          loss_weights=aux_loss_weights(cfg.model))
+            x = rng.random((batch, 64, 128, channels), dtype=np.float32)
+            y = targets_for(model, labels)
+            predictor = main_head(model)
+            model.train_on_batch(x, y)  # the first call traces the graph: not timed
+            predictor.predict_on_batch(x)
+            n = max(2, repeats // 2) if cfg.model.base_filters >= 32 else repeats
+            train_t, _ = median_seconds(lambda: model.train_on_batch(x, y), n)
+            infer_t, _ = median_seconds(lambda: predictor.predict_on_batch(x), n)
+            m = cfg.model
+            rows.append(f"| {name} | {stage} | {m.depth} | {m.base_filters} | {model.count_params():,} | "
+                        f"{train_t:.2f} s | {batch / train_t:.0f} | {infer_t:.2f} s | {batch / infer_t:.0f} |")
+    return "\n".join([
+        f"## Networks on this CPU (batch {batch}, float32, Keras backend {keras.backend.backend()})",
+        "",
+        f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
+        "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
+        "",
+        "| preset | stage | depth | base filters | parameters | train step | train img/s | inference | infer img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
+# ------------------------------------------------------------------------------- Kaggle path
+def section_kaggle(repeats: int, log) -> str:
+    """Bundle build time and size, the kernel's local smoke run, and `marsseg submit` against the emulator."""
+    import shutil
+    import threading
+
+    from marsseg.bundle import build_kernel
+    from marsseg.kaggle.emulator import make_server
+    from marsseg.synth import make_synthetic, save_synthetic
+
+    log("kaggle: bundle")
+    build_t, _ = median_seconds(build_kernel, repeats)
+    kernel = build_kernel()
+    tmp = Path(tempfile.mkdtemp(prefix="marsseg-bench-kaggle-"))
+    try:
+        data = tmp / "data.npz"
+        save_synthetic(make_synthetic(96, 32, seed=3), data, tmp / "truth.npz")
+        script = tmp / "kernel.py"
+        script.write_text(kernel.text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE_", "MARSSEG_"))}
+        log("kaggle: kernel smoke run")
+        run_t, _ = median_seconds(lambda: subprocess.run(
+            [sys.executable, str(script), "--data", str(data), "--out", str(tmp / "out"), "--preset", "smoke"],
+            cwd=tmp, env=env, capture_output=True, check=True), repeats)
+        metadata = Path("kernel-metadata.json")
+        rounds = max(1, repeats // 2)
+        round_trip = None
+        if metadata.is_file():
+            log(f"kaggle: {rounds} emulator round trip(s) of `marsseg submit`")
+            server = make_server(0, tmp / "emulator", log=lambda *_: None, data_path=data, truth_path=tmp / "truth.npz")
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            project = tmp / "project"
+            project.mkdir()
+            shutil.copyfile(metadata, project / "kernel-metadata.json")
+            home = tmp / "home"
+            (home / ".kaggle").mkdir(parents=True)
+            src = str(Path(__file__).resolve().parents[1])
+            kit_env = {**{k: v for k, v in env.items() if k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}},
+                       "HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "PYTHONPATH": src,
+                       "KAGGLE_USERNAME": "bench", "KAGGLE_KEY": os.urandom(16).hex(), "MARSSEG_KAGGLE_POLL": "0.2",
+                       "MARSSEG_KAGGLE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}
+            try:
+                round_trip, _ = median_seconds(lambda: subprocess.run(
+                    [sys.executable, "-m", "marsseg", "submit"], cwd=project, env=kit_env, capture_output=True,
+                    check=True), rounds)
+            finally:
+                server.shutdown()
+                server.server_close()
+                server.state.shutdown()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = [
+        "## The Kaggle path",
+        "",
+        f"The kernel bundles {len(kernel.files)} modules into {len(kernel.text) / 1024:.0f} KiB; building it takes "
+        f"{build_t * 1000:.0f} ms (median of {repeats}).",
+        "",
+        "| what | median | runs |",
+        "|---|---:|---:|",
+        f"| bundle build | {build_t:.3f} s | {repeats} |",
+        f"| kernel script, local smoke run (96 train / 32 test synthetic images, fresh interpreter) | {run_t:.2f} s | {repeats} |",
+    ]
+    if round_trip is not None:
+        rows.append(f"| `marsseg submit` against the emulator: bundle, rules, push, kernel run, fetch, submit, confirm, "
+                    f"record (real `kaggle` 2.2.4 CLI) | {round_trip:.1f} s | {rounds} |")
+    return "\n".join(rows)
+
+
 # ------------------------------------------------------------------------- augmentation
 def section_augment(repeats: int, log) -> str:
     """Augmented samples per second of the training sequence, batch 32, per strength (one thread)."""
@@ -168,27 +280,130 @@ def section_augment(repeats: int, log) -> str:
 
 SECTIONS = {"submission": section_submission}
 SECTIONS["augment"] = section_augment
+SECTIONS["kaggle"] = section_kaggle
+SECTIONS["models"] = section_models
+
+
+# ------------------------------------------------------------------------------ leaderboard tracking
+class _MovingLeaderboard:
+    """A fetcher for `tracking.snapshot`: `teams` teams; each snapshot a few of them improve, and every fifth
+    snapshot the team submits once (scored one snapshot later)."""
+
+    def __init__(self, teams: int, movers: int, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.scores = {f"team {i:03d}": 0.35 + 0.3 * self.rng.random() for i in range(teams - 1)} | {"us": 0.4}
+        self.dates = {name: "2025-01-01T00:00:00Z" for name in self.scores}
+        self.movers, self.tick, self.subs = movers, 0, []
+
+    def step(self):
+        self.tick += 1
+        for name in self.rng.choice(sorted(self.scores), self.movers, replace=False):
+            self.scores[name] += 0.01 * self.rng.random()
+        for sub in self.subs:
+            if sub["status"] == "PENDING":
+                sub.update(status="COMPLETE", publicScore=f"{0.4 + 0.002 * self.tick + 0.01 * self.rng.random():.5f}")
+                if float(sub["publicScore"]) > self.scores["us"]:
+                    self.scores["us"], self.dates["us"] = float(sub["publicScore"]), sub["date"]
+        if self.tick % 5 == 0:
+            self.subs.append({"ref": 1000 + self.tick, "fileName": "submission.csv", "date": f"2025-02-{1 + self.tick // 24:02d}T{self.tick % 24:02d}:00:00Z",
+                              "description": f"run {self.tick}", "status": "PENDING", "publicScore": "", "privateScore": "", "teamName": "us"})
+
+    def leaderboard(self, competition):
+        return [{"teamId": i, "teamName": name, "submissionDate": self.dates[name], "score": f"{score:.5f}"}
+                for i, (name, score) in enumerate(self.scores.items())]
+
+    def submissions(self, competition):
+        return [dict(sub) for sub in reversed(self.subs)]
+
+
+def section_tracking(repeats: int, log) -> str:
+    from marsseg.plots import plot_history
+    from marsseg.tracking import LEADERBOARD, SNAPSHOTS, SUBMISSIONS, read_history, snapshot
+
+    teams, movers, count = 200, 10, 300
+    tmp = Path(tempfile.mkdtemp(prefix="marsseg-bench-"))
+    fake = _MovingLeaderboard(teams, movers)
+    log(f"tracking: {count} snapshots of {teams} teams, {movers} moving per snapshot")
+    times = []
+    started = time.perf_counter()
+    for i in range(count):
+        fake.step()
+        t0 = time.perf_counter()
+        snapshot(fake, "bench", tmp, now=f"2025-02-{1 + i // 24:02d}T{i % 24:02d}:00:00Z")
+        times.append(time.perf_counter() - t0)
+    total = time.perf_counter() - started
+    log("tracking: read and plot")
+    read_t, _ = median_seconds(lambda: read_history(tmp), repeats)
+    history = read_history(tmp)
+    plot_t, _ = median_seconds(lambda: plot_history(tmp), max(1, repeats // 2))
+    sizes = {name: (tmp / name).stat().st_size for name in (SNAPSHOTS, LEADERBOARD, SUBMISSIONS)}
+    lines = {name: len((tmp / name).read_text().splitlines()) - 1 for name in sizes}
+    full = teams * count
+    for path in sorted(tmp.iterdir(), reverse=True):
+        path.unlink()
+    tmp.rmdir()
+    return "\n".join([
+        f"## Leaderboard tracking ({count} hourly snapshots, {teams} teams, {movers} improving per snapshot)",
+        "",
+        f"Every snapshot rewrites each history file whole and atomically. {len(history.submissions())} own submissions.",
+        "",
+        "| what | time |",
+        "|---|---:|",
+        f"| one snapshot, history of 10 snapshots (median of the first 10) | {statistics.median(times[:10]) * 1e3:.0f} ms |",
+        f"| one snapshot, history of {count} snapshots (median of the last 10) | {statistics.median(times[-10:]) * 1e3:.0f} ms |",
+        f"| all {count} snapshots | {total:.1f} s |",
+        f"| read the history (replay every snapshot; median of {repeats}) | {read_t * 1e3:.0f} ms |",
+        f"| draw the four plots (median of {max(1, repeats // 2)}) | {plot_t:.2f} s |",
+        "",
+        f"Sizes: `{LEADERBOARD}` {lines[LEADERBOARD]} rows, {sizes[LEADERBOARD] / 1e3:.0f} kB (a full copy per snapshot "
+        f"would be {full} rows, {full / max(1, lines[LEADERBOARD]):.0f}× more); `{SUBMISSIONS}` {lines[SUBMISSIONS]} rows, "
+        f"{sizes[SUBMISSIONS] / 1e3:.0f} kB; `{SNAPSHOTS}` {lines[SNAPSHOTS]} rows, {sizes[SNAPSHOTS] / 1e3:.0f} kB.",
+    ])
+
+
+SECTIONS["tracking"] = section_tracking
 
 
 def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
+    """Run the sections (all, or `only`) and write `out`; with `only`, the other sections already in `out` stay."""
     log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    unknown = [name for name in only or [] if name not in SECTIONS]
+    if unknown:
+        from marsseg.errors import UserError
+
+        raise UserError(f"unknown benchmark section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     names = only or list(SECTIONS)
-    started = time.perf_counter()
-    parts = []
+    blocks = _read_blocks(out) if only else {}
     for name in names:
         log(f"section {name}")
-        parts.append(SECTIONS[name](repeats, log))
+        started = time.perf_counter()
+        body = SECTIONS[name](repeats, log)
+        stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit()} "
+                 f"in {time.perf_counter() - started:.0f} s (`marsseg bench --only {name}`)._")
+        blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
+    ordered = [blocks[name] for name in SECTIONS if name in blocks]
     header = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`marsseg bench`) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit()}, "
-        f"in {time.perf_counter() - started:.0f} s.",
+        "Written by `make bench` (`marsseg bench`; one section: `marsseg bench --only NAME`).",
         "",
         f"Machine: {machine_description()}.",
         "",
         "Figures are medians of repeated runs inside one invocation; ratios compare timings taken in that same run.",
+        "Each section says when and at which commit it was measured.",
         "",
     ]
-    atomic_write_text(out, "\n".join(header + ["\n\n".join(parts), ""]))
+    atomic_write_text(out, "\n".join(header + ["\n\n".join(ordered), ""]))
     log(f"wrote {out}")
     return out
+
+
+def _read_blocks(path: Path) -> dict[str, str]:
+    import re
+
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}
+    pattern = re.compile(r"<!-- bench:(\w+) -->.*?<!-- /bench:\1 -->", re.S)
+    return {match.group(1): match.group(0) for match in pattern.finditer(text)}

@@ -179,13 +179,207 @@ def _add_bench(sub):
     p = sub.add_parser("bench", help="measure speed and quality; write BENCHMARKS.md")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--only", action="append", metavar="SECTION",
+                   help="run only this section (repeatable); the others already in --out stay")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     from marsseg.bench import run_benchmarks
 
-    run_benchmarks(args.out, repeats=args.repeats)
+    run_benchmarks(args.out, repeats=args.repeats, only=args.only)
+    return 0
+
+
+def _add_history_dir(p):
+    p.add_argument("--history-dir", type=Path, default=Path("submissions"),
+                   help="where the leaderboard history lives (default submissions/)")
+    p.add_argument("--competition", default=None, help="competition slug (default: the profile's)")
+
+
+def _competition(args) -> str:
+    from marsseg.competition import MARS
+
+    return args.competition or MARS.slug
+
+
+def _add_track(sub):
+    p = sub.add_parser("track", help="snapshot the public leaderboard and own submissions into the history")
+    _add_history_dir(p)
+    p.add_argument("--team", help="the team's name on the leaderboard (default: from the own submissions)")
+    p.add_argument("--watch", metavar="INTERVAL", help="repeat every INTERVAL (e.g. 900, 15m, 1h) until stopped")
+    p.add_argument("--count", type=int, help="with --watch: stop after this many snapshots")
+    p.set_defaults(func=cmd_track)
+
+
+def cmd_track(args) -> int:
+    from marsseg.tracking import parse_interval, track
+
+    watch = parse_interval(args.watch) if args.watch else None
+    if args.count is not None and args.count < 1:
+        raise UserError("--count must be at least 1")
+    track(_competition(args), args.history_dir, team=args.team, watch=watch, count=args.count)
+    return 0
+
+
+def _add_leaderboard(sub):
+    p = sub.add_parser("leaderboard", help="the top N of the latest snapshot, the team's rank and best score")
+    _add_history_dir(p)
+    p.add_argument("--top", type=int, default=10, help="how many teams to list (default 10)")
+    p.add_argument("--fetch", action="store_true", help="take a snapshot first (`marsseg track`)")
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def cmd_leaderboard(args) -> int:
+    from marsseg.tracking import format_leaderboard, read_history, track
+
+    if args.fetch:
+        track(_competition(args), args.history_dir)
+    print(format_leaderboard(read_history(args.history_dir, _competition(args)), args.top))
+    return 0
+
+
+def _add_history(sub):
+    p = sub.add_parser("history", help="the team's submissions with local and public scores")
+    _add_history_dir(p)
+    p.set_defaults(func=cmd_history)
+
+
+def cmd_history(args) -> int:
+    from marsseg.tracking import format_history, read_history
+
+    print(format_history(read_history(args.history_dir, _competition(args))))
+    return 0
+
+
+def _add_plot(sub):
+    p = sub.add_parser("plot", help="PNG plots of the leaderboard history under submissions/")
+    _add_history_dir(p)
+    p.add_argument("--out", type=Path, help="folder for the PNGs (default: the history folder)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from marsseg.plots import plot_history
+
+    for path in plot_history(args.history_dir, args.out, _competition(args)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_bundle(sub):
+    p = sub.add_parser("bundle", help="bundle src/marsseg into the one Kaggle kernel script kernels/marsseg_kernel.py")
+    p.add_argument("--out", type=Path, default=Path("kernels/marsseg_kernel.py"))
+    p.add_argument("--check", action="store_true", help="only check that the file is up to date (exit 2 if stale)")
+    p.set_defaults(func=cmd_bundle)
+
+
+def cmd_bundle(args) -> int:
+    from marsseg.bundle import stale_reason, write_kernel
+
+    if args.check:
+        reason = stale_reason(args.out)
+        if reason:
+            raise UserError(reason)
+        print(f"{args.out}: up to date")
+        return 0
+    write_kernel(args.out)
+    return 0
+
+
+def _add_check_rules(sub):
+    p = sub.add_parser("check-rules", help="check the kernel and kernel-metadata.json against the competition rules")
+    p.add_argument("--kernel", type=Path, default=Path("kernels/marsseg_kernel.py"))
+    p.add_argument("--metadata", type=Path, default=Path("kernel-metadata.json"))
+    p.add_argument("--allow-source", action="append", default=[], metavar="SLUG",
+                   help="a data source besides the competition that the rules allow (repeatable)")
+    p.set_defaults(func=cmd_check_rules)
+
+
+def cmd_check_rules(args) -> int:
+    from marsseg.rules import RulesError, check_rules
+
+    found = check_rules(args.kernel, args.metadata, tuple(args.allow_source))
+    for violation in found:
+        print(f"  {violation}")
+    if found:
+        raise RulesError(f"{len(found)} rule violation(s), listed above; fix them before pushing or submitting")
+    print("rules check passed: no pretrained weights or downloads, internet off, competition data only, no credentials")
+    return 0
+
+
+def _add_submit(sub):
+    p = sub.add_parser("submit", help="bundle, rules check, push the kernel, wait, fetch, validate, convert, submit, record")
+    p.add_argument("--file", type=Path, help="submit this local CSV instead of running the kernel (make submit-csv)")
+    p.add_argument("--preset", help="with --file: the preset that made it (default: from its config.json)")
+    p.add_argument("--images", type=int, help="expected number of test images (checked before submitting)")
+    p.add_argument("--allow-source", action="append", default=[], metavar="SLUG")
+    p.add_argument("--skip-push", action="store_true", help="use the kernel's latest run instead of pushing again")
+    p.add_argument("--poll", type=float, help="first status poll interval in seconds (then backs off; default 10)")
+    p.set_defaults(func=cmd_submit)
+
+
+def cmd_submit(args) -> int:
+    from marsseg.kaggle.flow import submit_csv, submit_kernel
+
+    if args.file:
+        submit_csv(args.file, preset=args.preset, allowed_sources=tuple(args.allow_source), images=args.images)
+    else:
+        submit_kernel(allowed_sources=tuple(args.allow_source), images=args.images, poll=args.poll,
+                      skip_push=args.skip_push)
+    return 0
+
+
+def _add_status(sub):
+    p = sub.add_parser("status", help="the latest Kaggle kernel run and the latest recorded submission")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args) -> int:
+    from marsseg.kaggle.flow import show_status
+
+    show_status()
+    return 0
+
+
+def _add_data(sub):
+    p = sub.add_parser("data", help="download the competition data (Kaggle credentials), else write synthetic data")
+    p.add_argument("--dir", type=Path, default=Path("data"))
+    p.add_argument("--train", type=int, default=2615, help="synthetic training images when there are no credentials")
+    p.add_argument("--test", type=int, default=10022, help="synthetic test images when there are no credentials")
+    p.set_defaults(func=cmd_data)
+
+
+def cmd_data(args) -> int:
+    from marsseg.kaggle.flow import fetch_data
+
+    fetch_data(args.dir, synthetic_train=args.train, synthetic_test=args.test)
+    return 0
+
+
+def _add_emulator(sub):
+    p = sub.add_parser("emulator", help="a loopback Kaggle for dry runs (the real kaggle client talks to it)")
+    p.add_argument("--port", type=int, default=7777)
+    p.add_argument("--print-env", action="store_true", help="print the lines that route the kit and `kaggle` here, and exit")
+    p.add_argument("--data", type=Path, help="competition data to serve and run kernels on (default: small synthetic)")
+    p.add_argument("--truth", type=Path, help="test labels to score submissions with (synthetic truth by default)")
+    p.add_argument("--kernel-preset", default="smoke", help="preset the pushed kernel runs with (default smoke)")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault: METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]")
+    p.add_argument("--root", type=Path, help="folder for kernel runs and synthetic data (default: a temporary one)")
+    p.set_defaults(func=cmd_emulator)
+
+
+def cmd_emulator(args) -> int:
+    from marsseg.kaggle.emulator import print_env, serve
+
+    if args.print_env:
+        print(print_env(args.port))
+        return 0
+    if args.data and not args.data.is_file():
+        raise UserError(f"{args.data}: no such file; pass a competition .npz (or omit --data for synthetic data)")
+    serve(args.port, args.root, tuple(args.fault), data_path=args.data, truth_path=args.truth,
+          kernel_preset=args.kernel_preset)
     return 0
 
 
@@ -253,7 +447,10 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench, _add_train]
+COMMANDS = [_add_synth, _add_inspect, _add_encode, _add_validate, _add_convert, _add_score, _add_demo, _add_bench]
+COMMANDS += [_add_track, _add_leaderboard, _add_history, _add_plot]  # leaderboard tracking
+COMMANDS += [_add_bundle, _add_check_rules, _add_submit, _add_status, _add_data, _add_emulator]  # the Kaggle path
+COMMANDS.append(_add_train)  # the two-stage run
 COMMANDS.append(_add_clean)
 
 

@@ -40,17 +40,11 @@ def accelerator_devices() -> list[str]:
 
         return [d.name for d in tf.config.list_logical_devices("GPU")]
     if backend == "jax":
-        return list(keras.distribution.list_devices("gpu")) if _jax_has_gpu() else []
+        try:
+            return list(keras.distribution.list_devices("gpu"))
+        except RuntimeError:  # jax raises when it has no GPU platform
+            return []
     return []
-
-
-def _jax_has_gpu() -> bool:
-    import jax
-
-    try:
-        return bool(jax.devices("gpu"))
-    except RuntimeError:  # jax raises when no GPU platform exists
-        return False
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def focal_tversky_loss(y_true, y_pred, num_classes: int = 5, alpha: float = 0.7,
     """Focal Tversky loss (Abraham & Khan 2019): mean over counted classes of `w_k * (1 - TI_k)**gamma`,
 
     `TI_k = (TP + s) / (TP + alpha FN + beta FP + s)`. alpha > beta punishes missed pixels more than false alarms
-    (recall for rare classes); alpha = beta = 0.5 with gamma 1 is the dice loss.
+    (recall for rare classes); alpha = beta = 0.5 with gamma 1 is the dice loss (without smoothing).
     """
     tp, fp, fn, counted = _region_terms(y_true, y_pred, num_classes, ignore_background)
     tversky = (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)

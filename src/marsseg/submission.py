@@ -96,21 +96,26 @@ def _ascii_numbers(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Non-negative integers as space-separated ASCII in one vectorised pass, with each one's end offset."""
     if len(values) == 0:
         return b"", np.zeros(0, np.int64)
-    table, keep, widths = _digit_table(len(str(int(values.max()))))
-    token_end = np.cumsum(widths[values] + 1) - 1  # offset of the space after each number
-    return table[values][keep[values]].tobytes(), token_end
+    columns, widths = _digit_table(len(str(int(values.max()))))
+    width = widths[values]
+    token_end = np.cumsum(width + 1) - 1  # offset of the space after each number
+    start = token_end - width
+    out = np.empty(int(token_end[-1]) + len(columns), np.uint8)
+    # Every number writes a full fixed-width field (digits, space, padding). Going from the last column
+    # to the first, a field's padding is always overwritten later by the next number's real bytes.
+    for column in range(len(columns) - 1, -1, -1):
+        out[start + column] = columns[column][values]
+    return out[: int(token_end[-1]) + 1].tobytes(), token_end
 
 
 @lru_cache(maxsize=4)
-def _digit_table(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows of every number below 10**width: its digits left-aligned, a space, padding; which bytes to keep."""
+def _digit_table(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every number below 10**width, its field (digits left-aligned, a space, padding) by column; its width."""
     top = 10**width - 1
-    table = np.full((top + 1, width + 1), ord(" "), np.uint8)
-    text = np.frombuffer("".join(f"{v:<{width}}" for v in range(top + 1)).encode("ascii"), np.uint8)
-    table[:, :width] = text.reshape(top + 1, width)
+    text = "".join(f"{str(v) + ' ':<{width + 1}}" for v in range(top + 1)).encode("ascii")
+    columns = np.ascontiguousarray(np.frombuffer(text, np.uint8).reshape(top + 1, width + 1).T)
     widths = np.array([len(str(v)) for v in range(top + 1)], np.int64)
-    keep = np.arange(width + 1)[None, :] <= widths[:, None]
-    return table, keep, widths
+    return columns, widths
 
 
 def decode_rle(text: bytes | str, n_images: int | None = None, competition: Competition = MARS) -> np.ndarray:

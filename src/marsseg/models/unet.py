@@ -93,7 +93,7 @@ def main_head(model: keras.Model) -> keras.Model:
     """A single-output view of `model` (same weights): the main head only, for prediction and TTA."""
     if not isinstance(model.output, (list, tuple)):
         return model
-    return keras.Model(model.inputs, model.get_layer("main").output, name=f"{model.name}_main")
+    return keras.Model(model.input, model.get_layer("main").output, name=f"{model.name}_main")
 
 
 def main_output(outputs):

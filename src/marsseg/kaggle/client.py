@@ -1,0 +1,312 @@
+"""The real `kaggle` 2.2.4 client behind one class, `KaggleSession`: routing, credentials, retries.
+
+Every call runs the unmodified `kaggle` CLI in a subprocess (`python -m kaggle …`), so the kit never
+imports it in-process (its import authenticates and may exit) and never patches its private tables.
+
+* Routing: `MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:PORT` sends every call to a loopback emulator
+  (`marsseg emulator`): the subprocess gets KAGGLE_API_ENVIRONMENT=LOCALHOST, HTTP_PROXY/http_proxy set to
+  the endpoint and NO_PROXY/no_proxy empty (the only routing 2.2.4 honours; see ../shared/kaggle-api.md).
+  Unset means real Kaggle.
+* Credentials: found the way the client finds them (token, then kaggle.json, then KAGGLE_USERNAME/KAGGLE_KEY);
+  missing ones stop the kit with one line saying how to provide them. Keys are never printed or logged:
+  they are masked out of every message.
+* Retries: 2.2.4 sends each call once, so 429, 5xx, connection errors and time-outs are retried here with
+  exponential backoff (MARSSEG_KAGGLE_RETRIES, default 5; MARSSEG_KAGGLE_BACKOFF seconds, default 2).
+* Distrust: 2.2.4 exits 0 after a failed upload or push and writes HTTP error bodies into downloaded files,
+  so callers confirm submits by listing and validate every downloaded file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from marsseg.errors import UserError
+
+ENDPOINT_VAR = "MARSSEG_KAGGLE_ENDPOINT"
+HOW_TO_CREDENTIALS = (
+    "create an API token at kaggle.com → Settings → API and either save kaggle.json to ~/.kaggle/kaggle.json "
+    "(chmod 600; or the folder KAGGLE_CONFIG_DIR names), or set KAGGLE_USERNAME and KAGGLE_KEY, or set KAGGLE_API_TOKEN"
+)
+_TRANSIENT = re.compile(
+    r"\b(429|500|502|503|504)\b|Too Many Requests|Internal Server Error|Service Unavailable|Bad Gateway|"
+    r"Gateway Time-?out|ConnectionError|Connection refused|Connection aborted|Connection reset|RemoteDisconnected|"
+    r"Max retries exceeded|ProxyError|timed out|Temporary failure in name resolution", re.I)
+_UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|authenticate|API credentials", re.I)
+
+
+class KaggleError(UserError):
+    """A Kaggle call failed for good (after retries), or Kaggle answered something the kit cannot trust."""
+
+    retryable = True  # False once the transport retries are spent: an outer retry loop must not multiply them
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class CredentialsError(KaggleError):
+    """No Kaggle credentials on this machine."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    source: str  # where they came from, safe to print
+    username: str | None
+    key: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.key, self.token) if s)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def find_credentials(env: dict | None = None, require: bool = True) -> Credentials | None:
+    """The credentials the `kaggle` client would use, in its order; CredentialsError (exit 2) when none."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    token, source = env.get("KAGGLE_API_TOKEN", "").strip(), "KAGGLE_API_TOKEN"
+    if token and Path(token).is_file():
+        token = _read_token(Path(token))
+    if not token:
+        for name in ("access_token", "access_token.txt"):
+            token, source = _read_token(home / ".kaggle" / name), f"~/.kaggle/{name}"
+            if token:
+                break
+    username, key, json_source = None, "", ""
+    for directory in _config_dirs(env, home):
+        path = directory / "kaggle.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                username, key = data.get("username") or None, data.get("key") or ""
+            except (OSError, ValueError, AttributeError):
+                raise CredentialsError(f"{path}: not a readable kaggle.json; download a new one ({HOW_TO_CREDENTIALS})") from None
+            json_source = str(path)
+            break
+    if env.get("KAGGLE_USERNAME"):
+        username = env["KAGGLE_USERNAME"]
+    if env.get("KAGGLE_KEY"):
+        key, json_source = env["KAGGLE_KEY"], "KAGGLE_USERNAME/KAGGLE_KEY"
+    if token:
+        return Credentials(source, env.get("KAGGLE_USERNAME") or None, key=key, token=token)
+    if username and key:
+        return Credentials(json_source, username, key=key)
+    if require:
+        raise CredentialsError(f"no Kaggle credentials found: {HOW_TO_CREDENTIALS}")
+    return None
+
+
+def _config_dirs(env, home: Path) -> list[Path]:
+    if env.get("KAGGLE_CONFIG_DIR"):
+        return [Path(env["KAGGLE_CONFIG_DIR"])]
+    dirs = [home / ".kaggle"]
+    if env.get("XDG_CONFIG_HOME"):
+        dirs.append(Path(env["XDG_CONFIG_HOME"]) / "kaggle")
+    return dirs
+
+
+def routing_env(endpoint: str | None, base: dict | None = None) -> dict:
+    """The environment for a `kaggle` subprocess: unchanged for real Kaggle, rerouted for an emulator."""
+    env = dict(os.environ if base is None else base)
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
+            raise UserError(f"{ENDPOINT_VAR}={endpoint!r}: expected http://127.0.0.1:PORT (the address `marsseg emulator` prints)")
+        endpoint = f"http://{parsed.hostname}:{parsed.port}"
+        env.update(KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=endpoint, http_proxy=endpoint, NO_PROXY="", no_proxy="")
+    return env
+
+
+class KaggleSession:
+    """One user's conversation with Kaggle (or an emulator) through the real client."""
+
+    def __init__(self, endpoint: str | None = None, env: dict | None = None, retries: int | None = None,
+                 backoff: float | None = None, max_backoff: float = 60.0, timeout: float = 1800.0, log=print,
+                 sleep=time.sleep):
+        base = dict(os.environ if env is None else env)
+        self.endpoint = endpoint if endpoint is not None else (base.get(ENDPOINT_VAR) or None)
+        self.env = routing_env(self.endpoint, base)
+        self.retries = int(base.get("MARSSEG_KAGGLE_RETRIES", 5)) if retries is None else retries
+        self.backoff = float(base.get("MARSSEG_KAGGLE_BACKOFF", 2.0)) if backoff is None else backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self.log = log
+        self.sleep = sleep
+        self._credentials: Credentials | None = None
+        self._username: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"the Kaggle emulator at {self.endpoint}" if self.endpoint else "Kaggle"
+
+    # ------------------------------------------------------------------------- credentials
+    def credentials(self) -> Credentials:
+        if self._credentials is None:
+            self._credentials = find_credentials(self.env)
+        return self._credentials
+
+    def username(self) -> str:
+        if self._username is None:
+            credentials = self.credentials()
+            self._username = credentials.username or self._introspect_username()
+        return self._username
+
+    def _introspect_username(self) -> str:
+        # A bare token: ask the client whom it belongs to (it calls IntrospectToken while authenticating).
+        code = ("from kaggle.api.kaggle_api_extended import KaggleApi\n"
+                "api = KaggleApi(); api.authenticate(); print(api.config_values.get('username', ''))")
+        out = self._run([sys.executable, "-c", code], "token introspection")
+        name = out.strip().splitlines()[-1].strip() if out.strip() else ""
+        if not name:
+            raise CredentialsError(f"{self.where} did not accept the access token; {HOW_TO_CREDENTIALS}")
+        return name
+
+    # ------------------------------------------------------------------------------ calls
+    def kaggle(self, *args: str, what: str | None = None) -> str:
+        """Run `kaggle ARGS` with retries; the stdout of the first successful run."""
+        return self._run([sys.executable, "-m", "kaggle", *args], what or " ".join(args[:2]))
+
+    def _run(self, command: list[str], what: str) -> str:
+        self.credentials()
+        attempt = 0
+        while True:
+            try:
+                # check=False: a failed call is classified (transient or not) from its output below.
+                proc = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=self.timeout)
+                output, ok = proc.stdout + proc.stderr, proc.returncode == 0
+            except subprocess.TimeoutExpired:
+                output, ok = f"timed out after {self.timeout:.0f} s", False
+            if ok:
+                return proc.stdout
+            summary = self.mask(_summarise(output))
+            if _TRANSIENT.search(output) and attempt < self.retries:
+                delay = min(self.max_backoff, self.backoff * 2 ** attempt)
+                attempt += 1
+                self.log(f"[kaggle] {what}: {summary}; retry {attempt}/{self.retries} in {delay:.1f} s")
+                self.sleep(delay)
+                continue
+            if _UNAUTHORIZED.search(output) and not _TRANSIENT.search(output):
+                raise CredentialsError(f"{self.where} rejected the credentials from {self.credentials().source} "
+                                       f"during {what}; {HOW_TO_CREDENTIALS}")
+            tries = f" after {attempt + 1} tries" if attempt else ""
+            raise KaggleError(f"kaggle {what} failed{tries}: {summary}", retryable=False)
+
+    def retrying(self, what: str, action, transient=lambda exc: True):
+        """Run `action()`; when it raises a retryable KaggleError (an unconfirmed submit, a download that does not
+        validate), back off and try again. Failed calls were already retried inside `kaggle()` and are not again."""
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except KaggleError as exc:
+                if (isinstance(exc, CredentialsError) or not exc.retryable or not transient(exc)
+                        or attempt >= self.retries):
+                    raise
+                delay = min(self.max_backoff, self.backoff * 2 ** attempt)
+                attempt += 1
+                self.log(f"[kaggle] {what}: {exc}; retry {attempt}/{self.retries} in {delay:.1f} s")
+                self.sleep(delay)
+
+    def mask(self, text: str) -> str:
+        for secret in (self._credentials.secrets() if self._credentials else ()):
+            text = text.replace(secret, "***")
+        return text
+
+    # ---------------------------------------------------------------------------- kernels
+    def push_kernel(self, folder: Path) -> int | None:
+        """`kernels push -p FOLDER`; the new version number. 2.2.4 exits 0 on a push error: read its words."""
+        out = self.kaggle("kernels", "push", "-p", str(folder), what="kernels push")
+        error = re.search(r"Kernel push error:\s*(.*)", out)
+        if error:
+            raise KaggleError(f"kaggle kernels push: {self.mask(error.group(1).strip())}")
+        pushed = re.search(r"Kernel version (\d+)? ?successfully pushed", out)
+        if not pushed:
+            raise KaggleError(f"kaggle kernels push: unexpected answer: {self.mask(_summarise(out))}")
+        return int(pushed.group(1)) if pushed.group(1) else None
+
+    def kernel_status(self, ref: str) -> tuple[str, str]:
+        """(STATUS, failure message) of the kernel's latest run."""
+        out = self.kaggle("kernels", "status", ref, what="kernels status")
+        found = re.search(r'has status "(?:[A-Za-z]+\.)?([A-Z_]+)"', out)
+        if not found:
+            raise KaggleError(f"kaggle kernels status: unexpected answer: {self.mask(_summarise(out))}")
+        failure = re.search(r'Failure message: "(.*)"', out)
+        return found.group(1), (failure.group(1) if failure else "")
+
+    def kernel_output(self, ref: str, dest: Path, pattern: str | None = None) -> list[Path]:
+        """Download the latest run's output files (those matching the regex `pattern`) and its log into DEST."""
+        dest.mkdir(parents=True, exist_ok=True)
+        extra = ("--file-pattern", pattern) if pattern else ()
+        self.kaggle("kernels", "output", ref, "-p", str(dest), "-o", "-q", *extra, what="kernels output")
+        return sorted(p for p in dest.rglob("*") if p.is_file())
+
+    # ----------------------------------------------------------------------- competitions
+    def submit(self, competition: str, path: Path, message: str) -> str:
+        """Upload and create a submission; the client's answer. Confirm it with `submissions()`."""
+        out = self.kaggle("competitions", "submit", "-c", competition, "-f", str(path), "-m", message,
+                          what="competitions submit")
+        if "Could not submit" in out:
+            raise KaggleError(f"kaggle competitions submit: the upload failed ({self.mask(_summarise(out))})")
+        return out.strip()
+
+    def submissions(self, competition: str) -> list[dict]:
+        out = self.kaggle("competitions", "submissions", "-c", competition, "--format", "json",
+                          what="competitions submissions")
+        return _json_list(out, "competitions submissions")
+
+    def leaderboard(self, competition: str) -> list[dict]:
+        out = self.kaggle("competitions", "leaderboard", "-c", competition, "--show", "--format", "json",
+                          what="competitions leaderboard")
+        return _json_list(out, "competitions leaderboard")
+
+    def download_competition(self, competition: str, dest: Path) -> Path:
+        """The competition's files as `DEST/<competition>.zip` (validated: 2.2.4 may save an error body)."""
+        import zipfile
+
+        dest.mkdir(parents=True, exist_ok=True)
+        self.kaggle("competitions", "download", "-c", competition, "-p", str(dest), "-o", "-q",
+                    what="competitions download")
+        archive = dest / f"{competition}.zip"
+        if not archive.is_file():
+            raise KaggleError(f"kaggle competitions download: {archive} was not written; accept the competition's "
+                              f"rules at kaggle.com/competitions/{competition} first")
+        if not zipfile.is_zipfile(archive):
+            head = archive.read_bytes()[:120].decode("utf-8", "replace").strip()
+            archive.unlink()
+            raise KaggleError(f"kaggle competitions download: got an error page instead of a zip ({head!r})")
+        return archive
+
+
+def _json_list(out: str, what: str) -> list[dict]:
+    start = out.find("[")
+    if start < 0:
+        if re.search(r"No \w+ found", out):
+            return []
+        raise KaggleError(f"kaggle {what}: unexpected answer: {_summarise(out)}")
+    try:
+        value = json.loads(out[start:])
+    except json.JSONDecodeError:
+        raise KaggleError(f"kaggle {what}: unreadable JSON answer: {_summarise(out)}") from None
+    return value if isinstance(value, list) else []
+
+
+def _summarise(output: str) -> str:
+    """The informative last line of a CLI answer (not a traceback frame), shortened."""
+    lines = [l.strip() for l in output.strip().splitlines() if l.strip()]
+    useful = [l for l in lines if not l.startswith(("File \"", "Traceback", "^", "~"))]
+    line = (useful or lines or ["no output"])[-1]
+    return line if len(line) <= 300 else line[:300] + "…"

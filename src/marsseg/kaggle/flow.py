@@ -1,0 +1,376 @@
+"""The round trips behind `make submit`, `make submit-csv`, `make status` and `make data`.
+
+`submit_kernel`: bundle → rules check → push → wait → fetch output → validate → convert → submit → confirm → record.
+`submit_csv`:    rules check → validate → convert → submit → confirm → record.
+Every stage that can fail appends a row to the record first-hand (see `records.py`), and the local
+submission stays under `submissions/<id>/`: a failed push or submit loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from marsseg.competition import MARS, Competition
+from marsseg.errors import UserError
+from marsseg.kaggle.client import KaggleError, KaggleSession
+from marsseg.kaggle.records import RECORDS_PATH, append_record
+
+SUBMISSIONS_DIR = Path("submissions")
+TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
+# What the kit fetches from a run (checkpoints stay on Kaggle; `kaggle kernels output` gets everything).
+OUTPUT_FILES = r"^(submission\.csv|metrics\.json|config\.json)$"
+
+
+@dataclass
+class Attempt:
+    """One submission attempt: what goes into each record row."""
+    id: str
+    competition: str
+    fields: dict = field(default_factory=dict)
+    records: Path = RECORDS_PATH
+
+    def record(self, status: str, **changes) -> dict:
+        self.fields.update(changes)
+        return append_record({"id": self.id, "competition": self.competition, **self.fields, "status": status}, self.records)
+
+    def fail(self, status: str, exc: Exception):
+        self.record(status, detail=str(exc))
+        return exc
+
+
+def new_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
+                             check=True, cwd=cwd, timeout=20)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_facts(folder: Path) -> dict:
+    """preset and validation mIoUs from a run folder's config.json / metrics.json, where present."""
+    facts = {}
+    try:
+        facts["preset"] = json.loads((folder / "config.json").read_text()).get("preset", "")
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        for key in ("val_miou_stage1", "val_miou_stage2", "val_miou_final"):
+            if isinstance(metrics.get(key), (int, float)):
+                facts[key] = float(metrics[key])
+    except (OSError, ValueError, AttributeError):
+        pass
+    return facts
+
+
+def describe(attempt: Attempt) -> str:
+    f = attempt.fields
+    miou = f.get("val_miou_final")
+    score = f"{miou:.4f}" if isinstance(miou, float) else "n/a"
+    return f"marsseg {attempt.id} preset={f.get('preset') or 'unknown'} commit={f.get('git_commit')} val_mIoU={score}"
+
+
+# ------------------------------------------------------------------------------------- kernel
+def kernel_ref_from_metadata(meta: dict, username: str) -> str:
+    ident = str(meta.get("id", "{username}/mars-segmentation-kit")).replace("{username}", username)
+    owner, _, slug = ident.partition("/")
+    if not slug or owner != username:
+        raise UserError(f"kernel-metadata.json: id {meta.get('id')!r} should be '{{username}}/<slug>'; "
+                        "the username is filled in from your credentials at push time")
+    if len(slug) < 5:
+        raise UserError(f"kernel-metadata.json: the kernel slug {slug!r} needs at least 5 characters")
+    return ident
+
+
+def prepare_push_folder(kernel: Path, metadata: dict, ref: str, folder: Path) -> Path:
+    """A temporary push folder: the script and the metadata with the id filled in (never written back)."""
+    shutil.copyfile(kernel, folder / kernel.name)
+    meta = {**metadata, "id": ref, "code_file": kernel.name}
+    (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def wait_for_kernel(session: KaggleSession, ref: str, poll: float, timeout: float, log=print) -> tuple[str, str]:
+    """Poll with backoff until a terminal status; a progress line on every change (and every few minutes)."""
+    started = time.monotonic()
+    delay, last, last_line = poll, None, 0.0
+    while True:
+        status, failure = session.kernel_status(ref)
+        elapsed = time.monotonic() - started
+        if status != last or elapsed - last_line > 300:
+            log(f"[kaggle] {ref}: {status} after {elapsed:.0f} s")
+            last, last_line = status, elapsed
+        if status in TERMINAL:
+            return status, failure
+        if elapsed > timeout:
+            raise KaggleError(f"{ref} still {status} after {timeout:.0f} s; check it with `make status` and "
+                              "fetch it later with `marsseg submit --skip-push`")
+        session.sleep(delay)
+        delay = min(delay * 1.5, 60.0)
+
+
+def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
+    """Fetch what a failed run left (its log above all) next to the record; say where it is."""
+    try:
+        files = session.kernel_output(ref, dest, OUTPUT_FILES)
+    except KaggleError:
+        return f"fetch its log with `kaggle kernels output {ref} -p {dest}`"
+    logs = [p for p in files if p.suffix == ".log"]
+    return f"its log is in {logs[0]}" if logs else f"its output is in {dest}"
+
+
+def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None,
+                 log=print) -> Path:
+    """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
+    from marsseg.submission import read_submission
+
+    def once():
+        if dest.exists():
+            shutil.rmtree(dest)
+        files = session.kernel_output(ref, dest, OUTPUT_FILES)
+        csv = dest / "submission.csv"
+        if not csv.is_file():
+            names = ", ".join(p.name for p in files) or "nothing"
+            raise KaggleError(f"{ref} wrote no submission.csv (its output: {names})")
+        for path in files:
+            if path.suffix == ".json":
+                try:
+                    json.loads(path.read_text(encoding="utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    raise KaggleError(f"{path.name} from {ref} is not JSON (a failed download?)") from None
+        try:
+            info = read_submission(csv, images, competition)
+        except UserError as exc:
+            raise KaggleError(f"the kernel's submission.csv is invalid or was not downloaded whole: {exc}") from None
+        log(f"[kaggle] fetched {len(files)} files from {ref}: valid {info.layout} submission, {info.n_images} images")
+        return csv
+
+    return session.retrying("kernels output", once)
+
+
+# ------------------------------------------------------------------------------------ submit
+def stage_submission(source: Path, attempt: Attempt, competition: Competition, images: int | None,
+                     submissions_dir: Path) -> Path:
+    """Validate, convert to the profile's layout and keep the file under submissions/<id>/."""
+    from marsseg.submission import convert
+
+    folder = submissions_dir / attempt.id
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "submission.csv"
+    convert(source, target, competition.submission_layout, images, competition)
+    attempt.fields.update(file=target.as_posix(), sha256=sha256_file(target), layout=competition.submission_layout)
+    return target
+
+
+def submit_and_confirm(session: KaggleSession, attempt: Attempt, path: Path, log=print) -> dict:
+    """Submit, then find the submission in the list by its id (2.2.4 exits 0 on a failed upload)."""
+    message = describe(attempt)
+    attempt.fields["message"] = message
+    competition = attempt.competition
+
+    def listed():
+        for item in session.submissions(competition):
+            if attempt.id in str(item.get("description", "")):
+                return item
+        return None
+
+    def once():
+        existing = listed()  # a retried call may have gone through before it failed
+        if existing is None:
+            session.submit(competition, path, message)
+            existing = listed()
+        if existing is None:
+            raise KaggleError(f"the submission is not in the competition's list after submitting ({message})")
+        return existing
+
+    return session.retrying("competitions submit", once)
+
+
+def _finish(attempt: Attempt, item: dict, log) -> dict:
+    status = str(item.get("status", "")).rsplit(".", 1)[-1].lower() or "pending"
+    row = attempt.record(status if status in {"pending", "complete", "error"} else "pending",
+                         kaggle_ref=item.get("ref", ""), public_score=item.get("publicScore") or "",
+                         detail=item.get("errorDescription") or "")
+    if status == "error":
+        raise KaggleError(f"Kaggle could not score submission {attempt.id}: {row['detail'] or 'no reason given'} "
+                          f"(recorded in {attempt.records})")
+    score = f", public score {row['public_score']}" if row["public_score"] else ""
+    log(f"[kaggle] submitted {row['file']} as {attempt.id} (ref {row['kaggle_ref']}): {status}{score}; "
+        f"recorded in {attempt.records}")
+    return row
+
+
+def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, competition: Competition = MARS,
+                  allowed_sources: tuple[str, ...] = (), images: int | None = None, poll: float | None = None,
+                  timeout: float = 12.5 * 3600, skip_push: bool = False, session: KaggleSession | None = None,
+                  submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
+    """`make submit`: the whole chain; returns the final record row."""
+    from marsseg.bundle import KERNEL_PATH, write_kernel
+    from marsseg.rules import METADATA_PATH, enforce_rules, load_metadata
+
+    kernel = Path(kernel or KERNEL_PATH)
+    metadata_path = Path(metadata or METADATA_PATH)
+    session = session or KaggleSession(log=log)
+    username = session.username()  # missing credentials stop here, before anything is written
+    if poll is None:
+        poll = float(session.env.get("MARSSEG_KAGGLE_POLL", 10))
+    if not skip_push:
+        write_kernel(kernel, log=log)
+    enforce_rules(kernel, metadata_path, allowed_sources, log=log)
+    meta = load_metadata(metadata_path)
+    ref = kernel_ref_from_metadata(meta, username)
+    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit(), "kernel_ref": ref},
+                      records=submissions_dir / RECORDS_PATH.name)
+    attempt.record("started")
+    folder = submissions_dir / attempt.id
+    folder.mkdir(parents=True, exist_ok=True)
+    if not skip_push:
+        try:
+            with tempfile.TemporaryDirectory(prefix="marsseg_push_") as tmp:
+                version = session.push_kernel(prepare_push_folder(kernel, meta, ref, Path(tmp)))
+        except KaggleError as exc:
+            raise attempt.fail("push_failed", exc) from None
+        attempt.fields["kernel_ref"] = f"{ref}@{version}" if version else ref
+        log(f"[kaggle] pushed {ref} version {version or '?'} to {session.where}; waiting for it to run")
+    try:
+        status, failure = wait_for_kernel(session, ref, poll, timeout, log)
+        if status != "COMPLETE":
+            raise KaggleError(f"kernel {ref} ended {status}: {failure or 'no failure message'}; "
+                              f"{_keep_log(session, ref, folder / 'kernel_output')}")
+    except KaggleError as exc:
+        raise attempt.fail("kernel_failed", exc) from None
+    try:
+        output = fetch_output(session, ref, folder / "kernel_output", competition, images, log)
+        attempt.fields.update(run_facts(output.parent))
+        staged = stage_submission(output, attempt, competition, images, submissions_dir)
+    except UserError as exc:
+        raise attempt.fail("output_invalid", exc) from None
+    return _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log)
+
+
+def submit_csv(path: Path, *, preset: str | None = None, competition: Competition = MARS,
+               allowed_sources: tuple[str, ...] = (), images: int | None = None, session: KaggleSession | None = None,
+               submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
+    """`make submit-csv FILE=…`: a CSV made locally (e.g. on a GPU box); facts from its run folder if there."""
+    from marsseg.rules import METADATA_PATH, enforce_rules
+    from marsseg.submission import read_submission
+
+    path = Path(path)
+    read_submission(path, images, competition)  # a bad file stops here, before credentials or records
+    session = session or KaggleSession(log=log)
+    session.username()
+    enforce_rules(None, METADATA_PATH, allowed_sources, log=log)
+    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit(), **run_facts(path.parent)},
+                      records=submissions_dir / RECORDS_PATH.name)
+    if preset:
+        attempt.fields["preset"] = preset
+    staged = stage_submission(path, attempt, competition, images, submissions_dir)
+    attempt.record("started")
+    return _submit_staged(session, attempt, staged, allowed_sources, None, METADATA_PATH, log)
+
+
+def _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log) -> dict:
+    from marsseg.rules import enforce_rules
+
+    enforce_rules(kernel, metadata_path, allowed_sources, log=lambda *_: None)  # again, right before it leaves
+    try:
+        item = submit_and_confirm(session, attempt, staged, log)
+    except KaggleError as exc:
+        attempt.fail("submit_failed", exc)
+        raise KaggleError(f"{exc} — nothing is lost: {staged} and its record in {attempt.records} stay; "
+                          f"retry with `make submit-csv FILE={staged}`") from None
+    return _finish(attempt, item, log)
+
+
+# ------------------------------------------------------------------------------------ status
+def show_status(session: KaggleSession | None = None, metadata: Path | None = None, submissions_dir: Path = SUBMISSIONS_DIR,
+                log=print) -> str:
+    """`make status`: the latest kernel run and the latest recorded submission."""
+    from marsseg.kaggle.records import latest_records
+    from marsseg.rules import METADATA_PATH, load_metadata
+
+    session = session or KaggleSession(log=log)
+    ref = kernel_ref_from_metadata(load_metadata(Path(metadata or METADATA_PATH)), session.username())
+    status, failure = session.kernel_status(ref)
+    log(f"kernel {ref}: {status}" + (f" ({failure})" if failure else "") + f" [{session.where}]")
+    latest = list(latest_records(submissions_dir / RECORDS_PATH.name).values())
+    if latest:
+        row = latest[-1]
+        score = f", public score {row['public_score']}" if row.get("public_score") else ""
+        log(f"latest submission {row['id']} ({row['time']}): {row['status']}{score}"
+            + (f" — {row['detail']}" if row.get("detail") else ""))
+    return status
+
+
+# -------------------------------------------------------------------------------------- data
+def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train: int = 2615,
+               synthetic_test: int = 10022, session: KaggleSession | None = None, log=print) -> Path:
+    """`make data`: the competition files with credentials; else say how to get them and make synthetic data."""
+    from marsseg.kaggle.client import find_credentials
+
+    directory = Path(directory)
+    target = directory / competition.data_filename
+    if target.is_file():
+        log(f"{target}: already there")
+        return target
+    session = session or KaggleSession(log=log)
+    if find_credentials(session.env, require=False) is None:
+        from marsseg.demo import ensure_synthetic
+
+        log(f"no Kaggle credentials found, so the competition data cannot be downloaded. To get it: {_how_to_data(competition)}")
+        data, truth = directory / "synthetic_mars.npz", directory / "synthetic_truth.npz"
+        ensure_synthetic(data, truth, synthetic_train, synthetic_test, log=log)
+        log(f"synthetic stand-in ready: {data} (pass --data {data}); test labels in {truth}")
+        return data
+    try:
+        archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+    except KaggleError as exc:
+        if re.search(r"\b403\b|Forbidden", str(exc)):
+            raise KaggleError(f"{exc} — accept the competition's rules at "
+                              f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again") from None
+        raise
+    with zipfile.ZipFile(archive) as bundle:
+        names = [n for n in bundle.namelist() if not n.endswith("/")]
+        for name in names:
+            out = directory / Path(name).name  # flat: never write outside the data folder
+            with bundle.open(name) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    archive.unlink()
+    if not target.is_file():
+        raise KaggleError(f"the competition download held {', '.join(names) or 'nothing'}, not {competition.data_filename}")
+    from marsseg.data import load_dataset
+
+    dataset = load_dataset(target, competition)
+    log(f"downloaded {target} from {session.where}: {dataset.n_train} training and {dataset.n_test} test images")
+    return target
+
+
+def _how_to_data(competition: Competition) -> str:
+    from marsseg.kaggle.client import HOW_TO_CREDENTIALS
+
+    return (f"{HOW_TO_CREDENTIALS}; accept the rules at kaggle.com/competitions/{competition.slug}; "
+            "then run `make data` again")
+
