@@ -364,6 +364,16 @@ def section_tracking(repeats: int, log) -> str:
 SECTIONS["tracking"] = section_tracking
 
 
+def section_quality(repeats: int, log) -> str:
+    """The kit against a plain U-Net at the same wall-clock budget (marsseg.quality; ~2 x 8 minutes)."""
+    from marsseg.quality import section_quality as measure
+
+    return measure(repeats, log)
+
+
+SECTIONS["quality"] = section_quality
+
+
 def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
     """Run the sections (all, or `only`) and write `out`; with `only`, the other sections already in `out` stay."""
     log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))

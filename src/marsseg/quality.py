@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-QUALITY_BUDGET = float(os.environ.get("MARSSEG_BENCH_QUALITY_BUDGET", "600"))
+QUALITY_BUDGET = float(os.environ.get("MARSSEG_BENCH_QUALITY_BUDGET", "480"))
 N_TRAIN, N_TEST = 2615, 2000
 
 
