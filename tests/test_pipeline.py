@@ -26,8 +26,8 @@ def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
     out, subs, metrics, lines = smoke_run
     for name in ("config.json", "metrics.json", "submission.csv", "curves_stage1.png", "samples.png"):
         assert (out / name).stat().st_size > 0, name
-    info = read_submission(out / "submission.csv", 16)  # the smoke preset predicts the first 16 test images
-    assert info.n_images == 16 and info.layout == "rle"
+    info = read_submission(out / "submission.csv", 24)  # every test image, whatever data.max_test says
+    assert info.n_images == 24 and info.layout == "rle"
     assert set(np.unique(info.masks)) <= {1, 2, 3, 4}
     copies = list(subs.glob("run-stage*-*.csv"))
     assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission.csv").read_bytes()
@@ -139,7 +139,7 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
     assert m["final_stage"] == 1 and m["stage2_status"].startswith("failed: RuntimeError: injected")
     assert m["val_miou_final"] == m["post"]["stage1"]["morphology"]["with"] or m["val_miou_final"] >= 0
     assert any("stage-1 submission stands" in line for line in lines)
-    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_stage"] == 1
 
 
@@ -154,7 +154,7 @@ def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_fi
     assert m["final_stage"] == 1 and m["stage2_status"].startswith("skipped")
     assert m["stage1"]["folds_trained"] == 1, "the second fold does not fit in the budget"
     assert m["stage1"]["fold_stop_reason"] == ["budget"]
-    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
     assert any("the stage-1 submission stands" in line for line in lines)
 
 
@@ -176,7 +176,7 @@ def test_train_command_end_to_end(small_data_file, tmp_path):
                      "--set", "post.tta=off", "--quiet", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "hold-out mIoU" in result.stdout
-    assert read_submission(tmp_path / "run" / "submission.csv", 16).n_images == 16
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
     assert len(list((tmp_path / "submissions").glob("run-stage*.csv"))) == 1
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["post"]["stage1"]["tta"]["with"] is None and m["post"]["stage1"]["tta"]["used"] is False

@@ -88,7 +88,8 @@ class _Run:
         images, masks = dataset.images, dataset.masks
         if cfg.data.max_train:
             images, masks = images[:cfg.data.max_train], masks[:cfg.data.max_train]
-        self.test_images = dataset.test_images[:cfg.data.max_test] if cfg.data.max_test else dataset.test_images
+        # Every test image is predicted whatever data.max_test says: Kaggle rejects a partial submission.
+        self.test_images = dataset.test_images
         self.budget.phase("clean", note=f"{len(images)} training images")
         self.images, self.masks, report = clean_dataset(images, masks, cfg.clean)
         self.metrics["data"] = {"n_train": int(len(images)), "n_removed": int(len(report.removed)),
