@@ -12,7 +12,8 @@ PIP_FLAGS ?= --disable-pip-version-check --progress-bar off
 PRESET ?= gpu
 DATA ?=
 RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
-PYTEST_ARGS ?=
+# pytest-xdist on both cores; `make test PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: help setup test test-all demo data bench clean-venv
 .PHONY: bundle check-rules submit submit-csv status emulator
