@@ -34,14 +34,15 @@ def _images(n=3, channels=1, seed=0):
 
 
 VARIANTS = [
-    pytest.param(channels, attention, deep, id=f"{channels}ch-{'att' if attention else 'noatt'}-{'ds' if deep else 'nods'}")
+    pytest.param(channels, attention, deep, False,
+                 id=f"{channels}ch-{'att' if attention else 'noatt'}-{'ds' if deep else 'nods'}")
     for channels in (1, 6) for attention in (True, False) for deep in (True, False)
-]
+] + [pytest.param(6, True, deep, True, id=f"6ch-att-{'ds' if deep else 'nods'}-residual") for deep in (True, False)]
 
 
-@pytest.mark.parametrize("channels,attention,deep", VARIANTS)
-def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, attention, deep):
-    cfg = ModelConfig(**TINY, attention=attention, deep_supervision=deep, dropout=0.2)
+@pytest.mark.parametrize("channels,attention,deep,residual", VARIANTS)
+def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, attention, deep, residual):
+    cfg = ModelConfig(**TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual)
     model = build_unet(cfg, input_channels=channels, name=f"stage{1 if channels == 1 else 2}")
     x = _images(channels=channels)
     # Every weight (batch-norm statistics included) moved off its initial value, so reload is tested on weights
@@ -178,3 +179,41 @@ def test_no_pretrained_weights_anywhere_in_the_package():
 def test_preset_models_build_with_sane_sizes(preset):
     model = build_unet(PRESETS[preset].stage1.model, input_channels=1)
     assert 1e5 < model.count_params() < 5e7
+
+
+def _stage2_input(n=3, seed=0):
+    """Image plus stage-1-like probabilities, none below the head's 1e-4 floor."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(5, 0.7), size=(n, 64, 128)).astype(np.float32)
+    probs = np.maximum(probs, 1e-3)
+    probs /= probs.sum(-1, keepdims=True)
+    return np.concatenate([_images(n, 1, seed), probs], axis=-1), probs
+
+
+@pytest.mark.parametrize("deep", [True, False])
+def test_an_untrained_residual_stage_2_returns_the_stage_1_probabilities(deep):
+    cfg = ModelConfig(**TINY, deep_supervision=deep, residual=True)
+    model = build_unet(cfg, input_channels=6)
+    x, probs = _stage2_input()
+    main = main_output(_forward(model, x))
+    np.testing.assert_allclose(main, probs, rtol=1e-4, atol=1e-6)
+
+
+def test_a_trained_residual_head_moves_away_from_the_prior():
+    from marsseg.models import ResidualRefinementHead
+
+    head = ResidualRefinementHead(5)
+    features = np.ones((1, 64, 128, 4), np.float32)
+    x, probs = _stage2_input(1)
+    head.build([features.shape, x.shape])
+    kernel, bias = head.classifier.get_weights()
+    bias[4] = 2.0  # a correction in favour of class 4 everywhere
+    head.classifier.set_weights([kernel, bias])
+    out = keras.ops.convert_to_numpy(head([features, x]))
+    assert (out[..., 4] > probs[..., 4]).all()
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+
+
+def test_a_residual_head_needs_the_probability_channels():
+    with pytest.raises(ConfigError, match="stage 2 only"):
+        build_unet(ModelConfig(**TINY, residual=True), input_channels=1)

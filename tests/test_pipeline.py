@@ -42,6 +42,9 @@ def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
     assert m["stage2_status"] in ("ok",) or m["stage2_status"].startswith("not used")
     assert m["val_miou_stage2"] is not None and 0.0 <= m["val_miou_stage2"] <= 1.0
     assert m["final_stage"] == (2 if m["stage2_status"] == "ok" else 1)
+    # The smoke preset's stage 2 is residual: scored before training, never kept below that score.
+    assert m["stage2"]["residual"] is True
+    assert m["stage2"]["early_stopping_val_miou"] >= m["stage2"]["before_training_val_miou"] >= 0.0
     assert set(m["val_iou_final"]) == {"soil", "bedrock", "sand", "big rock"}
     assert m["stage1"]["folds_trained"] == 2 and m["data"]["n_val"] > 0
     for stage in m["post"].values():
@@ -165,6 +168,9 @@ def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
     assert "stage1.train.epoch" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data,
                                                           "--set", "stage1.train.epoch=3"))
     assert "preset" in one_line_error(run_cli("train", "--preset", "huge", "--data", data))
+    assert "stage1_share" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                    tmp_path / "r", "--set", "stage1_share=1.5"))
+    assert not (tmp_path / "r").exists(), "a rejected setting writes nothing"
     assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
 
 

@@ -82,6 +82,20 @@ def test_batch_deadline_stops_mid_epoch_once_the_deadline_has_passed():
     assert guard.model.stop_training and guard.stop_reason == "budget"
 
 
+def test_a_baseline_stands_until_an_epoch_beats_it():
+    clock = FakeClock()
+    guard = _guard(patience=2, deadline=None, clock=clock)
+    guard.set_baseline(0.6, [np.full(1, -1.0)])
+    _epochs(guard, clock, [0.4, 0.55, 0.5])
+    assert guard.best_epoch == 0 and guard.best == 0.6 and guard.stop_reason == "patience"
+    assert guard.model.weights[0][0] == -1.0, "the untrained weights come back"
+
+    guard = _guard(patience=5, deadline=None, clock=clock)
+    guard.set_baseline(0.6, [np.full(1, -1.0)])
+    _epochs(guard, clock, [0.4, 0.7, 0.65])
+    assert guard.best_epoch == 2 and guard.model.weights[0][0] == 0.7
+
+
 def test_warmup_cosine_ramps_up_then_decays_to_the_floor():
     from marsseg.train import warmup_cosine
 
@@ -138,6 +152,61 @@ def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch
     assert result.stop_reason == "budget" and result.epochs_run == 1
     assert result.monitor == "val_miou", "stage 2 of the smoke preset has a single head"
     assert result.model.input_shape[-1] == 6
+
+
+def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(small_synthetic):
+    from dataclasses import replace
+
+    from marsseg.config import preset
+    from marsseg.postprocess import labels_from_probs
+    from marsseg.scoring import score_masks
+    from marsseg.train import fit_stage, network_input, predict_probs
+
+    cfg = preset("smoke")
+    stage = replace(cfg.stage2, model=replace(cfg.stage2.model, residual=True))
+    s = small_synthetic
+    rng = np.random.default_rng(0)
+    # Stage-1-like probabilities: the truth, blurred by noise, so the prior is informative but imperfect.
+    onehot = np.eye(5, dtype=np.float32)[s.masks[:56]]
+    extras = onehot + rng.uniform(0, 0.8, onehot.shape).astype(np.float32)
+    extras /= extras.sum(-1, keepdims=True)
+    x_val = network_input(s.images[48:56], extras[48:56])
+    result = fit_stage(stage, s.images[:48], s.masks[:48], x_val, s.masks[48:56], train_extras=extras[:48],
+                       augment_cfg=None, seed=1, verbose=0)
+    # The Keras metric ignores background and averages the classes present, as the leaderboard does.
+    prior_score = score_masks(s.masks[48:56], labels_from_probs(extras[48:56], allow_background=True))["miou"]
+    assert result.extra["baseline_val_miou"] == pytest.approx(prior_score, abs=1e-4)
+    assert result.best_val_miou >= result.extra["baseline_val_miou"]
+    final = score_masks(s.masks[48:56], labels_from_probs(predict_probs(result.model, x_val), allow_background=True))
+    assert final["miou"] == pytest.approx(result.best_val_miou, abs=1e-4)
+
+
+def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_the_next_epoch(small_synthetic):
+    import keras
+
+    from marsseg.augment import sequence_from_config
+    from marsseg.config import AugmentConfig
+    from marsseg.train import NextEpoch, training_data
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the tf.data path is TensorFlow's")
+    s = small_synthetic
+    cfg = AugmentConfig(strength="light", bigrock_oversample=1.0, workers=2)
+    source = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
+    reference = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
+    data, callbacks = training_data(source, ["main", "aux1"], workers=2)
+    assert len(callbacks) == 1 and isinstance(callbacks[0], NextEpoch)
+    for epoch in range(2):
+        batches = [(x.numpy(), {k: v.numpy() for k, v in y.items()}) for x, y in data]
+        assert len(batches) == len(reference) == 3, "40 images in batches of 16"
+        for index, (x, y) in enumerate(batches):
+            want_x, want_y = reference[index]
+            np.testing.assert_array_equal(x, want_x)
+            np.testing.assert_array_equal(y["main"], want_y)
+            np.testing.assert_array_equal(y["aux1"], want_y)
+        callbacks[0].on_epoch_end(epoch)
+        reference.on_epoch_end()
+    assert source.epoch == 2
 
 
 def test_bad_training_settings_are_config_errors():

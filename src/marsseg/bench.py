@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marsseg.config import git_commit
 from marsseg.files import atomic_write_text
 
 
@@ -47,12 +48,6 @@ def machine_description() -> str:
         pass
     return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}, NumPy {np.__version__}"
 
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # ------------------------------------------------------------------------- submission files
@@ -388,7 +383,7 @@ def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, l
         log(f"section {name}")
         started = time.perf_counter()
         body = SECTIONS[name](repeats, log)
-        stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit()} "
+        stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit('short', cwd=Path.cwd())} "
                  f"in {time.perf_counter() - started:.0f} s (`marsseg bench --only {name}`)._")
         blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
     ordered = [blocks[name] for name in SECTIONS if name in blocks]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import shutil
-import subprocess
 import time
 import traceback
 from datetime import datetime, timezone
@@ -21,19 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from marsseg.config import Config, save_config
+from marsseg.config import Config, git_commit, save_config
+from marsseg.errors import ConfigError
 from marsseg.files import atomic_write_json
 
 TEST_CHUNK = 1024
+RESIDUAL_MIN_EPOCH = 0.4  # of an epoch: the least a residual stage 2 is started with
 SAFETY_FRACTION = 0.04  # of the budget, kept back for what no estimate covers (writing, plots, jitter)
 
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions", verbose=2) -> dict:
@@ -41,6 +35,8 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
     copy the submission to `submissions_dir` (None: no copy). Returns the metrics."""
     from marsseg.budget import Budget
 
+    if not 0.05 <= cfg.stage1_share <= 0.95:
+        raise ConfigError(f"stage1_share {cfg.stage1_share} is outside 0.05..0.95 (e.g. --set stage1_share=0.6)")
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
     budget = Budget(cfg.budget_seconds, log)
@@ -121,7 +117,7 @@ class _Run:
         from marsseg.train import network_input
 
         cfg = self.cfg
-        share = 0.5 if cfg.two_stage else 0.8
+        share = cfg.stage1_share if cfg.two_stage else 0.8
         stage_end = self.budget.clock() + share * max(0.0, self.budget.remaining() - self.safety)
         self.s1 = stage1_folds(self.dev_images, self.dev_masks, self.fold_of, cfg, stage_end=stage_end,
                                budget=self.budget, class_weights=self.class_weights, verbose=self.verbose,
@@ -253,9 +249,12 @@ class _Run:
         reserve = (self.test_seconds(1, tta_possible, self.infer_rate1) * 1.3
                    + len(self.val_images) * 2 / max(self.infer_rate1, 1e-6) + self.safety)
         available = self.budget.remaining() - reserve
-        if available < epoch_estimate:
+        # A residual stage 2 is scored before training and kept only where it beats that, so even part of an
+        # epoch (stopped mid-way by the deadline) can only help; one from scratch needs a whole epoch.
+        needed = epoch_estimate * (RESIDUAL_MIN_EPOCH if cfg.stage2.model.residual else 1.0)
+        if available < needed:
             return (f"skipped: {available:.0f}s left after reserving {reserve:.0f}s for prediction, "
-                    f"one epoch needs about {epoch_estimate:.0f}s")
+                    f"stage 2 needs about {needed:.0f}s (one epoch: {epoch_estimate:.0f}s)")
         deadline = self.budget.clock() + available
         train_rows, stop_rows = holdout_split(self.dev_masks[rows], cfg.data.val_fraction, cfg.seed + 100,
                                               groups=self.dev_groups[rows])
@@ -280,6 +279,8 @@ class _Run:
         self.metrics["val_miou_stage2"] = self.choice2["miou_plain"]
         self.metrics["val_iou_stage2"] = self.choice2["iou_plain"]
         self.metrics["stage2"] = {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
+                                  "residual": cfg.stage2.model.residual,
+                                  "before_training_val_miou": result.extra.get("baseline_val_miou"),
                                   "stop_reason": result.stop_reason, "early_stopping_val_miou": result.best_val_miou,
                                   "train_samples_per_s": result.train_samples_per_s,
                                   "infer_samples_per_s": float(self.infer_rate2)}

@@ -3,8 +3,9 @@
 On full-size synthetic data (2615 training images; a 2000-image synthetic test set scored against its truth),
 both get the same seconds, start to test-set labels:
 
-- kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold gated U-Net stage 1, stage 2 on out-of-fold
-  probabilities, augmentation, focal Tversky + focal loss, post-processing and TTA chosen on the hold-out);
+- kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold gated U-Net stage 1, residual stage 2 on
+  out-of-fold probabilities, light augmentation with big-rock oversampling, class-weighted cross-entropy that
+  ignores background, warm-up + cosine schedules, post-processing and TTA chosen on the hold-out);
 - plain: one U-Net of the same depth and width, no attention, no deep supervision, cross-entropy over all
   five classes, no augmentation, no cleaning, early stopping on the same share of held-out images, argmax
   over all classes.
@@ -95,7 +96,8 @@ def section_quality(repeats: int, log) -> str:
         f"against its truth (smaller than the real 10022 to keep `make bench` near half an hour). Kit: `cpu` preset, "
         f"{s1['folds_trained']} of {s1['folds_planned']} folds trained (epochs {s1['fold_epochs']}), stage 2 "
         f"{metrics['stage2_status']}, final stage {metrics['final_stage']}, wall clock {kit_seconds:.0f} s. "
-        f"Plain: same depth and width, no attention or deep supervision, cross-entropy, no augmentation, "
+        f"Plain: same depth, width, batch size and learning rate, no attention or deep supervision, unweighted "
+        f"cross-entropy over all five classes, reduce-on-plateau, no augmentation, "
         f"{plain['epochs']} epochs, {plain['seconds']:.0f} s.",
         "",
         "| model | test mIoU | " + " | ".join(names.values()) + " |",
@@ -111,6 +113,11 @@ def section_quality(repeats: int, log) -> str:
         "|---:|---:|---:|---:|",
         f"| {fmt(metrics['val_miou_stage1'])} | {fmt(stage2)} | {fmt(metrics['val_miou_final'])} | "
         + (f"{stage2 - metrics['val_miou_stage1']:+.4f}" if stage2 is not None else "n/a") + " |",
+        "",
+        (f"Stage 2 ({'residual' if s2.get('residual') else 'from scratch'}): {s2['epochs']} epoch(s), best epoch "
+         f"{s2['best_epoch']} (0 = the untrained head, i.e. stage 1, kept), early-stopping mIoU "
+         f"{fmt(s2.get('before_training_val_miou'))} before training → {fmt(s2.get('early_stopping_val_miou'))}; "
+         f"status: {metrics['stage2_status']}." if s2 else f"Stage 2: {metrics['stage2_status']}."),
         "",
         "Throughput on this machine (samples/s; training counts augmented samples, median over steady epochs):",
         "",

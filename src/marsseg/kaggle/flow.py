@@ -12,7 +12,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import zipfile
@@ -21,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.competition import MARS, Competition
+from marsseg.config import git_commit
 from marsseg.errors import UserError
 from marsseg.kaggle.client import KaggleError, KaggleSession
 from marsseg.kaggle.records import RECORDS_PATH, append_record
@@ -51,14 +51,6 @@ class Attempt:
 def new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
 
-
-def git_commit(cwd: Path | None = None) -> str:
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
-                             check=True, cwd=cwd, timeout=20)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def sha256_file(path: Path) -> str:
@@ -242,7 +234,7 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
     enforce_rules(kernel, metadata_path, allowed_sources, log=log)
     meta = load_metadata(metadata_path)
     ref = kernel_ref_from_metadata(meta, username)
-    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit(), "kernel_ref": ref},
+    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit("describe", cwd=Path.cwd()), "kernel_ref": ref},
                       records=submissions_dir / RECORDS_PATH.name)
     attempt.record("started")
     folder = submissions_dir / attempt.id
@@ -283,7 +275,7 @@ def submit_csv(path: Path, *, preset: str | None = None, competition: Competitio
     session = session or KaggleSession(log=log)
     session.username()
     enforce_rules(None, METADATA_PATH, allowed_sources, log=log)
-    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit(), **run_facts(path.parent)},
+    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit("describe", cwd=Path.cwd()), **run_facts(path.parent)},
                       records=submissions_dir / RECORDS_PATH.name)
     if preset:
         attempt.fields["preset"] = preset

@@ -1,6 +1,6 @@
 """Networks: the gated U-Net with deep supervision (`build_unet`) and its blocks. Random init only."""
 
-from marsseg.models.blocks import AttentionGate, ConvBlock, SegmentationHead
+from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
 from marsseg.models.unet import (
     aux_loss_weights,
     build_unet,
@@ -15,6 +15,6 @@ from marsseg.models.unet import (
 )
 
 __all__ = [
-    "AttentionGate", "ConvBlock", "SegmentationHead", "aux_loss_weights", "build_unet", "check_model_config",
+    "AttentionGate", "ConvBlock", "ResidualRefinementHead", "SegmentationHead", "aux_loss_weights", "build_unet", "check_model_config",
     "count_params", "main_head", "main_output", "num_aux_heads", "output_names", "predict_main", "targets_for",
 ]

@@ -10,7 +10,7 @@ from keras import layers
 
 from marsseg.config import ModelConfig
 from marsseg.errors import ConfigError
-from marsseg.models.blocks import AttentionGate, ConvBlock, SegmentationHead
+from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
 
 IMAGE_SHAPE = (64, 128)
 MIN_DEPTH, MAX_DEPTH = 2, 5
@@ -25,8 +25,14 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
         raise ConfigError(f"model base_filters must be at least 1, got {model_cfg.base_filters}")
     if not 0.0 <= model_cfg.dropout < 1.0:
         raise ConfigError(f"model dropout must be in [0, 1), got {model_cfg.dropout}")
+    if not 0.0 <= model_cfg.norm_momentum < 1.0:
+        raise ConfigError(f"model norm_momentum must be in [0, 1), got {model_cfg.norm_momentum}")
     if model_cfg.aux_loss_weight < 0:
         raise ConfigError(f"model aux_loss_weight must be >= 0, got {model_cfg.aux_loss_weight}")
+    if model_cfg.residual and input_channels < 1 + num_classes:
+        raise ConfigError(f"model residual=true refines stage-1 probabilities, so it needs the image plus "
+                          f"{num_classes} probability channels ({1 + num_classes} in all), got {input_channels}; "
+                          f"it is for stage 2 only (--set stage2.model.residual=true)")
     if input_channels < 1 or num_classes < 2:
         raise ConfigError(f"a U-Net needs >= 1 input channel and >= 2 classes, got {input_channels} and {num_classes}")
 
@@ -37,10 +43,12 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
     Encoder level i (0 = full resolution) has `base_filters * 2**i` filters; `depth` poolings lead to the
     bottleneck. With `deep_supervision` the outputs are the list `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is
     a softmax head on decoder level i (1/2**i resolution), upsampled to full size. Only `main` is for prediction.
+    With `residual` (stage 2: input channels 1..num_classes are stage-1 probabilities) the main head adds a learned,
+    zero-initialised correction to the log of those probabilities: untrained, the network returns them unchanged.
     """
     check_model_config(model_cfg, input_channels, num_classes)
     depth, base = model_cfg.depth, model_cfg.base_filters
-    block = dict(dropout=model_cfg.dropout, batch_norm=model_cfg.batch_norm)
+    block = dict(dropout=model_cfg.dropout, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum)
 
     inputs = keras.Input(shape=(*IMAGE_SHAPE, input_channels), dtype="float32", name="image")
     x = inputs
@@ -56,14 +64,18 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
         skip = skips[level]
         if model_cfg.attention:
             inter = max(base * 2**level // 2, 1)
-            skip = AttentionGate(inter, batch_norm=model_cfg.batch_norm, name=f"gate{level}")([skip, x])
+            skip = AttentionGate(inter, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum,
+                                 name=f"gate{level}")([skip, x])
         up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
         x = layers.Concatenate(name=f"concat{level}")([up, skip])
         x = ConvBlock(base * 2**level, name=f"dec{level}", **block)(x)
         decoder[level] = x
 
     # Heads compute in float32 so softmax probabilities stay float32 under mixed precision.
-    main = SegmentationHead(num_classes, scale=1, name="main", dtype="float32")(decoder[0])
+    if model_cfg.residual:
+        main = ResidualRefinementHead(num_classes, prior_start=1, name="main", dtype="float32")([decoder[0], inputs])
+    else:
+        main = SegmentationHead(num_classes, scale=1, name="main", dtype="float32")(decoder[0])
     if not model_cfg.deep_supervision:
         return keras.Model(inputs, main, name=name)
     aux = [SegmentationHead(num_classes, scale=2**level, name=f"aux{level}", dtype="float32")(decoder[level])
