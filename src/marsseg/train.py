@@ -285,8 +285,6 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
                                         return_dict=True)
                 baseline = float(scores[monitor.removeprefix("val_")])
                 guard.set_baseline(baseline, model.get_weights())
-                log(f"[marsseg] {name}: before training (the stage-1 probabilities unchanged) "
-                    f"{monitor} {baseline:.4f}")
             # The batch source shuffles itself, per seed and epoch.
             common = dict(validation_data=(val_x, targets), validation_batch_size=2 * train_cfg.batch_size,
                           verbose=verbose, shuffle=False)
