@@ -52,7 +52,11 @@ JAX_VARIABLES = "len(model.weights[0].value.sharding.device_set)"
 
 def _run(backend: str, setup: str, variables: str, extra_env=None):
     script = FIT_ONE_STEP.replace("variable_devices = VARIABLE_DEVICES", f"variable_devices = {variables}")
-    script = script.replace("from marsseg.config", setup + "from marsseg.config", 1)
+    return _run_script(backend, script.replace("from marsseg.config", setup + "from marsseg.config", 1), extra_env)
+
+
+def _run_script(backend: str, script: str, extra_env=None) -> dict:
+    """Run `script` in a fresh interpreter under `backend`; its last stdout line is JSON."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
@@ -69,6 +73,33 @@ def test_mirrored_strategy_on_two_logical_cpus_fits_a_unet():
     assert out["variable_devices"] == 2
     assert out["loss"] > 0 and out["loss"] < 100
     assert "data parallel on 2 devices (MirroredStrategy" in out["describe"]
+
+
+FIT_STAGE_SCRIPT = textwrap.dedent("""
+    import json
+    from dataclasses import replace
+    import marsseg.distribute as distribute
+    from marsseg.config import preset
+    from marsseg.synth import make_synthetic
+    everywhere = distribute.distribution_scope
+    distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
+    from marsseg.train import fit_stage, network_input
+    s = make_synthetic(48, 1, seed=1)
+    cfg = preset("cpu")
+    stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=2))
+    result = fit_stage(stage, s.images[:40], s.masks[:40], network_input(s.images[40:]), s.masks[40:],
+                       augment_cfg=cfg.augment, verbose=0, log=lambda line: None)
+    print(json.dumps({"replicas": result.extra["replicas"], "epochs": result.epochs_run,
+                      "val": result.history[result.monitor]}))
+""")
+
+
+@pytest.mark.slow  # ~25 s
+def test_fit_stage_feeds_augmented_batches_to_two_mirrored_replicas():
+    pytest.importorskip("tensorflow")
+    out = _run_script("tensorflow", TENSORFLOW_SETUP + FIT_STAGE_SCRIPT)
+    assert out["replicas"] == 2 and out["epochs"] == 2
+    assert len(out["val"]) == 2 and all(0.0 <= v <= 1.0 for v in out["val"])
 
 
 def _jax_importable() -> bool:

@@ -3,6 +3,8 @@
 Each layer creates its sub-layers in `__init__` and builds them in `build`, so a `.keras` file reloads
 with every weight in place before the first call. Sub-layers take their parent's dtype policy, so a model saved
 under mixed precision reloads with the same precisions whatever the global policy is then.
+`norm_momentum` defaults to Keras's 0.99 here, not `ModelConfig`'s 0.9, so a `.keras` file saved before the
+setting existed reloads with the momentum it was trained with.
 """
 
 from __future__ import annotations
