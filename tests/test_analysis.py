@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from marsseg.analysis import class_stats, class_weights, class_weights_from_stats, write_class_report
 from tests.conftest import one_line_error, run_cli
@@ -19,6 +20,19 @@ def test_weights_from_saved_stats_match_weights_from_masks(small_synthetic):
     from_masks = class_weights(small_synthetic.masks)
     assert np.allclose(class_weights_from_stats(stats), from_masks)
     assert from_masks[0] == 0 and from_masks[4] == from_masks.max()
+
+
+@pytest.mark.parametrize("power, rock_over_sand", [(0.0, 1.0), (0.25, 2.0), (0.5, 4.0), (1.0, 16.0)])
+def test_weight_power_sets_how_much_rarer_classes_count(power, rock_over_sand):
+    # Hand-made counts: sand has 16x big rock's pixels, so the weights' ratio is 16 ** power.
+    masks = np.zeros((1, 1, 200), np.uint8)
+    masks[0, 0, :100] = 1
+    masks[0, 0, 100:148] = 2
+    masks[0, 0, 148:196] = 3
+    masks[0, 0, 196:199] = 4
+    weights = class_weights(masks, power=power)
+    assert weights[0] == 0 and np.isclose(weights[1:].mean(), 1.0)
+    assert np.isclose(weights[4] / weights[3], rock_over_sand)
 
 
 def test_report_writes_json_and_png(tmp_path, small_synthetic):

@@ -146,6 +146,47 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_stage"] == 1
 
 
+@pytest.mark.parametrize("time_for_tta", [True, False])
+def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file, tmp_path, monkeypatch,
+                                                                   time_for_tta):
+    """With stage 2 ahead, the fallback is written without TTA; if stage 1 stays final, TTA is added when the
+    budget allows, and otherwise the reported hold-out score is the one without TTA."""
+    from marsseg.config import override, preset
+    from marsseg.data import load_dataset
+    from marsseg.pipeline import _Run, run
+    from marsseg.postprocess import labels_from_probs, predict_tta
+    from marsseg.scoring import score_masks
+    from marsseg.stages import ensemble_probs
+    from marsseg.submission import read_submission
+    from marsseg.train import network_input
+
+    _fake_fit(monkeypatch)
+    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    runs = []
+    add_tta = _Run.add_stage1_tta
+    monkeypatch.setattr(_Run, "add_stage1_tta", lambda self: (runs.append(self), add_tta(self)))
+    if not time_for_tta:
+        monkeypatch.setattr(_Run, "test_seconds", lambda self, *args: 1e6)
+    cfg = override(preset("smoke"), ["post.tta=on", "post.morphology=off"])
+    lines = []
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    (state,) = runs
+    test_x = network_input(load_dataset(small_data_file[0]).test_images)
+    ensemble = lambda x: ensemble_probs(state.s1.models, x)  # noqa: E731
+    with_tta, without = labels_from_probs(predict_tta(ensemble, test_x)), labels_from_probs(ensemble(test_x))
+    written = read_submission(tmp_path / "run" / "submission.csv", 24).masks
+    assert m["final_stage"] == 1 and m["post"]["stage1"]["tta"]["used"] is True
+    assert (with_tta != without).mean() > 0.001, "TTA must change some labels for this test to mean anything"
+    if time_for_tta:
+        assert (written == with_tta).mean() > 0.999 and m["final_tta"] is True
+        assert m["val_miou_final"] == m["post"]["stage1"]["tta"]["with"]
+        assert any("stage 1 with flip TTA submission written" in line for line in lines)
+    else:
+        assert (written == without).all() and m["final_tta"] is False
+        assert m["val_miou_final"] == score_masks(state.val_masks, state.choice1["val_labels_plain"])["miou"]
+        assert any("flip TTA not added" in line for line in lines)
+
+
 def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):
     from marsseg.config import preset
     from marsseg.pipeline import run
@@ -170,6 +211,8 @@ def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
     assert "preset" in one_line_error(run_cli("train", "--preset", "huge", "--data", data))
     assert "stage1_share" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
                                                     tmp_path / "r", "--set", "stage1_share=1.5"))
+    assert "class_weight_power" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                          tmp_path / "r", "--set", "stage2.loss.class_weight_power=-1"))
     assert not (tmp_path / "r").exists(), "a rejected setting writes nothing"
     assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
 

@@ -57,18 +57,20 @@ def test_guard_stops_on_patience_and_restores_the_best_epoch():
     assert guard.model.weights[0][0] == 0.5, "best weights restored at the end"
 
 
-def test_guard_stops_before_an_epoch_that_would_overrun_the_deadline():
+@pytest.mark.parametrize("deadline, stops", [(32.0, True), (35.0, False)])
+def test_guard_starts_a_last_epoch_only_if_enough_of_it_fits(deadline, stops):
     clock = FakeClock()
     plans = []
-    guard = _guard(patience=100, deadline=35.0, clock=clock, on_plan=plans.append)
-    ran = _epochs(guard, clock, [0.1, 0.2, 0.3, 0.4, 0.5], seconds=10.0)
-    # after 3 epochs it is t=30 and a fourth (10 s) would end at 40 > 35
-    assert ran == 3 and guard.stop_reason == "budget"
-    assert plans[0] == 3, "after one 10 s epoch at t=10, 2 more fit before t=35"
+    guard = _guard(patience=100, deadline=deadline, clock=clock, on_plan=plans.append)
+    ran = _epochs(guard, clock, [0.1, 0.2, 0.3], seconds=10.0)
+    # At t=30, 2 s left is under 0.3 of a 10 s epoch: stop; 5 s left is worth a fourth epoch, which
+    # BatchDeadline cuts short at the deadline.
+    assert ran == 3 and guard.model.stop_training == stops and (guard.stop_reason == "budget") == stops
+    assert plans[0] == 1 + (2 if stops else 3), "the cosine plan counts a partial last epoch"
     assert guard.model.weights[0][0] == 0.3
 
 
-def test_batch_deadline_stops_mid_epoch_once_the_deadline_has_passed():
+def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
     from marsseg.train import BatchDeadline
 
     clock = FakeClock(40.0)
@@ -76,10 +78,19 @@ def test_batch_deadline_stops_mid_epoch_once_the_deadline_has_passed():
     check = BatchDeadline(guard)
     check.set_model(guard.model)
     check.on_train_batch_end(0)
-    assert not guard.model.stop_training
-    clock.now = 51.0
+    assert not guard.model.stop_training and guard.train_until() == 50.0
+    guard.on_test_begin()
+    clock.now = 43.0
+    guard.on_test_end()  # a 3 s validation pass: steps stop at 47
+    clock.now = 46.5
     check.on_train_batch_end(1)
-    assert guard.model.stop_training and guard.stop_reason == "budget"
+    assert not guard.model.stop_training
+    clock.now = 47.5
+    check.on_train_batch_end(2)
+    assert guard.model.stop_training and guard.stop_reason == "budget" and guard.cut_epoch
+    guard.on_epoch_begin(0)
+    guard.on_epoch_end(0, {"val_main_miou": 0.2})
+    assert guard.full_epochs == [] and len(guard.epoch_seconds) == 1, "a cut epoch is no estimate of a full one"
 
 
 def test_a_baseline_stands_until_an_epoch_beats_it():

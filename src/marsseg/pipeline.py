@@ -37,6 +37,11 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
 
     if not 0.05 <= cfg.stage1_share <= 0.95:
         raise ConfigError(f"stage1_share {cfg.stage1_share} is outside 0.05..0.95 (e.g. --set stage1_share=0.6)")
+    for stage in ("stage1", "stage2"):
+        power = getattr(cfg, stage).loss.class_weight_power
+        if not 0.0 <= power <= 2.0:
+            raise ConfigError(f"{stage}.loss.class_weight_power {power} is outside 0..2 "
+                              f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)")
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
     budget = Budget(cfg.budget_seconds, log)
@@ -71,6 +76,8 @@ class _Run:
             self.try_stage2()
         else:
             self.metrics["stage2_status"] = "off (two_stage=false)"
+        if self.final_stage == 1 and self.stage1_tta_pending:
+            self.add_stage1_tta()
         self.finish()
         return self.metrics
 
@@ -108,7 +115,8 @@ class _Run:
         self.dev_images, self.dev_masks, self.dev_groups = with_copies(dev_images, dev_masks, copies)
         k = max(2, cfg.data.folds)  # stage 1 is a K-fold ensemble even when stage 2 is off
         self.fold_of = fold_ids(self.dev_masks, k, cfg.seed, groups=self.dev_groups)
-        self.class_weights = class_weights(self.dev_masks)
+        self.class_weights = {stage: class_weights(self.dev_masks, power=getattr(cfg, stage).loss.class_weight_power)
+                              for stage in ("stage1", "stage2")}
         self.metrics["data"].update({"n_val": int(len(val)), "n_dev": int(len(dev)), "n_bigrock_copies":
                                      int(len(copies.images)), "folds": int(k)})
 
@@ -120,7 +128,7 @@ class _Run:
         share = cfg.stage1_share if cfg.two_stage else 0.8
         stage_end = self.budget.clock() + share * max(0.0, self.budget.remaining() - self.safety)
         self.s1 = stage1_folds(self.dev_images, self.dev_masks, self.fold_of, cfg, stage_end=stage_end,
-                               budget=self.budget, class_weights=self.class_weights, verbose=self.verbose,
+                               budget=self.budget, class_weights=self.class_weights["stage1"], verbose=self.verbose,
                                log=self.log)
         check_out_of_fold(self.s1)
         for message in self.s1.notes:
@@ -189,6 +197,10 @@ class _Run:
         from marsseg.train import network_input
 
         n_models, tta = len(self.s1.models), self.choice1["tta"]["used"]
+        # With stage 2 to come, the fallback is written without flip TTA: half the prediction time, which stage 2
+        # gets instead. TTA is added at the end if stage 1 stays the final stage (`add_stage1_tta`).
+        self.stage1_tta_pending = tta and self.cfg.two_stage
+        tta = tta and not self.stage1_tta_pending
         estimate = self.test_seconds(n_models, tta, self.infer_rate1)
         self.budget.phase("stage1 test prediction", note=f"{len(self.test_images)} images x {n_models} models"
                                                          f"{' x 2 (flip TTA)' if tta else ''}, about {estimate:.0f}s")
@@ -206,8 +218,41 @@ class _Run:
         if self.choice1["morphology"]["used"]:
             labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
         self.test_labels1 = labels
-        self.write_submission(labels, "stage 1")
+        self.write_submission(labels, "stage 1" + (" without TTA for now" if self.stage1_tta_pending else ""))
         self.final_stage, self.final_choice = 1, self.choice1
+
+    def add_stage1_tta(self) -> None:
+        """Rewrite the stage-1 submission with the flip TTA the hold-out chose, if the budget allows; otherwise
+        report the hold-out score of what was written (no TTA)."""
+        from marsseg.postprocess import clean_masks, labels_from_probs
+        from marsseg.scoring import score_masks
+        from marsseg.stages import ensemble_probs
+        from marsseg.train import network_input
+
+        n_models = len(self.s1.models)
+        estimate = self.test_seconds(n_models, False, self.infer_rate1)
+        if estimate * 1.2 > self.budget.remaining() - self.safety / 4:
+            labels = self.choice1["val_labels_plain"]
+            if self.choice1["morphology"]["used"]:
+                labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+            score = score_masks(self.val_masks, labels)
+            self.final_choice = {**self.choice1, "tta": {**self.choice1["tta"], "used": False}, "val_labels": labels,
+                                 "miou_final": score["miou"], "iou_final": _named(score["iou"])}
+            self.note(f"stage-1 flip TTA not added: it needs about {estimate:.0f}s, "
+                      f"{self.budget.remaining():.0f}s left; the submission has none")
+            return
+        self.budget.phase("stage1 test prediction (flip TTA)", note=f"about {estimate:.0f}s")
+        predict = lambda x: ensemble_probs(self.s1.models, x)  # noqa: E731
+        labels = np.zeros(self.test_images.shape, np.uint8)
+        for start in range(0, len(self.test_images), TEST_CHUNK):
+            x = network_input(self.test_images[start:start + TEST_CHUNK])
+            flipped = predict(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1]
+            plain = self.test_probs1[start:start + len(x)].astype(np.float32)
+            labels[start:start + len(x)] = labels_from_probs(0.5 * (plain + flipped))
+        if self.choice1["morphology"]["used"]:
+            labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+        self.test_labels1 = labels
+        self.write_submission(labels, "stage 1 with flip TTA")
 
     def write_submission(self, labels: np.ndarray, what: str) -> Path:
         from marsseg.submission import read_submission, write_submission
@@ -242,8 +287,6 @@ class _Run:
         fold_train = max(len(f.train_index) for f in self.s1.folds)
         first_epoch = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[0] for f in self.s1.folds)
         epoch_estimate = first_epoch * len(rows) / max(fold_train, 1)
-        steady_estimate = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[-1]
-                              for f in self.s1.folds) * len(rows) / max(fold_train, 1)
         tta_possible = cfg.post.tta != "off"
         # Stage-2 inference runs at about stage 1's per-model rate (two more input channels).
         reserve = (self.test_seconds(1, tta_possible, self.infer_rate1) * 1.3
@@ -264,8 +307,8 @@ class _Run:
         result = fit_stage(cfg.stage2, self.dev_images[train_rows], self.dev_masks[train_rows],
                            network_input(self.dev_images[stop_rows], self.s1.oof[stop_rows]),
                            self.dev_masks[stop_rows], train_extras=self.s1.oof[train_rows], augment_cfg=cfg.augment,
-                           seed=cfg.seed + 1000, deadline=deadline, name="stage2", class_weights=self.class_weights,
-                           verbose=self.verbose, log=self.log, epoch_seconds_hint=steady_estimate)
+                           seed=cfg.seed + 1000, deadline=deadline, name="stage2", class_weights=self.class_weights["stage2"],
+                           verbose=self.verbose, log=self.log)
         self.s2 = result
         if result.extra.get("baseline_val_miou") is not None:
             kept = f"epoch {result.best_epoch}" if result.best_epoch else "the untrained head (stage 1 unchanged)"
@@ -334,6 +377,7 @@ class _Run:
             "final_stage": self.final_stage,
             "val_miou_final": choice["miou_final"],
             "val_iou_final": choice["iou_final"],
+            "final_tta": bool(choice["tta"]["used"]),
             "val_miou_stage2": self.metrics.get("val_miou_stage2"),
             "post": {f"stage{s}": {"tta": c["tta"], "morphology": c["morphology"]}
                      for s, c in ((1, self.choice1), (2, getattr(self, "choice2", None))) if c is not None},

@@ -45,8 +45,8 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
                  budget=None, class_weights=None, fit=None, predict=None, verbose=2, log=print,
                  clock=time.monotonic, num_classes: int = 5) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
-    validation rows. Fold f must end by its share of the time up to `stage_end`; a fold that could not
-    finish even one epoch in the time left is not started (its rows stay uncovered)."""
+    validation rows. Fold f must end, its prediction included, by its share of the time up to `stage_end`; a fold
+    that could not finish even one epoch in the time left is not started (its rows stay uncovered)."""
     from marsseg.train import fit_stage, network_input, predict_probs
 
     fit = fit or fit_stage
@@ -59,7 +59,7 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
     notes: list[str] = []
     started = clock()
     minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
-    hint = None  # the last fold's steady epoch, in seconds
+    predict_reserve = 0.0  # the last fold's out-of-fold prediction, in seconds: the next one keeps as much back
     for f in range(k):
         now = clock()
         fold_deadline = started + (f + 1) * (stage_end - started) / k
@@ -72,16 +72,17 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
             budget.phase("stage1", fold=f + 1, note=f"{len(train_index)} train / {len(val_index)} out-of-fold images, "
                                                      f"until {max(0.0, fold_deadline - now):.0f}s from now")
         result = fit(cfg.stage1, images[train_index], masks[train_index], network_input(images[val_index]),
-                     masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f, deadline=fold_deadline,
-                     name=f"stage1_fold{f + 1}", class_weights=class_weights, verbose=verbose, log=log,
-                     epoch_seconds_hint=hint)
+                     masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f,
+                     deadline=fold_deadline - predict_reserve, name=f"stage1_fold{f + 1}",
+                     class_weights=class_weights, verbose=verbose, log=log)
         predicted_at = clock()
         oof[val_index] = predict(result.model, network_input(images[val_index]))
         oof_model[val_index] = len(runs)
         predict_seconds = clock() - predicted_at
         runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
-        epochs = getattr(result, "extra", {}).get("epoch_seconds") or [result.seconds]
-        hint = epochs[-1]
+        extra = getattr(result, "extra", {})
+        epochs = extra.get("full_epoch_seconds") or extra.get("epoch_seconds") or [result.seconds]
+        predict_reserve = predict_seconds
         minimum = max(epochs) + predict_seconds
     return Stage1Outcome(runs, oof, oof_model, k, notes)
 
