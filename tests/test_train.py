@@ -92,6 +92,12 @@ def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
     guard.on_epoch_end(0, {"val_main_miou": 0.2})
     assert guard.full_epochs == [] and len(guard.epoch_seconds) == 1, "a cut epoch is no estimate of a full one"
 
+    from marsseg.train import StageGuard
+
+    later = StageGuard("val_main_miou", 5, 50.0, clock, passes_after=1)  # stage 1's out-of-fold prediction
+    later.validation_seconds = 3.0
+    assert later.train_until() == 44.0
+
 
 def test_a_baseline_stands_until_an_epoch_beats_it():
     clock = FakeClock()

@@ -144,6 +144,8 @@ class _Run:
             "oof_covered": int(self.s1.covered.sum()),
             "fold_best_val_miou": [f.result.best_val_miou for f in self.s1.folds],
             "fold_epochs": [f.result.epochs_run for f in self.s1.folds],
+            "fold_epoch_seconds": [[round(t, 1) for t in f.result.extra.get("epoch_seconds", [])]
+                                   for f in self.s1.folds],
             "fold_stop_reason": [f.result.stop_reason for f in self.s1.folds],
             "train_samples_per_s": float(np.median([f.result.train_samples_per_s for f in self.s1.folds])),
             "infer_samples_per_s": float(self.infer_rate1),
@@ -326,6 +328,7 @@ class _Run:
         self.metrics["val_miou_stage2"] = self.choice2["miou_plain"]
         self.metrics["val_iou_stage2"] = self.choice2["iou_plain"]
         self.metrics["stage2"] = {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
+                                  "epoch_seconds": [round(t, 1) for t in result.extra.get("epoch_seconds", [])],
                                   "residual": cfg.stage2.model.residual,
                                   "before_training_val_miou": result.extra.get("baseline_val_miou"),
                                   "stop_reason": result.stop_reason, "early_stopping_val_miou": result.best_val_miou,

@@ -59,7 +59,6 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
     notes: list[str] = []
     started = clock()
     minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
-    predict_reserve = 0.0  # the last fold's out-of-fold prediction, in seconds: the next one keeps as much back
     for f in range(k):
         now = clock()
         fold_deadline = started + (f + 1) * (stage_end - started) / k
@@ -73,8 +72,8 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
                                                      f"until {max(0.0, fold_deadline - now):.0f}s from now")
         result = fit(cfg.stage1, images[train_index], masks[train_index], network_input(images[val_index]),
                      masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f,
-                     deadline=fold_deadline - predict_reserve, name=f"stage1_fold{f + 1}",
-                     class_weights=class_weights, verbose=verbose, log=log)
+                     deadline=fold_deadline, name=f"stage1_fold{f + 1}", class_weights=class_weights,
+                     verbose=verbose, log=log, passes_after=1)  # the out-of-fold prediction below
         predicted_at = clock()
         oof[val_index] = predict(result.model, network_input(images[val_index]))
         oof_model[val_index] = len(runs)
@@ -82,7 +81,6 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
         runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
         extra = getattr(result, "extra", {})
         epochs = extra.get("full_epoch_seconds") or extra.get("epoch_seconds") or [result.seconds]
-        predict_reserve = predict_seconds
         minimum = max(epochs) + predict_seconds
     return Stage1Outcome(runs, oof, oof_model, k, notes)
 

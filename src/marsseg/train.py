@@ -140,10 +140,11 @@ class StageGuard(keras.callbacks.Callback):
     are restored at the end of training.
     """
 
-    def __init__(self, monitor: str, patience: int, deadline: float | None, clock=time.monotonic, on_plan=None):
+    def __init__(self, monitor: str, patience: int, deadline: float | None, clock=time.monotonic, on_plan=None,
+                 passes_after: int = 0):
         super().__init__()
         self.monitor, self.patience, self.deadline, self.clock = monitor, max(1, patience), deadline, clock
-        self.on_plan = on_plan
+        self.on_plan, self.passes_after = on_plan, passes_after
         self.best, self.best_epoch, self.best_weights = -math.inf, 0, None
         self.wait, self.stop_reason, self.epoch_seconds = 0, "epochs", []
         self.validation_seconds, self.cut_epoch, self.full_epochs = 0.0, False, []
@@ -153,8 +154,9 @@ class StageGuard(keras.callbacks.Callback):
         self.best, self.best_epoch, self.best_weights = float(value), 0, weights
 
     def train_until(self) -> float | None:
-        """When training steps must stop so that the validation pass still ends by the deadline."""
-        return None if self.deadline is None else self.deadline - self.validation_seconds
+        """When training steps must stop so that the validation pass, and the `passes_after` passes of the same
+        size the caller runs after `fit`, still end by the deadline."""
+        return None if self.deadline is None else self.deadline - (1 + self.passes_after) * self.validation_seconds
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started = self.clock()
@@ -266,13 +268,16 @@ def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None
 def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.ndarray, val_x: np.ndarray,
               val_y: np.ndarray, *, train_extras: np.ndarray | None = None, augment_cfg: AugmentConfig | None = None,
               seed: int = 42, deadline: float | None = None, name: str = "stage", class_weights=None,
-              verbose: int | str = 2, log=print, num_classes: int = 5, clock=time.monotonic) -> StageResult:
+              verbose: int | str = 2, log=print, num_classes: int = 5, clock=time.monotonic,
+              passes_after: int = 0) -> StageResult:
     """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
 
     Training batches come from `marsseg.augment.sequence_from_config` on uint8 `train_images` with optional
     float32 `train_extras` channels (stage 2's probabilities); `augment_cfg=None` means no augmentation and
     no oversampling. `val_x` is the float32 network input. At least part of one epoch runs (a deadline that comes
     first cuts it short, and the last epoch is cut at the deadline); the best epoch's weights are kept.
+    `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
+    whose time is kept back too.
     """
     from marsseg.distribute import distribution_scope
     from marsseg.models import build_unet
@@ -301,7 +306,7 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
                                           extras=train_extras, seed=seed)
             targets = {n: val_y for n in names} if names else val_y
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
-            guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan)
+            guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan, passes_after)
             baseline = None
             if stage_cfg.model.residual:
                 # A residual stage 2 starts as a copy of stage 1: that score is the bar, and if no epoch clears
