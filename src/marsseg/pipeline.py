@@ -136,9 +136,12 @@ class _Run:
         self.budget.phase("stage1 validation")
         predicted = sum(len(f.val_index) for f in self.s1.folds)
         seconds = sum(f.predict_seconds for f in self.s1.folds)
-        self.infer_rate1 = predicted / max(seconds, 1e-6)
         x_val = network_input(self.val_images)
+        started = self.budget.clock()
         self.val_probs1 = ensemble_probs(self.s1.models, x_val)
+        # Per model pass. The out-of-fold passes also traced each model's predict function; this one did not.
+        self.infer_rate1 = max(predicted / max(seconds, 1e-6),
+                               len(x_val) * len(self.s1.models) / max(self.budget.clock() - started, 1e-6))
         self.metrics["stage1"] = {
             "folds_planned": self.s1.planned_folds, "folds_trained": len(self.s1.folds),
             "oof_covered": int(self.s1.covered.sum()),
@@ -321,10 +324,19 @@ class _Run:
         plot_curves({"stage 2": result.history}, self.out_dir / "curves_stage2.png", "stage 2")
         self.budget.phase("stage2 validation")
         x_val = network_input(self.val_images, self.val_probs1)
-        started = self.budget.clock()
-        val_probs2 = predict_probs(result.model, x_val)
-        self.infer_rate2 = len(x_val) / max(self.budget.clock() - started, 1e-6)
-        self.choice2 = self.choose_post("stage2", lambda x: predict_probs(result.model, x), x_val, val_probs2)
+        passes = []
+
+        def timed_predict(x):
+            started = self.budget.clock()
+            probs = predict_probs(result.model, x)
+            passes.append((len(x), self.budget.clock() - started))
+            return probs
+
+        val_probs2 = timed_predict(x_val)
+        self.choice2 = self.choose_post("stage2", timed_predict, x_val, val_probs2)
+        # The first pass also traces the predict function (measured: a test-time estimate of 57 s for 26 s of
+        # prediction); later passes, the TTA choice's, are the better estimate.
+        self.infer_rate2 = max(n / max(seconds, 1e-6) for n, seconds in passes)
         self.metrics["val_miou_stage2"] = self.choice2["miou_plain"]
         self.metrics["val_iou_stage2"] = self.choice2["iou_plain"]
         self.metrics["stage2"] = {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
