@@ -70,6 +70,17 @@ def test_guard_starts_a_last_epoch_only_if_enough_of_it_fits(deadline, stops):
     assert guard.model.weights[0][0] == 0.3
 
 
+def test_the_cosine_plan_counts_each_epoch_with_its_validation_pass():
+    clock = FakeClock()
+    plans = []
+    guard = _guard(patience=100, deadline=100.0, clock=clock, on_plan=plans.append)
+    guard.validation_seconds = 2.0  # of each 10 s epoch
+    _epochs(guard, clock, [0.1], seconds=10.0)
+    # 8 s of training + 2 s of validation per epoch: 9 more epochs end exactly at t=100 (not 11 more, as
+    # counting training time alone would plan, leaving the learning rate undecayed at the deadline).
+    assert plans == [10]
+
+
 def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
     from marsseg.train import BatchDeadline
 

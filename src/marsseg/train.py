@@ -191,7 +191,11 @@ class StageGuard(keras.callbacks.Callback):
             train_seconds = max(float(np.median(steady)) - self.validation_seconds, 1e-6)
             left = self.train_until() - now
             if self.on_plan is not None:
-                self.on_plan(epoch + 1 + max(0, math.ceil(left / train_seconds - MIN_PARTIAL_EPOCH)))
+                # Each further epoch costs its training and a validation pass; the last one's pass is already kept
+                # back in `left`, and it may be a partial epoch.
+                validation = self.validation_seconds
+                more = math.ceil((left + validation - MIN_PARTIAL_EPOCH * train_seconds) / (train_seconds + validation))
+                self.on_plan(epoch + 1 + max(0, more))
             if left < MIN_PARTIAL_EPOCH * train_seconds and not self.model.stop_training:
                 self.stop_reason = "budget"
                 self.model.stop_training = True
@@ -315,8 +319,11 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
             if stage_cfg.model.residual:
                 # A residual stage 2 starts as a copy of stage 1: that score is the bar, and if no epoch clears
                 # it the untouched head (stage 1's answer) is what comes back.
+                evaluated_at = clock()
                 scores = model.evaluate(val_x, targets, batch_size=2 * train_cfg.batch_size, verbose=0,
                                         return_dict=True)
+                # The same pass fit's validation makes: the guard's estimate before the first epoch ends.
+                guard.validation_seconds = clock() - evaluated_at
                 baseline = float(scores[monitor.removeprefix("val_")])
                 guard.set_baseline(baseline, model.get_weights())
             # The batch source shuffles itself, per seed and epoch.
