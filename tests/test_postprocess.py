@@ -84,6 +84,10 @@ def test_flip_tta_unflips_the_flipped_prediction():
     expected = 0.5 * (lopsided(x) + lopsided(x[:, :, ::-1])[:, :, ::-1])
     np.testing.assert_allclose(predict_tta(lopsided, x), expected, atol=1e-7)
     assert not np.allclose(predict_tta(lopsided, x), lopsided(x))
+    calls = []
+    counted = lambda batch: (calls.append(len(batch)), lopsided(batch))[1]  # noqa: E731
+    np.testing.assert_allclose(predict_tta(counted, x, plain=lopsided(x)), expected, atol=1e-7)
+    assert calls == [2], "with the plain prediction given, only the flipped pass runs"
 
 
 def test_decide_keeps_auto_steps_only_when_they_help():

@@ -49,7 +49,6 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
-
 # ------------------------------------------------------------------------- submission files
 def naive_rle_csv(masks: np.ndarray) -> bytes:
     """The straightforward per-image, per-class loop most notebooks use: the reference to beat."""

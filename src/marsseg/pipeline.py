@@ -200,8 +200,16 @@ class _Run:
     def test_seconds(self, models: int, tta: bool, rate: float) -> float:
         return len(self.test_images) * models * (2 if tta else 1) / max(rate, 1e-6)
 
+    def morphology(self, labels: np.ndarray, choice: dict) -> np.ndarray:
+        """`labels` after the morphological clean-up, where the hold-out kept it for this choice."""
+        from marsseg.postprocess import clean_masks
+
+        if not choice["morphology"]["used"]:
+            return labels
+        return clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+
     def write_stage1_submission(self) -> None:
-        from marsseg.postprocess import clean_masks, labels_from_probs
+        from marsseg.postprocess import labels_from_probs, predict_tta
         from marsseg.stages import ensemble_probs
         from marsseg.train import network_input
 
@@ -222,10 +230,9 @@ class _Run:
             plain = predict(x)
             if keep_probs:
                 self.test_probs1[start:start + len(x)] = plain
-            probs = 0.5 * (plain + predict(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1]) if tta else plain
+            probs = predict_tta(predict, x, plain) if tta else plain
             labels[start:start + len(x)] = labels_from_probs(probs)
-        if self.choice1["morphology"]["used"]:
-            labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+        labels = self.morphology(labels, self.choice1)
         self.test_labels1 = labels
         self.write_submission(labels, "stage 1" + (" without TTA for now" if self.stage1_tta_pending else ""))
         self.final_stage, self.final_choice = 1, self.choice1
@@ -233,7 +240,7 @@ class _Run:
     def add_stage1_tta(self) -> None:
         """Rewrite the stage-1 submission with the flip TTA the hold-out chose, if the budget allows; otherwise
         report the hold-out score of what was written (no TTA)."""
-        from marsseg.postprocess import clean_masks, labels_from_probs
+        from marsseg.postprocess import labels_from_probs, predict_tta
         from marsseg.stages import ensemble_probs
         from marsseg.train import network_input
 
@@ -248,22 +255,17 @@ class _Run:
         labels = np.zeros(self.test_images.shape, np.uint8)
         for start in range(0, len(self.test_images), TEST_CHUNK):
             x = network_input(self.test_images[start:start + TEST_CHUNK])
-            flipped = predict(np.ascontiguousarray(x[:, :, ::-1]))[:, :, ::-1]
             plain = self.test_probs1[start:start + len(x)].astype(np.float32)
-            labels[start:start + len(x)] = labels_from_probs(0.5 * (plain + flipped))
-        if self.choice1["morphology"]["used"]:
-            labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+            labels[start:start + len(x)] = labels_from_probs(predict_tta(predict, x, plain))
+        labels = self.morphology(labels, self.choice1)
         self.test_labels1 = labels
         self.write_submission(labels, "stage 1 with flip TTA")
 
     def report_stage1_without_tta(self, why: str) -> None:
         """The final choice is the stage-1 submission as written, without TTA: score that on the hold-out."""
-        from marsseg.postprocess import clean_masks
         from marsseg.scoring import score_masks
 
-        labels = self.choice1["val_labels_plain"]
-        if self.choice1["morphology"]["used"]:
-            labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
+        labels = self.morphology(self.choice1["val_labels_plain"], self.choice1)
         score = score_masks(self.val_masks, labels)
         self.final_choice = {**self.choice1, "tta": {**self.choice1["tta"], "used": False}, "val_labels": labels,
                              "miou_final": score["miou"], "iou_final": _named(score["iou"])}
@@ -369,7 +371,7 @@ class _Run:
         return "ok"
 
     def predict_stage2_test(self, model, choice) -> np.ndarray:
-        from marsseg.postprocess import clean_masks, labels_from_probs, predict_tta
+        from marsseg.postprocess import labels_from_probs, predict_tta
         from marsseg.train import network_input, predict_probs
 
         self.budget.phase("stage2 test prediction", note=f"{len(self.test_images)} images"
@@ -381,9 +383,7 @@ class _Run:
                               self.test_probs1[start:start + TEST_CHUNK])
             probs = predict_tta(predict, x) if choice["tta"]["used"] else predict(x)
             labels[start:start + len(x)] = labels_from_probs(probs)
-        if choice["morphology"]["used"]:
-            labels = clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
-        return labels
+        return self.morphology(labels, choice)
 
     # -------------------------------------------------------------------------------------------- finish
     def finish(self) -> None:

@@ -81,12 +81,13 @@ def flip_probs(probs: np.ndarray) -> np.ndarray:
     return probs[:, :, ::-1]
 
 
-def predict_tta(predict, x: np.ndarray) -> np.ndarray:
+def predict_tta(predict, x: np.ndarray, plain: np.ndarray | None = None) -> np.ndarray:
     """Horizontal-flip test-time augmentation: the mean of `predict(x)` and the unflipped `predict(flip(x))`.
 
     `predict` maps (N, H, W, C) inputs to (N, H, W, K) probabilities; flipping is exact for every input channel.
+    `plain`: `predict(x)` where the caller already has it (only the flipped pass is run then).
     """
-    plain = predict(x)
+    plain = predict(x) if plain is None else plain
     flipped = predict(np.ascontiguousarray(x[:, :, ::-1]))
     return 0.5 * (plain + flipped[:, :, ::-1])
 

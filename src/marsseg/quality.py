@@ -4,9 +4,9 @@ On full-size synthetic data (2615 training images; a 2000-image synthetic test s
 both get the same seconds, start to test-set labels:
 
 - kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold U-Net stage 1 (no attention gates or auxiliary
-  heads in this preset: too slow on 2 cores), residual stage 2 on
-  out-of-fold probabilities, light augmentation with big-rock oversampling, class-weighted cross-entropy that
-  ignores background, warm-up + cosine schedules, post-processing and TTA chosen on the hold-out);
+  heads in this preset: too slow on 2 cores), residual stage 2 on out-of-fold probabilities, light augmentation
+  with big-rock oversampling, class-weighted cross-entropy that ignores background, warm-up + cosine schedules,
+  post-processing and TTA chosen on the hold-out);
 - plain: one U-Net of the same depth and width, no attention, no deep supervision, cross-entropy over all
   five classes, no augmentation, no cleaning, early stopping on the same share of held-out images, argmax
   over all classes.
@@ -98,8 +98,7 @@ def section_quality(repeats: int, log) -> str:
         f"{s1['folds_trained']} of {s1['folds_planned']} folds trained (epochs {s1['fold_epochs']}), stage 2 "
         f"{metrics['stage2_status']}, final stage {metrics['final_stage']}, wall clock {kit_seconds:.0f} s. "
         f"Plain: the same network (depth, width, no attention or deep supervision), batch size and learning rate; "
-        f"unweighted "
-        f"cross-entropy over all five classes, reduce-on-plateau, no augmentation, "
+        f"unweighted cross-entropy over all five classes, reduce-on-plateau, no augmentation, "
         f"{plain['epochs']} epochs, {plain['seconds']:.0f} s.",
         "",
         "| model | test mIoU | " + " | ".join(names.values()) + " |",

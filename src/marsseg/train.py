@@ -53,6 +53,11 @@ def mixed_precision_wanted(setting: str) -> bool:
     return bool(accelerator_devices())
 
 
+def _per_head(labels, names: list[str] | None):
+    """The same labels for every output head (deep supervision), or the labels alone for a single-head model."""
+    return {n: labels for n in names} if names else labels
+
+
 class _Targets(keras.utils.PyDataset):
     """Wraps a batch source so each batch's labels go to every output head (deep supervision)."""
 
@@ -65,7 +70,7 @@ class _Targets(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         xb, yb = self.source[index]
-        return xb, ({n: yb for n in self.names} if self.names else yb)
+        return xb, _per_head(yb, self.names)
 
     def on_epoch_end(self):
         self.source.on_epoch_end()
@@ -104,7 +109,7 @@ def training_data(source, names: list[str] | None, workers: int = 1):
     def load(index):
         x, y = tf.numpy_function(fetch, [index], (tf.float32, tf.int32), stateful=True)
         x, y = tf.ensure_shape(x, x_spec), tf.ensure_shape(y, y_spec)
-        return x, ({n: y for n in names} if names else y)
+        return x, _per_head(y, names)
 
     dataset = tf.data.Dataset.range(len(source)).map(load, num_parallel_calls=max(1, int(workers)),
                                                      deterministic=True)
@@ -312,7 +317,7 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
             plain = AugmentConfig(strength="none", bigrock_oversample=1.0, workers=1)
             source = sequence_from_config(train_images, train_masks, augment_cfg or plain, train_cfg.batch_size,
                                           extras=train_extras, seed=seed)
-            targets = {n: val_y for n in names} if names else val_y
+            targets = _per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
             guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan, passes_after)
             baseline = None

@@ -52,7 +52,6 @@ def new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
 
 
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
