@@ -156,11 +156,16 @@ class StageGuard(keras.callbacks.Callback):
         self.on_plan, self.passes_after = on_plan, passes_after
         self.best, self.best_epoch, self.best_weights = -math.inf, 0, None
         self.wait, self.stop_reason, self.epoch_seconds = 0, "epochs", []
-        self.validation_seconds, self.cut_epoch, self.full_epochs = 0.0, False, []
+        self.validation_seconds, self.cut_epoch = 0.0, False
 
     def set_baseline(self, value: float, weights) -> None:
         """Count the untrained weights as epoch 0 with score `value`: an epoch must beat it to be kept."""
         self.best, self.best_epoch, self.best_weights = float(value), 0, weights
+
+    @property
+    def full_epochs(self) -> list[float]:
+        """Seconds of the epochs that ran whole: all but a cut one, which is always the last."""
+        return self.epoch_seconds[:-1] if self.cut_epoch else self.epoch_seconds
 
     def train_until(self) -> float | None:
         """When training steps must stop so that the validation pass, and the `passes_after` passes of the same
@@ -179,8 +184,6 @@ class StageGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = self.clock()
         self.epoch_seconds.append(now - self._epoch_started)
-        if not self.cut_epoch:
-            self.full_epochs.append(self.epoch_seconds[-1])
         value = float((logs or {}).get(self.monitor, float("nan")))
         if value > self.best or self.best_weights is None:
             self.best, self.best_epoch, self.wait = value, epoch + 1, 0
@@ -192,7 +195,7 @@ class StageGuard(keras.callbacks.Callback):
                 self.model.stop_training = True
         if self.deadline is not None and not self.cut_epoch:
             # The first epoch carries the graph tracing, so later ones are the better estimate of the training part.
-            steady = self.full_epochs[1:] or self.full_epochs or self.epoch_seconds
+            steady = self.full_epochs[1:] or self.full_epochs
             train_seconds = max(float(np.median(steady)) - self.validation_seconds, 1e-6)
             left = self.train_until() - now
             if self.on_plan is not None:
