@@ -34,15 +34,19 @@ def _images(n=3, channels=1, seed=0):
 
 
 VARIANTS = [
-    pytest.param(channels, attention, deep, False,
+    pytest.param(channels, attention, deep, False, 1,
                  id=f"{channels}ch-{'att' if attention else 'noatt'}-{'ds' if deep else 'nods'}")
     for channels in (1, 6) for attention in (True, False) for deep in (True, False)
-] + [pytest.param(6, True, deep, True, id=f"6ch-att-{'ds' if deep else 'nods'}-residual") for deep in (True, False)]
+] + [pytest.param(6, True, deep, True, 1, id=f"6ch-att-{'ds' if deep else 'nods'}-residual") for deep in (True, False)] + [
+    pytest.param(1, True, True, False, 2, id="1ch-att-ds-stride2"),
+    pytest.param(6, False, False, True, 2, id="6ch-noatt-nods-residual-stride2"),
+]
 
 
-@pytest.mark.parametrize("channels,attention,deep,residual", VARIANTS)
-def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, attention, deep, residual):
-    cfg = ModelConfig(**TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual)
+@pytest.mark.parametrize("channels,attention,deep,residual,stride", VARIANTS)
+def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, attention, deep, residual, stride):
+    cfg = ModelConfig(**TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual,
+                      input_stride=stride)
     model = build_unet(cfg, input_channels=channels, name=f"stage{1 if channels == 1 else 2}")
     x = _images(channels=channels)
     # Every weight (batch-norm statistics included) moved off its initial value, so reload is tested on weights
@@ -100,6 +104,22 @@ def test_every_depth_from_2_to_5_builds_and_predicts(depth):
     assert all(o.shape == (1, 64, 128, 5) for o in _forward(model, _images(1)))
 
 
+@pytest.mark.parametrize("deep", [True, False])
+def test_a_strided_stem_halves_every_level_and_the_heads_return_full_size(deep):
+    depth = 3
+    model = build_unet(ModelConfig(depth=depth, base_filters=2, input_stride=2, deep_supervision=deep), 1)
+    assert model.get_layer("stem").output.shape[1:3] == (32, 64)
+    assert model.get_layer("enc0").output.shape[1:3] == (32, 64)
+    assert model.get_layer("bottleneck").output.shape[1:3] == (64 // 2 ** (depth + 1), 128 // 2 ** (depth + 1))
+    outputs = _forward(model, _images(2))
+    for probs in outputs if deep else [outputs]:
+        assert probs.shape == (2, 64, 128, 5)
+        np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    full = build_unet(ModelConfig(depth=depth, base_filters=2, deep_supervision=deep), 1)
+    assert "stem" not in {layer.name for layer in full.layers}
+    assert full.get_layer("enc0").output.shape[1:3] == (64, 128)
+
+
 def test_attention_adds_gates_and_batch_norm_switches_off():
     gated = build_unet(ModelConfig(**TINY, attention=True), 1)
     plain = build_unet(ModelConfig(**TINY, attention=False, batch_norm=False), 1)
@@ -114,6 +134,8 @@ def test_attention_adds_gates_and_batch_norm_switches_off():
     (dict(depth=6), "depth 6 is out of range"),
     (dict(base_filters=0), "base_filters"),
     (dict(dropout=1.0), "dropout"),
+    (dict(input_stride=3), "input_stride must be 1 or 2"),
+    (dict(input_stride=0), "input_stride must be 1 or 2"),
 ])
 def test_impossible_settings_are_user_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
@@ -190,9 +212,9 @@ def _stage2_input(n=3, seed=0):
     return np.concatenate([_images(n, 1, seed), probs], axis=-1), probs
 
 
-@pytest.mark.parametrize("deep", [True, False])
-def test_an_untrained_residual_stage_2_returns_the_stage_1_probabilities(deep):
-    cfg = ModelConfig(**TINY, deep_supervision=deep, residual=True)
+@pytest.mark.parametrize("deep,stride", [(True, 1), (False, 1), (False, 2)])
+def test_an_untrained_residual_stage_2_returns_the_stage_1_probabilities(deep, stride):
+    cfg = ModelConfig(**TINY, deep_supervision=deep, residual=True, input_stride=stride)
     model = build_unet(cfg, input_channels=6)
     x, probs = _stage2_input()
     main = main_output(_forward(model, x))

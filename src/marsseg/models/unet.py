@@ -27,6 +27,8 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
         raise ConfigError(f"model dropout must be in [0, 1), got {model_cfg.dropout}")
     if not 0.0 <= model_cfg.norm_momentum < 1.0:
         raise ConfigError(f"model norm_momentum must be in [0, 1), got {model_cfg.norm_momentum}")
+    if model_cfg.input_stride not in (1, 2):
+        raise ConfigError(f"model input_stride must be 1 or 2, got {model_cfg.input_stride}")
     if model_cfg.aux_loss_weight < 0:
         raise ConfigError(f"model aux_loss_weight must be >= 0, got {model_cfg.aux_loss_weight}")
     if model_cfg.residual and input_channels < 1 + num_classes:
@@ -41,7 +43,8 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
     """A U-Net on (64, 128, input_channels) float32 images giving (B, 64, 128, num_classes) softmax probabilities.
 
     Encoder level i (0 = full resolution) has `base_filters * 2**i` filters; `depth` poolings lead to the
-    bottleneck. With `deep_supervision` the outputs are the list `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is
+    bottleneck. With `input_stride` 2 a strided stem convolution comes first and every level works at half the
+    resolution; the heads upsample back to full size. With `deep_supervision` the outputs are the list `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is
     a softmax head on decoder level i (1/2**i resolution), upsampled to full size. Only `main` is for prediction.
     With `residual` (stage 2: input channels 1..num_classes are stage-1 probabilities) the main head adds a learned,
     zero-initialised correction to the log of those probabilities: untrained, the network returns them unchanged.
@@ -52,6 +55,13 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
 
     inputs = keras.Input(shape=(*IMAGE_SHAPE, input_channels), dtype="float32", name="image")
     x = inputs
+    stride = model_cfg.input_stride
+    if stride > 1:
+        x = layers.Conv2D(base, 3, strides=stride, padding="same", use_bias=not model_cfg.batch_norm,
+                          kernel_initializer="he_normal", name="stem")(x)
+        if model_cfg.batch_norm:
+            x = layers.BatchNormalization(momentum=model_cfg.norm_momentum, name="stem_norm")(x)
+        x = layers.ReLU(name="stem_relu")(x)
     skips = []
     for level in range(depth):
         x = ConvBlock(base * 2**level, name=f"enc{level}", **block)(x)
@@ -73,12 +83,15 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
 
     # Heads compute in float32 so softmax probabilities stay float32 under mixed precision.
     if model_cfg.residual:
-        main = ResidualRefinementHead(num_classes, prior_start=1, name="main", dtype="float32")([decoder[0], inputs])
+        features = decoder[0]
+        if stride > 1:
+            features = layers.UpSampling2D(stride, interpolation="bilinear", name="stem_up")(features)
+        main = ResidualRefinementHead(num_classes, prior_start=1, name="main", dtype="float32")([features, inputs])
     else:
-        main = SegmentationHead(num_classes, scale=1, name="main", dtype="float32")(decoder[0])
+        main = SegmentationHead(num_classes, scale=stride, name="main", dtype="float32")(decoder[0])
     if not model_cfg.deep_supervision:
         return keras.Model(inputs, main, name=name)
-    aux = [SegmentationHead(num_classes, scale=2**level, name=f"aux{level}", dtype="float32")(decoder[level])
+    aux = [SegmentationHead(num_classes, scale=stride * 2**level, name=f"aux{level}", dtype="float32")(decoder[level])
            for level in range(1, depth)]
     return keras.Model(inputs, [main, *aux], name=name)
 
