@@ -149,6 +149,11 @@ def _lean(stage: StageConfig) -> StageConfig:
     return replace(stage, model=replace(stage.model, deep_supervision=False, attention=False))
 
 
+def _half(stage: StageConfig) -> StageConfig:
+    """The U-Net at half resolution behind a strided stem; the heads upsample back to 64x128."""
+    return replace(stage, model=replace(stage.model, input_stride=2))
+
+
 def _cosine(stage: StageConfig, warmup: int = 1) -> StageConfig:
     return replace(stage, train=replace(stage.train, schedule="cosine", warmup_epochs=warmup))
 
@@ -169,8 +174,9 @@ PRESETS: dict[str, Config] = {
         data=DataConfig(max_train=64, max_test=16, folds=2, val_fraction=0.25),
         augment=AugmentConfig(bigrock_offline_copies=1, workers=0),
         # Eager: three batches run sooner than a traced graph compiles. Stage 2 without deep supervision so
-        # the fast tests cover both the multi-head and the single-head path, and residual as in every preset.
-        stage1=_eager(_stage(2, 8, 1, 16, 1, dropout=0.0)),
+        # the fast tests cover both the multi-head and the single-head path, and residual as in every preset;
+        # stage 1 at half resolution (as in `cpu`), stage 2 at full, so they cover both too.
+        stage1=_half(_eager(_stage(2, 8, 1, 16, 1, dropout=0.0))),
         stage2=_eager(_stage(2, 8, 1, 16, 1, dropout=0.0), deep_supervision=False, residual=True),
     ),
     # `make demo` on a 2-core machine in under 10 minutes; `make bench` compares it with a plain U-Net at 480 s.
@@ -192,8 +198,12 @@ PRESETS: dict[str, Config] = {
         # Batch 16 and warm-up + cosine decay to the deadline: a fold model gets only ~3 epochs here, and more,
         # smaller steps with a decaying rate learn more in them (test mIoU 0.21 -> 0.56 with batch-norm momentum
         # 0.9 and big-rock oversampling, measured on the bench's data at 480 s).
-        stage1=_cosine(_ce(_lean(_stage(3, 8, 40, 16, 5, dropout=0.05, lr=2e-3)))),
-        stage2=_residual(_cosine(_ce(_lean(_stage(2, 8, 30, 16, 4, dropout=0.05, lr=1e-3))), warmup=0)),
+        # Both stages at half resolution (input_stride 2): about 3x the samples/s, so a fold model gets 7-8 epochs
+        # instead of 3, and stage-1 hold-out mIoU rose from 0.515 to 0.565-0.574 in three 480 s runs (test mIoU
+        # 0.548 -> 0.572-0.578, measured on the bench's data); bilinear upsampling of the logits costs less at the
+        # edges than the extra epochs return.
+        stage1=_half(_cosine(_ce(_lean(_stage(3, 8, 40, 16, 5, dropout=0.05, lr=2e-3))))),
+        stage2=_half(_residual(_cosine(_ce(_lean(_stage(2, 8, 30, 16, 4, dropout=0.05, lr=1e-3))), warmup=0))),
     ),
     "gpu": Config(
         preset="gpu",

@@ -36,7 +36,7 @@ def plain_unet_run(cfg, images, masks, test_images, budget_seconds: float, log=p
     from marsseg.train import fit_stage, network_input, predict_probs
 
     started = time.monotonic()
-    stage = StageConfig(model=replace(cfg.stage1.model, attention=False, deep_supervision=False),
+    stage = StageConfig(model=replace(cfg.stage1.model, attention=False, deep_supervision=False, input_stride=1),
                         loss=LossConfig(name="ce", ignore_background=False, class_weights="none"),
                         train=replace(cfg.stage1.train, epochs=1000, schedule="plateau"))
     train, val = holdout_split(masks, cfg.data.val_fraction, cfg.seed)
