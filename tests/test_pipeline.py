@@ -174,7 +174,7 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
             raise MemoryError("injected")
 
         monkeypatch.setattr(_Run, "add_stage1_tta", broken)
-    cfg = override(preset("smoke"), ["post.tta=on", "post.morphology=off"])
+    cfg = override(preset("smoke"), ["post.tta=on", "post.morphology=off", "post.class_bias=off"])
     lines = []
     m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
     (state,) = runs
@@ -193,10 +193,40 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
         assert any("stage 1 with flip TTA submission written" in line for line in lines)
     else:
         assert (written == without).all() and m["final_tta"] is False
-        assert m["val_miou_final"] == score_masks(state.val_masks, state.choice1["val_labels_plain"])["miou"]
+        assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1))["miou"]
         assert any(("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)")
                    in line for line in lines)
         assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_tta"] is False
+
+
+def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_data_file, tmp_path, monkeypatch):
+    from marsseg.config import override, preset
+    from marsseg.data import load_dataset
+    from marsseg.pipeline import _Run, run
+    from marsseg.postprocess import labels_from_probs
+    from marsseg.scoring import score_masks
+    from marsseg.stages import ensemble_probs
+    from marsseg.submission import read_submission
+    from marsseg.train import network_input
+
+    _fake_fit(monkeypatch)
+    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    runs = []
+    finish = _Run.finish
+    monkeypatch.setattr(_Run, "finish", lambda self: (runs.append(self), finish(self)))
+    cfg = override(preset("smoke"), ["post.tta=off", "post.morphology=off", "post.class_bias=on"])
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lambda line: None, submissions_dir=None, verbose=0)
+    (state,) = runs
+    chosen = m["post"]["stage1"]["class_bias"]
+    assert chosen["used"] is True and set(chosen["values"]) == {"soil", "bedrock", "sand", "big rock"}
+    assert chosen["with"] is not None and chosen["fitted"] >= chosen["without"]
+    bias = np.array([0.0] + list(chosen["values"].values()), np.float32)
+    np.testing.assert_array_equal(bias, state.choice1["bias_values"])
+    plain = ensemble_probs(state.s1.models, network_input(load_dataset(small_data_file[0]).test_images))
+    expected = labels_from_probs(plain, class_bias=bias)
+    assert (expected != labels_from_probs(plain)).mean() > 0.001, "the biases must change labels for this to mean anything"
+    assert (read_submission(tmp_path / "run" / "submission.csv", 24).masks == expected).all()
+    assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1, class_bias=bias))["miou"]
 
 
 def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):
@@ -225,6 +255,8 @@ def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
                                                     tmp_path / "r", "--set", "stage1_share=1.5"))
     assert "class_weight_power" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
                                                           tmp_path / "r", "--set", "stage2.loss.class_weight_power=-1"))
+    assert "post.class_bias" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                       tmp_path / "r", "--set", "post.class_bias=maybe"))
     assert not (tmp_path / "r").exists(), "a rejected setting writes nothing"
     assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
 

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from marsseg.postprocess import clean_masks, decide, labels_from_probs, predict_tta
+from marsseg.postprocess import (
+    clean_masks,
+    cross_fitted_bias_score,
+    decide,
+    fit_class_bias,
+    labels_from_probs,
+    predict_tta,
+)
+from marsseg.scoring import score_masks
 
 
 def test_labels_never_predict_the_ignored_background_by_default():
@@ -97,3 +105,54 @@ def test_decide_keeps_auto_steps_only_when_they_help():
 
     with pytest.raises(ConfigError):
         decide("maybe", 0.5, 0.6)
+
+
+def _under_predicted_big_rock(n_images=8, seed=0):
+    """Soil pixels at p(soil) 0.6 / p(big rock) 0.4, big-rock pixels at 0.55 / 0.45: the argmax never says big rock,
+    a shift of log-odds between log(0.55/0.45) = 0.20 and log(0.6/0.4) = 0.41 in its favour separates them all."""
+    rng = np.random.default_rng(seed)
+    masks = np.where(rng.random((n_images, 8, 8)) < 0.2, 4, 1).astype(np.uint8)
+    masks[:, 0, 0] = 0  # an unlabelled pixel, predicted anything, scores nothing
+    probs = np.zeros((*masks.shape, 5), np.float32)
+    rock = masks == 4
+    probs[..., 1] = np.where(rock, 0.55, 0.6)
+    probs[..., 4] = np.where(rock, 0.45, 0.4)
+    return probs, masks
+
+
+def test_class_bias_recovers_a_rare_class_the_argmax_never_predicts():
+    probs, masks = _under_predicted_big_rock()
+    assert score_masks(masks, labels_from_probs(probs))["iou"][4] == 0.0
+    bias, fitted = fit_class_bias(probs, masks)
+    assert bias.shape == (5,) and bias[0] == 0
+    shift = bias[4] - bias[1]
+    assert np.log(0.55 / 0.45) < shift < np.log(0.6 / 0.4)
+    labels = labels_from_probs(probs, class_bias=bias)
+    assert ((labels == masks) | (masks == 0)).all() and fitted == 1.0
+    assert cross_fitted_bias_score(probs, masks) == 1.0, "the shift is a property of every image, so it carries over"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_class_bias_never_scores_below_the_plain_argmax_where_it_was_fitted(seed):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(5), size=(4, 16, 16)).astype(np.float32)
+    masks = rng.integers(0, 5, (4, 16, 16)).astype(np.uint8)
+    plain = score_masks(masks, labels_from_probs(probs))["miou"]
+    bias, fitted = fit_class_bias(probs, masks)
+    assert fitted >= plain - 1e-12
+    assert score_masks(masks, labels_from_probs(probs, class_bias=bias))["miou"] == pytest.approx(fitted)
+    np.testing.assert_array_equal(labels_from_probs(probs, class_bias=np.zeros(5)), labels_from_probs(probs))
+
+
+def test_class_bias_searches_a_subset_of_a_large_hold_out():
+    probs, masks = _under_predicted_big_rock(n_images=64)
+    bias, fitted = fit_class_bias(probs, masks, max_pixels=500)
+    assert np.log(0.55 / 0.45) < bias[4] - bias[1] < np.log(0.6 / 0.4) and fitted == 1.0
+
+
+def test_a_bias_favours_its_class_by_that_many_log_odds():
+    probs = np.zeros((1, 1, 2, 5), np.float32)
+    probs[0, 0, 0, [2, 3]] = [0.5, 0.4]
+    probs[0, 0, 1, [2, 3]] = [0.7, 0.3]
+    bias = np.array([0, 0, 0, 0.5, 0], np.float32)  # e^0.5 = 1.65: 0.4 x 1.65 > 0.5, 0.3 x 1.65 < 0.7
+    assert labels_from_probs(probs, class_bias=bias).tolist() == [[[3, 2]]]

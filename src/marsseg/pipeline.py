@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from marsseg.competition import MARS
 from marsseg.config import Config, git_commit, save_config
 from marsseg.errors import ConfigError
 from marsseg.files import atomic_write_json
+from marsseg.postprocess import labels_from_probs
 
 TEST_CHUNK = 1024
 RESIDUAL_MIN_EPOCH = 0.4  # of an epoch: the least a residual stage 2 is started with
@@ -42,6 +44,10 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
         if not 0.0 <= power <= 2.0:
             raise ConfigError(f"{stage}.loss.class_weight_power {power} is outside 0..2 "
                               f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)")
+    for name in ("tta", "morphology", "class_bias"):
+        if getattr(cfg.post, name) not in ("auto", "on", "off"):
+            raise ConfigError(f"post.{name} is {getattr(cfg.post, name)!r}; use auto, on or off "
+                              f"(e.g. --set post.{name}=off)")
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
     budget = Budget(cfg.budget_seconds, log)
@@ -167,8 +173,8 @@ class _Run:
                     "stage 1")
 
     def choose_post(self, stage: str, predict, x_val, val_probs) -> dict:
-        """Hold-out mIoU without and with TTA and morphology; what the settings keep."""
-        from marsseg.postprocess import clean_masks, decide, labels_from_probs, predict_tta
+        """Hold-out mIoU without and with TTA, class biases and morphology, in that order; what the settings keep."""
+        from marsseg.postprocess import clean_masks, cross_fitted_bias_score, decide, fit_class_bias, predict_tta
         from marsseg.scoring import score_masks
 
         post = self.cfg.post
@@ -183,6 +189,19 @@ class _Run:
                 chosen_probs = tta_probs
         labels = labels_from_probs(chosen_probs)
         before = score_masks(self.val_masks, labels)
+        bias = {"setting": post.class_bias, "without": before["miou"], "with": None, "fitted": None, "used": False,
+                "values": None}
+        values = None
+        if post.class_bias != "off":
+            fitted, bias["fitted"] = fit_class_bias(chosen_probs, self.val_masks)
+            # "with" is honest: shifts fitted on one half of the hold-out, scored on the other (both ways round).
+            bias["with"] = cross_fitted_bias_score(chosen_probs, self.val_masks, seed=self.cfg.seed)
+            bias["values"] = {MARS.class_names[c]: float(fitted[c]) for c in MARS.scored_classes}
+            bias["used"] = decide(post.class_bias, bias["without"], bias["with"])
+            if bias["used"]:
+                values = fitted
+                labels = labels_from_probs(chosen_probs, class_bias=values)
+                before = score_masks(self.val_masks, labels)
         morph = {"setting": post.morphology, "without": before["miou"], "with": None, "used": False}
         final = before
         if post.morphology != "off":
@@ -192,13 +211,18 @@ class _Run:
             morph["used"] = decide(post.morphology, morph["without"], morph["with"])
             if morph["used"]:
                 final, labels = after, cleaned
-        return {"miou_plain": plain["miou"], "iou_plain": _named(plain["iou"]), "tta": tta, "morphology": morph,
-                "miou_final": final["miou"], "iou_final": _named(final["iou"]), "val_labels": labels,
-                "val_labels_plain": labels_from_probs(val_probs)}
+        return {"miou_plain": plain["miou"], "iou_plain": _named(plain["iou"]), "tta": tta, "class_bias": bias,
+                "bias_values": values, "morphology": morph, "miou_final": final["miou"],
+                "iou_final": _named(final["iou"]), "val_labels": labels}
 
     # ------------------------------------------------------------------------------------- submissions
     def test_seconds(self, models: int, tta: bool, rate: float) -> float:
         return len(self.test_images) * models * (2 if tta else 1) / max(rate, 1e-6)
+
+    @staticmethod
+    def labels(probs: np.ndarray, choice: dict) -> np.ndarray:
+        """Labels from probabilities with the class biases the hold-out kept for this choice (if any)."""
+        return labels_from_probs(probs, class_bias=choice["bias_values"])
 
     def morphology(self, labels: np.ndarray, choice: dict) -> np.ndarray:
         """`labels` after the morphological clean-up, where the hold-out kept it for this choice."""
@@ -209,7 +233,7 @@ class _Run:
         return clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
 
     def write_stage1_submission(self) -> None:
-        from marsseg.postprocess import labels_from_probs, predict_tta
+        from marsseg.postprocess import predict_tta
         from marsseg.stages import ensemble_probs
         from marsseg.train import network_input
 
@@ -231,7 +255,7 @@ class _Run:
             if keep_probs:
                 self.test_probs1[start:start + len(x)] = plain
             probs = predict_tta(predict, x, plain) if tta else plain
-            labels[start:start + len(x)] = labels_from_probs(probs)
+            labels[start:start + len(x)] = self.labels(probs, self.choice1)
         labels = self.morphology(labels, self.choice1)
         self.test_labels1 = labels
         self.write_submission(labels, "stage 1" + (" without TTA for now" if self.stage1_tta_pending else ""))
@@ -240,7 +264,7 @@ class _Run:
     def add_stage1_tta(self) -> None:
         """Rewrite the stage-1 submission with the flip TTA the hold-out chose, if the budget allows; otherwise
         report the hold-out score of what was written (no TTA)."""
-        from marsseg.postprocess import labels_from_probs, predict_tta
+        from marsseg.postprocess import predict_tta
         from marsseg.stages import ensemble_probs
         from marsseg.train import network_input
 
@@ -256,7 +280,7 @@ class _Run:
         for start in range(0, len(self.test_images), TEST_CHUNK):
             x = network_input(self.test_images[start:start + TEST_CHUNK])
             plain = self.test_probs1[start:start + len(x)].astype(np.float32)
-            labels[start:start + len(x)] = labels_from_probs(predict_tta(predict, x, plain))
+            labels[start:start + len(x)] = self.labels(predict_tta(predict, x, plain), self.choice1)
         labels = self.morphology(labels, self.choice1)
         self.test_labels1 = labels
         self.write_submission(labels, "stage 1 with flip TTA")
@@ -265,7 +289,7 @@ class _Run:
         """The final choice is the stage-1 submission as written, without TTA: score that on the hold-out."""
         from marsseg.scoring import score_masks
 
-        labels = self.morphology(self.choice1["val_labels_plain"], self.choice1)
+        labels = self.morphology(self.labels(self.val_probs1, self.choice1), self.choice1)
         score = score_masks(self.val_masks, labels)
         self.final_choice = {**self.choice1, "tta": {**self.choice1["tta"], "used": False}, "val_labels": labels,
                              "miou_final": score["miou"], "iou_final": _named(score["iou"])}
@@ -371,7 +395,7 @@ class _Run:
         return "ok"
 
     def predict_stage2_test(self, model, choice) -> np.ndarray:
-        from marsseg.postprocess import labels_from_probs, predict_tta
+        from marsseg.postprocess import predict_tta
         from marsseg.train import network_input, predict_probs
 
         self.budget.phase("stage2 test prediction", note=f"{len(self.test_images)} images"
@@ -382,7 +406,7 @@ class _Run:
             x = network_input(self.test_images[start:start + TEST_CHUNK],
                               self.test_probs1[start:start + TEST_CHUNK])
             probs = predict_tta(predict, x) if choice["tta"]["used"] else predict(x)
-            labels[start:start + len(x)] = labels_from_probs(probs)
+            labels[start:start + len(x)] = self.labels(probs, choice)
         return self.morphology(labels, choice)
 
     # -------------------------------------------------------------------------------------------- finish
@@ -404,7 +428,7 @@ class _Run:
             "val_iou_final": choice["iou_final"],
             "final_tta": bool(choice["tta"]["used"]),
             "val_miou_stage2": self.metrics.get("val_miou_stage2"),
-            "post": {f"stage{s}": {"tta": c["tta"], "morphology": c["morphology"]}
+            "post": {f"stage{s}": {"tta": c["tta"], "class_bias": c["class_bias"], "morphology": c["morphology"]}
                      for s, c in ((1, self.choice1), (2, getattr(self, "choice2", None))) if c is not None},
         })
         path = self.out_dir / "submission.csv"
@@ -426,6 +450,4 @@ class _Run:
 
 
 def _named(iou: dict) -> dict:
-    from marsseg.competition import MARS
-
     return {MARS.class_names[c]: (None if np.isnan(v) else float(v)) for c, v in iou.items()}

@@ -3,11 +3,11 @@
 On full-size synthetic data (2615 training images; a 2000-image synthetic test set scored against its truth),
 both get the same seconds, start to test-set labels:
 
-- kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold U-Net stage 1 (no attention gates or auxiliary
-  heads in this preset: too slow on 2 cores), residual stage 2 on out-of-fold probabilities, light augmentation
-  with big-rock oversampling, class-weighted cross-entropy that ignores background, warm-up + cosine schedules,
-  post-processing and TTA chosen on the hold-out);
-- plain: one U-Net of the same depth and width, no attention, no deep supervision, cross-entropy over all
+- kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold U-Net stage 1 (at half resolution behind a strided
+  stem, no attention gates or auxiliary heads in this preset: too slow on 2 cores), residual stage 2 on
+  out-of-fold probabilities, light augmentation with big-rock oversampling, class-weighted cross-entropy that
+  ignores background, warm-up + cosine schedules, TTA, class biases and morphology chosen on the hold-out);
+- plain: one U-Net of the same depth and width at full resolution, no attention, no deep supervision, cross-entropy over all
   five classes, no augmentation, no cleaning, early stopping on the same share of held-out images, argmax
   over all classes.
 
@@ -97,7 +97,8 @@ def section_quality(repeats: int, log) -> str:
         f"against its truth (smaller than the real 10022 to keep `make bench` near half an hour). Kit: `cpu` preset, "
         f"{s1['folds_trained']} of {s1['folds_planned']} folds trained (epochs {s1['fold_epochs']}), stage 2 "
         f"{metrics['stage2_status']}, final stage {metrics['final_stage']}, wall clock {kit_seconds:.0f} s. "
-        f"Plain: the same network (depth, width, no attention or deep supervision), batch size and learning rate; "
+        f"Plain: the same network at full resolution (depth, width; no attention, deep supervision or strided stem), "
+        f"batch size and learning rate; "
         f"unweighted cross-entropy over all five classes, reduce-on-plateau, no augmentation, "
         f"{plain['epochs']} epochs, {plain['seconds']:.0f} s.",
         "",
@@ -133,8 +134,11 @@ def section_quality(repeats: int, log) -> str:
         f"the bottleneck." if aug_rate > (s1.get("train_samples_per_s") or 0) else
         f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, slower than stage-1 training.",
         "",
-        "Post-processing on the hold-out (without → with; kept only if it helps under `auto`): " + "; ".join(
+        "Post-processing on the hold-out (without → with; kept only if it helps under `auto`; class biases: "
+        "fitted on one half of the hold-out and scored on the other): " + "; ".join(
             f"{stage} TTA {fmt(p['tta']['without'])} → {fmt(p['tta']['with'])} ({'kept' if p['tta']['used'] else 'dropped'}), "
+            f"class bias {fmt(p['class_bias']['without'])} → {fmt(p['class_bias']['with'])} "
+            f"({'kept' if p['class_bias']['used'] else 'dropped'}), "
             f"morphology {fmt(p['morphology']['without'])} → {fmt(p['morphology']['with'])} "
             f"({'kept' if p['morphology']['used'] else 'dropped'})" for stage, p in metrics["post"].items()) + ".",
     ]
