@@ -24,6 +24,7 @@ from marsseg.competition import MARS
 from marsseg.config import Config, git_commit, save_config
 from marsseg.errors import ConfigError
 from marsseg.files import atomic_write_json
+from marsseg.postprocess import SETTINGS as POST_SETTINGS
 from marsseg.postprocess import labels_from_probs
 
 TEST_CHUNK = 1024
@@ -45,8 +46,8 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
             raise ConfigError(f"{stage}.loss.class_weight_power {power} is outside 0..2 "
                               f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)")
     for name in ("tta", "morphology", "class_bias"):
-        if getattr(cfg.post, name) not in ("auto", "on", "off"):
-            raise ConfigError(f"post.{name} is {getattr(cfg.post, name)!r}; use auto, on or off "
+        if getattr(cfg.post, name) not in POST_SETTINGS:
+            raise ConfigError(f"post.{name} is {getattr(cfg.post, name)!r}; use {', '.join(POST_SETTINGS)} "
                               f"(e.g. --set post.{name}=off)")
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
@@ -179,16 +180,17 @@ class _Run:
 
         post = self.cfg.post
         self.budget.phase(f"{stage} post-processing choice")
-        plain = score_masks(self.val_masks, labels_from_probs(val_probs))
+        labels = labels_from_probs(val_probs)
+        plain = before = score_masks(self.val_masks, labels)
         chosen_probs, tta = val_probs, {"setting": post.tta, "without": plain["miou"], "with": None, "used": False}
         if post.tta != "off":
-            tta_probs = predict_tta(predict, x_val)
-            tta["with"] = score_masks(self.val_masks, labels_from_probs(tta_probs))["miou"]
+            tta_probs = predict_tta(predict, x_val, val_probs)
+            tta_labels = labels_from_probs(tta_probs)
+            tta_score = score_masks(self.val_masks, tta_labels)
+            tta["with"] = tta_score["miou"]
             tta["used"] = decide(post.tta, tta["without"], tta["with"])
             if tta["used"]:
-                chosen_probs = tta_probs
-        labels = labels_from_probs(chosen_probs)
-        before = score_masks(self.val_masks, labels)
+                chosen_probs, labels, before = tta_probs, tta_labels, tta_score
         bias = {"setting": post.class_bias, "without": before["miou"], "with": None, "fitted": None, "used": False,
                 "values": None}
         values = None
@@ -232,6 +234,16 @@ class _Run:
             return labels
         return clean_masks(labels, self.cfg.post.min_component, self.cfg.post.max_hole)
 
+    def label_test_set(self, chunk_probs, choice: dict) -> np.ndarray:
+        """Test-set labels from `chunk_probs(start, stop)` (class probabilities of those test images), taken
+        TEST_CHUNK images at a time, with the class biases and clean-up the hold-out kept for `choice`."""
+        n = len(self.test_images)
+        labels = np.zeros(self.test_images.shape, np.uint8)
+        for start in range(0, n, TEST_CHUNK):
+            stop = min(start + TEST_CHUNK, n)
+            labels[start:stop] = self.labels(chunk_probs(start, stop), choice)
+        return self.morphology(labels, choice)
+
     def write_stage1_submission(self) -> None:
         from marsseg.postprocess import predict_tta
         from marsseg.stages import ensemble_probs
@@ -247,17 +259,16 @@ class _Run:
                                                          f"{' x 2 (flip TTA)' if tta else ''}, about {estimate:.0f}s")
         keep_probs = self.cfg.two_stage
         self.test_probs1 = np.zeros((*self.test_images.shape, 5), np.float16) if keep_probs else None
-        labels = np.zeros(self.test_images.shape, np.uint8)
         predict = lambda x: ensemble_probs(self.s1.models, x)  # noqa: E731
-        for start in range(0, len(self.test_images), TEST_CHUNK):
-            x = network_input(self.test_images[start:start + TEST_CHUNK])
+
+        def chunk_probs(start, stop):
+            x = network_input(self.test_images[start:stop])
             plain = predict(x)
             if keep_probs:
-                self.test_probs1[start:start + len(x)] = plain
-            probs = predict_tta(predict, x, plain) if tta else plain
-            labels[start:start + len(x)] = self.labels(probs, self.choice1)
-        labels = self.morphology(labels, self.choice1)
-        self.test_labels1 = labels
+                self.test_probs1[start:stop] = plain
+            return predict_tta(predict, x, plain) if tta else plain
+
+        labels = self.test_labels1 = self.label_test_set(chunk_probs, self.choice1)
         self.write_submission(labels, "stage 1" + (" without TTA for now" if self.stage1_tta_pending else ""))
         self.final_stage, self.final_choice = 1, self.choice1
 
@@ -276,13 +287,9 @@ class _Run:
             return
         self.budget.phase("stage1 test prediction (flip TTA)", note=f"about {estimate:.0f}s")
         predict = lambda x: ensemble_probs(self.s1.models, x)  # noqa: E731
-        labels = np.zeros(self.test_images.shape, np.uint8)
-        for start in range(0, len(self.test_images), TEST_CHUNK):
-            x = network_input(self.test_images[start:start + TEST_CHUNK])
-            plain = self.test_probs1[start:start + len(x)].astype(np.float32)
-            labels[start:start + len(x)] = self.labels(predict_tta(predict, x, plain), self.choice1)
-        labels = self.morphology(labels, self.choice1)
-        self.test_labels1 = labels
+        labels = self.test_labels1 = self.label_test_set(
+            lambda start, stop: predict_tta(predict, network_input(self.test_images[start:stop]),
+                                            self.test_probs1[start:stop].astype(np.float32)), self.choice1)
         self.write_submission(labels, "stage 1 with flip TTA")
 
     def report_stage1_without_tta(self, why: str) -> None:
@@ -400,14 +407,13 @@ class _Run:
 
         self.budget.phase("stage2 test prediction", note=f"{len(self.test_images)} images"
                                                          f"{' x 2 (flip TTA)' if choice['tta']['used'] else ''}")
-        labels = np.zeros(self.test_images.shape, np.uint8)
         predict = lambda x: predict_probs(model, x)  # noqa: E731
-        for start in range(0, len(self.test_images), TEST_CHUNK):
-            x = network_input(self.test_images[start:start + TEST_CHUNK],
-                              self.test_probs1[start:start + TEST_CHUNK])
-            probs = predict_tta(predict, x) if choice["tta"]["used"] else predict(x)
-            labels[start:start + len(x)] = self.labels(probs, choice)
-        return self.morphology(labels, choice)
+
+        def chunk_probs(start, stop):
+            x = network_input(self.test_images[start:stop], self.test_probs1[start:stop])
+            return predict_tta(predict, x) if choice["tta"]["used"] else predict(x)
+
+        return self.label_test_set(chunk_probs, choice)
 
     # -------------------------------------------------------------------------------------------- finish
     def finish(self) -> None:

@@ -33,9 +33,13 @@ def labels_from_probs(probs: np.ndarray, allow_background: bool = False, competi
         classes = np.asarray(competition.scored_classes)
     if class_bias is None or not np.any(np.asarray(class_bias)[classes]):
         return classes[np.argmax(probs[..., classes], axis=-1)].astype(np.uint8)
-    bias = np.asarray(class_bias, np.float32)[classes]
-    scores = np.log(np.maximum(probs[..., classes], 1e-12, dtype=np.float32)) + bias
+    scores = _log_probs(probs, classes) + np.asarray(class_bias, np.float32)[classes]
     return classes[np.argmax(scores, axis=-1)].astype(np.uint8)
+
+
+def _log_probs(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """float32 log-probabilities of `classes` (last axis), floored so that a zero stays finite."""
+    return np.log(np.maximum(probs[..., classes], 1e-12, dtype=np.float32))
 
 
 BIAS_GRID = np.round(np.linspace(-1.5, 1.5, 13), 3)  # log-odds shifts tried per class (0.25 apart)
@@ -54,7 +58,7 @@ def fit_class_bias(probs: np.ndarray, masks: np.ndarray, grid=BIAS_GRID, rounds:
     from marsseg.scoring import confusion_matrix, mean_iou
 
     classes = np.asarray(competition.scored_classes)
-    logp = np.log(np.maximum(probs[..., classes], 1e-12, dtype=np.float32)).reshape(-1, len(classes))
+    logp = _log_probs(probs, classes).reshape(-1, len(classes))
     truth = np.asarray(masks).reshape(-1)
     scored = truth != competition.ignored_class if competition.ignored_class is not None else np.ones_like(truth, bool)
     logp, truth = logp[scored], truth[scored].astype(np.int64)
@@ -165,6 +169,9 @@ def predict_tta(predict, x: np.ndarray, plain: np.ndarray | None = None) -> np.n
     plain = predict(x) if plain is None else plain
     flipped = predict(np.ascontiguousarray(x[:, :, ::-1]))
     return 0.5 * (plain + flipped[:, :, ::-1])
+
+
+SETTINGS = ("auto", "on", "off")  # every post-processing step's choices
 
 
 def decide(setting: str, without: float, with_: float) -> bool:
