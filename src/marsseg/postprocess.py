@@ -184,4 +184,4 @@ def decide(setting: str, without: float, with_: float) -> bool:
         return bool(with_ > without)
     from marsseg.errors import ConfigError
 
-    raise ConfigError(f"post-processing setting {setting!r} is not auto, on or off")
+    raise ConfigError(f"post-processing setting {setting!r} is not one of {', '.join(SETTINGS)}")
