@@ -1,3 +1,5 @@
+import pytest
+
 import marsseg.bench as bench
 from tests.conftest import one_line_error, run_cli
 
@@ -18,10 +20,91 @@ def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
     text = out.read_text()
     assert calls == ["a", "b", "b"]
     assert "## a\n\nvalue 1" in text and "## b\n\nvalue 3" in text and "value 2" not in text
-    assert text.index("## a") < text.index("## b") and "Machine:" in text
+    assert text.index("## a") < text.index("## b")
+    # Every block names the machine it was measured on (a GPU block and a CPU block can share the file).
+    assert text.count(f"on {bench.machine_description()} (`marsseg bench --only") == 2
+
+
+def test_a_section_that_measures_nothing_here_keeps_its_block(tmp_path, monkeypatch):
+    state = {"gpu": True}
+
+    def gpu_section(repeats, log):
+        return "## gpu\n\nfast" if state["gpu"] else None
+
+    monkeypatch.setattr(bench, "SECTIONS", {"cpu": lambda r, log: "## cpu\n\nslow", "gpu": gpu_section})
+    out = tmp_path / "B.md"
+    bench.run_benchmarks(out, repeats=1, log=lambda m: None)
+    state["gpu"] = False
+    bench.run_benchmarks(out, repeats=1, log=lambda m: None)  # all sections, on a machine without a GPU
+    text = out.read_text()
+    assert "## gpu\n\nfast" in text and "## cpu\n\nslow" in text
+    assert text.count("<!-- bench:gpu -->") == 1
 
 
 def test_unknown_section_is_a_one_line_error(tmp_path):
     line = one_line_error(run_cli("bench", "--only", "nope", "--out", tmp_path / "B.md"))
     assert "unknown benchmark section nope" in line
     assert not (tmp_path / "B.md").exists()
+
+
+def test_gpu_sections_measure_nothing_without_a_gpu(monkeypatch):
+    import marsseg.gpu_bench as gpu_bench
+
+    monkeypatch.setattr(gpu_bench, "accelerator_name", lambda: None)
+    messages = []
+    assert bench.section_gpu(1, messages.append) is None
+    assert bench.section_quality_gpu(1, messages.append) is None
+    assert all("no GPU" in m for m in messages) and len(messages) == 2
+
+
+def test_the_dev_machine_has_no_gpu_for_the_gpu_sections():
+    import marsseg.gpu_bench as gpu_bench
+
+    assert gpu_bench.accelerator_name() is None
+
+
+def _metrics(fold_epochs, stage2_epochs, folds_trained=2, folds_planned=5):
+    return {"stage1": {"fold_epoch_seconds": fold_epochs, "folds_planned": folds_planned,
+                       "folds_trained": folds_trained},
+            "stage2": {"epoch_seconds": stage2_epochs},
+            "seconds": {"load": 1.0, "stage1": 100.0, "stage1 test prediction": 8.0, "stage2": 50.0,
+                        "stage2 test prediction": 2.0, "total": 161.0}}
+
+
+def test_projection_counts_compilation_once_per_model_and_every_epoch():
+    from marsseg.config import preset
+    from marsseg.gpu_bench import projected_seconds, steady_epoch_seconds
+
+    cfg = preset("kaggle")  # 5 folds, 100 stage-1 epochs, 80 stage-2 epochs
+    assert steady_epoch_seconds([[30.0, 5.0, 7.0], [32.0, 6.0]]) == (31.0, 6.0)
+    assert steady_epoch_seconds([[]]) == (None, None)
+    p = projected_seconds(cfg, _metrics([[30.0, 5.0, 7.0], [32.0, 6.0]], [20.0, 4.0, 4.0]))
+    assert p["steady1"] == 6.0 and p["compile1"] == 25.0
+    assert p["stage1"] == 5 * (25.0 + 100 * 6.0)
+    assert p["stage2"] == 16.0 + 80 * 4.0
+    # load 1 + both test predictions 10 + three more fold models' test prediction at 8 / 2 each
+    assert p["other"] == 1.0 + 8.0 + 2.0 + 3 * 4.0
+    assert p["total"] == p["stage1"] + p["stage2"] + p["other"]
+    assert projected_seconds(cfg, _metrics([[30.0], [31.0]], [])) is None  # no steady epoch: nothing to project
+
+
+@pytest.mark.slow
+def test_gpu_section_report_from_a_smoke_run(monkeypatch):
+    from marsseg.gpu_bench import section_gpu
+
+    text = section_gpu(1, lambda m: None, preset_name="smoke", budget=120, n_train=48, n_test=16,
+                       gpu="1 × Test GPU")
+    assert text.startswith("## On a GPU: the `smoke` preset (1 × Test GPU")
+    assert "| smoke | stage1 |" in text and "| smoke | stage2 |" in text and "mixed_float16" in text
+    assert "capped at 120 s" in text and "test mIoU" in text and "| **total** |" in text
+
+
+@pytest.mark.slow
+def test_quality_section_on_a_gpu_names_the_preset_and_device(monkeypatch):
+    import marsseg.quality as quality
+
+    monkeypatch.setattr(quality, "N_TRAIN", 48)
+    monkeypatch.setattr(quality, "N_TEST", 16)
+    text = quality.section_quality(1, lambda m: None, preset_name="smoke", budget=60, device="1 × Test GPU")
+    assert text.startswith("## Quality at a fixed budget (60 s each, synthetic data, on a GPU: 1 × Test GPU")
+    assert "Kit: `smoke` preset" in text and "| kit (final) |" in text and "| plain U-Net |" in text

@@ -237,6 +237,30 @@ def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_
     assert source.epoch == 2
 
 
+def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(small_synthetic, monkeypatch):
+    import keras
+
+    from marsseg.augment import sequence_from_config
+    from marsseg.config import AugmentConfig
+    from marsseg.train import training_data
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    s = small_synthetic
+    cfg = AugmentConfig(strength="light", bigrock_oversample=1.0, workers=3)
+    source = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
+    reference = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
+    data, callbacks = training_data(source, ["main", "aux1"], workers=3)
+    # Keras builds batches in parallel only if the dataset it is handed says so.
+    assert callbacks == [] and data.workers == 3 and len(data) == len(reference) == 3
+    x, y = data[1]
+    want_x, want_y = reference[1]
+    np.testing.assert_array_equal(x, want_x)
+    assert set(y) == {"main", "aux1"}
+    np.testing.assert_array_equal(y["aux1"], want_y)
+    data.on_epoch_end()
+    assert source.epoch == 1
+
+
 def test_bad_training_settings_are_config_errors():
     from marsseg.config import TrainConfig
     from marsseg.errors import ConfigError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,16 @@ def machine_description() -> str:
         memory = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}, NumPy {np.__version__}"
+    gpu = ""
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                   text=True, check=True, timeout=30).stdout.split()
+            gpu = f", GPU {' '.join(names)}" if names else ""
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return (f"{cpu}, {os.cpu_count()} cores{memory}{gpu}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}")
 
 
 # ------------------------------------------------------------------------- submission files
@@ -134,47 +144,65 @@ def _pandas_reference(masks, path) -> float:
 
 
 # ------------------------------------------------------------------------- networks
-def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32) -> str:
-    """Parameters and CPU seconds per batch (training step = forward + backward + update; inference) of the
-    presets' stage-1 and stage-2 U-Nets, compiled as training compiles them (loss on every head)."""
+def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32, device: str = "this CPU",
+                   mixed_precision: bool = False) -> str:
+    """Parameters and seconds per batch (training step = forward + backward + update; inference) of the
+    presets' stage-1 and stage-2 U-Nets, compiled as training compiles them (loss on every head); with
+    `mixed_precision`, under the mixed_float16 policy that training uses on a GPU."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (batch, 64, 128))
+    previous_policy = keras.config.dtype_policy().name
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        rows = [_network_row(name, stage, channels, batch, repeats, rng, labels, log)
+                for name in presets for stage, channels in (("stage1", 1), ("stage2", 6))]
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    precision = "mixed_float16" if mixed_precision else "float32"
+    return "\n".join([
+        f"## Networks on {device} (batch {batch}, {precision}, Keras backend {keras.backend.backend()})",
+        "",
+        f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
+        "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
+        "",
+        "| preset | stage | depth | base filters | input stride | parameters | train step | train img/s | "
+        "inference | infer img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
+def _network_row(name, stage, channels, batch, repeats, rng, labels, log) -> str:
     import keras
 
     from marsseg.config import preset
     from marsseg.losses import build_loss
     from marsseg.models import aux_loss_weights, build_unet, main_head, targets_for
 
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 5, (batch, 64, 128))
-    rows = []
-    for name in presets:
-        for stage, channels in (("stage1", 1), ("stage2", 6)):
-            cfg = getattr(preset(name), stage)
-            log(f"models: {name} {stage}")
-            keras.utils.set_random_seed(0)
-            model = build_unet(cfg.model, input_channels=channels, name=f"{name}_{stage}")
-            model.compile(keras.optimizers.AdamW(1e-3), loss=[build_loss(cfg.loss)] * len(model.outputs),
-                          loss_weights=aux_loss_weights(cfg.model))
-            x = rng.random((batch, 64, 128, channels), dtype=np.float32)
-            y = targets_for(model, labels)
-            predictor = main_head(model)
-            model.train_on_batch(x, y)  # the first call traces the graph: not timed
-            predictor.predict_on_batch(x)
-            n = max(2, repeats // 2) if cfg.model.base_filters >= 32 else repeats
-            train_t, _ = median_seconds(lambda: model.train_on_batch(x, y), n)
-            infer_t, _ = median_seconds(lambda: predictor.predict_on_batch(x), n)
-            m = cfg.model
-            rows.append(f"| {name} | {stage} | {m.depth} | {m.base_filters} | {model.count_params():,} | "
-                        f"{train_t:.2f} s | {batch / train_t:.0f} | {infer_t:.2f} s | {batch / infer_t:.0f} |")
-    return "\n".join([
-        f"## Networks on this CPU (batch {batch}, float32, Keras backend {keras.backend.backend()})",
-        "",
-        f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
-        "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
-        "",
-        "| preset | stage | depth | base filters | parameters | train step | train img/s | inference | infer img/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-    ])
+    cfg = getattr(preset(name), stage)
+    log(f"models: {name} {stage}")
+    keras.utils.set_random_seed(0)
+    model = build_unet(cfg.model, input_channels=channels, name=f"{name}_{stage}")
+    model.compile(keras.optimizers.AdamW(1e-3), loss=[build_loss(cfg.loss)] * len(model.outputs),
+                  loss_weights=aux_loss_weights(cfg.model))
+    x = rng.random((batch, 64, 128, channels), dtype=np.float32)
+    y = targets_for(model, labels)
+    predictor = main_head(model)
+    model.train_on_batch(x, y)  # the first call traces the graph: not timed
+    predictor.predict_on_batch(x)
+    n = max(2, repeats // 2) if cfg.model.base_filters >= 32 else repeats
+    train_t, _ = median_seconds(lambda: model.train_on_batch(x, y), n)
+    infer_t, _ = median_seconds(lambda: predictor.predict_on_batch(x), n)
+    m = cfg.model
+    return (f"| {name} | {stage} | {m.depth} | {m.base_filters} | {m.input_stride} | {model.count_params():,} | "
+            f"{_seconds(train_t)} | {batch / train_t:.0f} | {_seconds(infer_t)} | {batch / infer_t:.0f} |")
+
+
+def _seconds(t: float) -> str:
+    return f"{t:.2f} s" if t >= 0.1 else f"{t * 1000:.1f} ms"
 
 
 # ------------------------------------------------------------------------------- Kaggle path
@@ -368,8 +396,34 @@ def section_quality(repeats: int, log) -> str:
 SECTIONS["quality"] = section_quality
 
 
+def section_gpu(repeats: int, log) -> str | None:
+    """On a GPU: the `kaggle` networks' step times, a capped `kaggle` run and its projection (marsseg.gpu_bench)."""
+    from marsseg.gpu_bench import section_gpu as measure
+
+    return measure(max(repeats, 20), log)
+
+
+def section_quality_gpu(repeats: int, log) -> str | None:
+    """On a GPU: the kit (`gpu` preset) against the plain U-Net at the same budget (marsseg.quality)."""
+    from marsseg.gpu_bench import accelerator_name
+    from marsseg.quality import GPU_QUALITY_BUDGET
+    from marsseg.quality import section_quality as measure
+
+    gpu = accelerator_name()
+    if gpu is None:
+        log("quality_gpu: the Keras backend sees no GPU here; the section is left as it was")
+        return None
+    return measure(repeats, log, preset_name="gpu", budget=GPU_QUALITY_BUDGET, device=gpu)
+
+
+# Sections that measure nothing on this machine (no GPU) return None and keep their block in the file.
+SECTIONS["gpu"] = section_gpu
+SECTIONS["quality_gpu"] = section_quality_gpu
+
+
 def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
-    """Run the sections (all, or `only`) and write `out`; with `only`, the other sections already in `out` stay."""
+    """Run the sections (all, or `only`) and write `out`. Blocks of sections not run, or that measured nothing
+    here (a GPU section on a CPU machine), stay as they were in `out`."""
     log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
     unknown = [name for name in only or [] if name not in SECTIONS]
     if unknown:
@@ -377,24 +431,26 @@ def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, l
 
         raise UserError(f"unknown benchmark section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     names = only or list(SECTIONS)
-    blocks = _read_blocks(out) if only else {}
+    blocks = _read_blocks(out)
+    machine = machine_description()
     for name in names:
         log(f"section {name}")
         started = time.perf_counter()
         body = SECTIONS[name](repeats, log)
+        if body is None:
+            continue
         stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit('short', cwd=Path.cwd())} "
-                 f"in {time.perf_counter() - started:.0f} s (`marsseg bench --only {name}`)._")
+                 f"in {time.perf_counter() - started:.0f} s on {machine} (`marsseg bench --only {name}`)._")
         blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
     ordered = [blocks[name] for name in SECTIONS if name in blocks]
     header = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (`marsseg bench`; one section: `marsseg bench --only NAME`).",
-        "",
-        f"Machine: {machine_description()}.",
+        "Written by `make bench` (`marsseg bench`; one section: `marsseg bench --only NAME`). The GPU sections",
+        "(`gpu`, `quality_gpu`) measure only where the Keras backend sees a GPU; elsewhere they keep their last block.",
         "",
         "Figures are medians of repeated runs inside one invocation; ratios compare timings taken in that same run.",
-        "Each section says when and at which commit it was measured.",
+        "Each section says when, at which commit and on which machine it was measured.",
         "",
     ]
     atomic_write_text(out, "\n".join(header + ["\n\n".join(ordered), ""]))

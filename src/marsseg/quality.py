@@ -12,6 +12,8 @@ both get the same seconds, start to test-set labels:
   over all classes.
 
 Also: training and inference samples/s per stage, and augmentation throughput against stage-1 training.
+The `quality_gpu` section runs the same comparison with the `gpu` preset (full resolution, attention gates, deep
+supervision, focal Tversky + focal loss, 5 folds) where the Keras backend sees a GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 QUALITY_BUDGET = float(os.environ.get("MARSSEG_BENCH_QUALITY_BUDGET", "480"))
+# On a GPU (the `quality_gpu` section, `gpu` preset): both fit one 10-minute device call.
+GPU_QUALITY_BUDGET = float(os.environ.get("MARSSEG_BENCH_GPU_QUALITY_BUDGET", "240"))
 N_TRAIN, N_TEST = 2615, 2000
 
 
@@ -54,7 +58,10 @@ def plain_unet_run(cfg, images, masks, test_images, budget_seconds: float, log=p
             "seconds": time.monotonic() - started}
 
 
-def section_quality(repeats: int, log) -> str:
+def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float = QUALITY_BUDGET,
+                    device: str | None = None) -> str:
+    import keras
+
     from marsseg.augment import augmentation_throughput
     from marsseg.config import preset
     from marsseg.pipeline import run
@@ -62,8 +69,7 @@ def section_quality(repeats: int, log) -> str:
     from marsseg.submission import read_submission
     from marsseg.synth import make_synthetic, save_synthetic
 
-    budget = QUALITY_BUDGET
-    cfg = replace(preset("cpu"), budget_seconds=budget)
+    cfg = replace(preset(preset_name), budget_seconds=budget)
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-quality-"))
     log(f"quality: synthetic data {N_TRAIN} train + {N_TEST} test")
     synthetic = make_synthetic(N_TRAIN, N_TEST, seed=5)
@@ -71,7 +77,7 @@ def section_quality(repeats: int, log) -> str:
     save_synthetic(synthetic, data)
     truth = synthetic.test_labels
 
-    log(f"quality: kit (cpu preset) under a {budget:.0f}s budget")
+    log(f"quality: kit ({preset_name} preset) under a {budget:.0f}s budget")
     started = time.monotonic()
     metrics = run(cfg, data, tmp / "kit", log=lambda m: None, submissions_dir=None, verbose=0)
     kit_seconds = time.monotonic() - started
@@ -91,10 +97,11 @@ def section_quality(repeats: int, log) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     rate = lambda v: "n/a" if not v else f"{v:.1f}"  # noqa: E731
     lines = [
-        f"## Quality at a fixed budget ({budget:.0f} s each, synthetic data)",
+        f"## Quality at a fixed budget ({budget:.0f} s each, synthetic data"
+        + (f", on a GPU: {device}, Keras backend {keras.backend.backend()})" if device else ")"),
         "",
         f"Full-size synthetic training set ({N_TRAIN} images, seed 5) and a {N_TEST}-image synthetic test set scored "
-        f"against its truth (smaller than the real 10022 to keep `make bench` near half an hour). Kit: `cpu` preset, "
+        f"against its truth (smaller than the real 10022 to keep `make bench` near half an hour). Kit: `{preset_name}` preset, "
         f"{s1['folds_trained']} of {s1['folds_planned']} folds trained (epochs {s1['fold_epochs']}), stage 2 "
         f"{metrics['stage2_status']}, final stage {metrics['final_stage']}, wall clock {kit_seconds:.0f} s. "
         f"Plain: the same network at full resolution (depth, width; no attention, deep supervision or strided stem), "

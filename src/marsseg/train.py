@@ -96,7 +96,9 @@ def training_data(source, names: list[str] | None, workers: int = 1):
     precomputed batches); a `range(...).map(numpy_function)` pipeline runs at the numpy rate.
     """
     if keras.backend.backend() != "tensorflow":
-        return _Targets(source, names), []
+        # Keras reads the worker count off the dataset it is given: without it the wrapper would build every
+        # batch on the training thread, one after another with the steps.
+        return _Targets(source, names, workers=max(1, int(workers))), []
     import tensorflow as tf
 
     first_x, first_y = source[0]
