@@ -63,40 +63,32 @@ def test_the_dev_machine_has_no_gpu_for_the_gpu_sections():
     assert gpu_bench.accelerator_name() is None
 
 
-def _metrics(fold_epochs, stage2_epochs, folds_trained=2, folds_planned=5):
-    return {"stage1": {"fold_epoch_seconds": fold_epochs, "folds_planned": folds_planned,
-                       "folds_trained": folds_trained},
-            "stage2": {"epoch_seconds": stage2_epochs},
-            "seconds": {"load": 1.0, "stage1": 100.0, "stage1 test prediction": 8.0, "stage2": 50.0,
-                        "stage2 test prediction": 2.0, "total": 161.0}}
-
-
 def test_projection_counts_compilation_once_per_model_and_every_epoch():
     from marsseg.config import preset
-    from marsseg.gpu_bench import projected_seconds, steady_epoch_seconds
+    from marsseg.gpu_bench import epoch_times, projected_seconds
 
-    cfg = preset("kaggle")  # 5 folds, 100 stage-1 epochs, 80 stage-2 epochs
-    assert steady_epoch_seconds([[30.0, 5.0, 7.0], [32.0, 6.0]]) == (31.0, 6.0)
-    assert steady_epoch_seconds([[]]) == (None, None)
-    p = projected_seconds(cfg, _metrics([[30.0, 5.0, 7.0], [32.0, 6.0]], [20.0, 4.0, 4.0]))
-    assert p["steady1"] == 6.0 and p["compile1"] == 25.0
+    cfg = preset("kaggle")  # 5 folds, 100 stage-1 epochs, 80 stage-2 epochs, flip TTA possible
+    assert epoch_times([30.0, 5.0, 7.0, 6.0]) == (30.0, 6.0)
+    assert epoch_times([30.0]) == (30.0, None) and epoch_times([]) == (None, None)
+    timings = {"k": 5, "test_again": 3.0, "stage1": {"first": 31.0, "steady": 6.0},
+               "stage2": {"first": 24.0, "steady": 4.0}}
+    p = projected_seconds(cfg, timings)
+    assert p["compile1"] == 25.0 and p["compile2"] == 20.0
     assert p["stage1"] == 5 * (25.0 + 100 * 6.0)
-    assert p["stage2"] == 16.0 + 80 * 4.0
-    # load 1 + both test predictions 10 + three more fold models' test prediction at 8 / 2 each
-    assert p["other"] == 1.0 + 8.0 + 2.0 + 3 * 4.0
-    assert p["total"] == p["stage1"] + p["stage2"] + p["other"]
-    assert projected_seconds(cfg, _metrics([[30.0], [31.0]], [])) is None  # no steady epoch: nothing to project
+    assert p["stage2"] == 20.0 + 80 * 4.0
+    assert p["test"] == 3.0 * 2 * (5 + 1)  # every fold model and stage 2, each with its flipped pass
+    assert p["total"] == p["stage1"] + p["stage2"] + p["test"]
+    assert projected_seconds(cfg, {**timings, "stage1": {"first": 31.0, "steady": None}}) is None
 
 
 @pytest.mark.slow
-def test_gpu_section_report_from_a_smoke_run(monkeypatch):
+def test_gpu_section_report_from_a_smoke_run():
     from marsseg.gpu_bench import section_gpu
 
-    text = section_gpu(1, lambda m: None, preset_name="smoke", budget=120, n_train=48, n_test=16,
-                       gpu="1 × Test GPU")
+    text = section_gpu(1, lambda m: None, preset_name="smoke", epochs=2, n_train=64, n_test=16, gpu="1 × Test GPU")
     assert text.startswith("## On a GPU: the `smoke` preset (1 × Test GPU")
-    assert "| smoke | stage1 |" in text and "| smoke | stage2 |" in text and "mixed_float16" in text
-    assert "capped at 120 s" in text and "test mIoU" in text and "| **total** |" in text
+    assert "| stage 1 (one fold model) |" in text and "| stage 2 |" in text
+    assert "Test prediction, 16 images" in text and "**The full `smoke` preset, projected:**" in text
 
 
 @pytest.mark.slow

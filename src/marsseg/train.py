@@ -127,9 +127,10 @@ class BatchDeadline(keras.callbacks.Callback):
     instead of being skipped; Keras still validates the cut epoch. (The per-batch check costs nothing measurable
     with the tf.data feed: 35.7/35.8 s against 32.4/37.7 s per first epoch on 2 cores.)"""
 
-    # It only reads a clock and sets a flag, so Keras may call it from its callback thread (JAX, PyTorch) and keep
-    # dispatching steps without waiting for each one; under TensorFlow Keras waits for every step anyway.
-    async_safe = True
+    # Not `async_safe`: Keras 3.15 under JAX on a GPU then runs it on a callback thread, and a stop it sets there
+    # races the next training step, which has already taken over (donated) the metric variables' buffers; the
+    # epoch's end then reads a deleted array ("Array has been deleted", seen on an H100 at the first cut epoch).
+    async_safe = False
 
     def __init__(self, guard: "StageGuard"):
         super().__init__()
