@@ -72,13 +72,14 @@ def test_projection_counts_compilation_once_per_model_and_every_epoch():
     assert epoch_times([30.0, 16.0, 7.0, 6.0, 6.0]) == (24.0 + 10.0 + 1.0, 6.0)
     assert epoch_times([30.0, 5.0]) == (25.0, 5.0)
     assert epoch_times([30.0]) == (None, None) and epoch_times([]) == (None, None)
-    timings = {"k": 5, "test_again": 3.0, "stage1": {"compile": 25.0, "steady": 6.0},
+    timings = {"k": 5, "test_first": 10.0, "test_again": 3.0, "stage1": {"compile": 25.0, "steady": 6.0},
                "stage2": {"compile": 20.0, "steady": 4.0}}
     p = projected_seconds(cfg, timings)
     assert p["compile1"] == 25.0 and p["compile2"] == 20.0
     assert p["stage1"] == 5 * (25.0 + 100 * 6.0)
     assert p["stage2"] == 20.0 + 80 * 4.0
-    assert p["test"] == 3.0 * 2 * (5 + 1)  # every fold model and stage 2, each with its flipped pass
+    # every fold model and stage 2: compiled once (10 - 3 s), then the plain and the flipped pass
+    assert p["test"] == (5 + 1) * (7.0 + 2 * 3.0)
     assert p["total"] == p["stage1"] + p["stage2"] + p["test"]
     assert projected_seconds(cfg, {**timings, "stage1": {"compile": None, "steady": None}}) is None
 

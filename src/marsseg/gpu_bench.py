@@ -71,7 +71,8 @@ def measure_stages(cfg, data_path: Path, epochs: int, log, stage2: bool = True) 
     one = fit_stage(fixed(cfg.stage1), run.dev_images[train], run.dev_masks[train],
                     network_input(run.dev_images[held]), run.dev_masks[held], augment_cfg=cfg.augment, seed=cfg.seed,
                     name="stage1_fold1", class_weights=run.class_weights["stage1"], verbose=0, log=log)
-    out = {"k": int(run.fold_of.max() + 1), "n_test": len(run.test_images), "stage1": _timings("stage 1", one, len(train), log)}
+    out = {"k": int(run.fold_of.max() + 1), "n_test": len(run.test_images),
+           "stage1": _timings("stage 1", one, len(train), log)}
     test_x = network_input(run.test_images)
     out["test_first"], out["test_again"] = (_timed(lambda: predict_probs(one.model, test_x)) for _ in range(2))
     log(f"gpu: stage-1 test prediction, {len(test_x)} images: {out['test_first']:.1f} s, then "
@@ -106,8 +107,8 @@ def _timings(name: str, result, images: int, log) -> dict:
 
 def projected_seconds(cfg, timings: dict) -> dict | None:
     """Upper bound of a full run of `cfg`: every fold and stage 2 run all their epochs at the measured steady
-    epoch time (early stopping only shortens it), each model compiles once, every fold model predicts the test
-    set (twice with flip TTA), and stage 2 once more."""
+    epoch time (early stopping only shortens it), each model compiles once for training and once for prediction,
+    and every fold model and stage 2 predict the test set (twice with flip TTA)."""
     s1, s2 = timings["stage1"], timings.get("stage2")
     if s1["steady"] is None:
         return None
@@ -118,7 +119,9 @@ def projected_seconds(cfg, timings: dict) -> dict | None:
         compile2 = s2["compile"]
         stage2 = compile2 + cfg.stage2.train.epochs * s2["steady"]
     passes = 2 if cfg.post.tta != "off" else 1
-    test = timings["test_again"] * passes * (timings["k"] + (1 if stage2 else 0))
+    models = timings["k"] + (1 if stage2 else 0)
+    predict_compile = max(timings.get("test_first", timings["test_again"]) - timings["test_again"], 0.0)
+    test = models * (predict_compile + passes * timings["test_again"])
     return {"stage1": stage1, "stage2": stage2, "test": test, "total": stage1 + stage2 + test,
             "compile1": compile1, "compile2": compile2}
 
