@@ -105,3 +105,15 @@ def test_quality_section_on_a_gpu_names_the_preset_and_device(monkeypatch):
     text = quality.section_quality(1, lambda m: None, preset_name="smoke", budget=60, device="1 × Test GPU")
     assert text.startswith("## Quality at a fixed budget (60 s each, synthetic data, on a GPU: 1 × Test GPU")
     assert "Kit: `smoke` preset" in text and "| kit (final) |" in text and "| plain U-Net |" in text
+
+
+def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
+    import subprocess
+
+    monkeypatch.setattr(bench.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, stdout="Tesla T4\nTesla T4\n"))
+    assert bench.nvidia_gpu_names() == ["Tesla T4", "Tesla T4"]
+    assert ", GPU Tesla T4 + Tesla T4," in bench.machine_description()
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
+    assert bench.nvidia_gpu_names() == [] and ", GPU" not in bench.machine_description()

@@ -47,16 +47,22 @@ def machine_description() -> str:
         memory = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
-    gpu = ""
-    if shutil.which("nvidia-smi"):
-        try:
-            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                   text=True, check=True, timeout=30).stdout.split()
-            gpu = f", GPU {' '.join(names)}" if names else ""
-        except (OSError, subprocess.SubprocessError):
-            pass
+    names = nvidia_gpu_names()
+    gpu = f", GPU {' + '.join(names)}" if names else ""
     return (f"{cpu}, {os.cpu_count()} cores{memory}{gpu}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, NumPy {np.__version__}")
+
+
+def nvidia_gpu_names() -> list[str]:
+    """The NVIDIA GPUs nvidia-smi lists (none where it is missing or fails); no deep-learning backend is asked."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------------- submission files
@@ -397,10 +403,10 @@ SECTIONS["quality"] = section_quality
 
 
 def section_gpu(repeats: int, log) -> str | None:
-    """On a GPU: the `kaggle` networks' step times, a capped `kaggle` run and its projection (marsseg.gpu_bench)."""
+    """On a GPU: the `kaggle` preset's epoch times per stage and its full run projected (marsseg.gpu_bench)."""
     from marsseg.gpu_bench import section_gpu as measure
 
-    return measure(max(repeats, 20), log)
+    return measure(repeats, log)
 
 
 def section_quality_gpu(repeats: int, log) -> str | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -28,18 +27,13 @@ def accelerator_name() -> str | None:
     """The first GPU's name (nvidia-smi where it exists, else the backend's device name); None without a GPU."""
     from marsseg.distribute import accelerator_devices
 
+    from marsseg.bench import nvidia_gpu_names
+
     devices = accelerator_devices()
     if not devices:
         return None
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, check=True, timeout=30).stdout.split("\n")[0].strip()
-            if out:
-                return f"{len(devices)} × {out}"
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return f"{len(devices)} × {devices[0]}"
+    names = nvidia_gpu_names()
+    return f"{len(devices)} × {names[0] if names else devices[0]}"
 
 
 def epoch_times(seconds: list[float]) -> tuple[float | None, float | None]:
