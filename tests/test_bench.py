@@ -117,3 +117,15 @@ def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
     assert ", GPU Tesla T4 + Tesla T4," in bench.machine_description()
     monkeypatch.setattr(bench.shutil, "which", lambda name: None)
     assert bench.nvidia_gpu_names() == [] and ", GPU" not in bench.machine_description()
+
+
+def test_quality_long_is_the_quality_comparison_at_its_own_budget(monkeypatch):
+    import marsseg.quality as quality
+
+    calls = []
+    monkeypatch.setattr(quality, "section_quality", lambda repeats, log, **kw: calls.append(kw) or "## q")
+    monkeypatch.setattr(quality, "QUALITY_LONG_BUDGET", 1200.0)
+    assert bench.SECTIONS["quality_long"](1, lambda m: None) == "## q"
+    assert calls == [{"budget": 1200.0}]
+    names = list(bench.SECTIONS)
+    assert names.index("quality") + 1 == names.index("quality_long")

@@ -402,6 +402,17 @@ def section_quality(repeats: int, log) -> str:
 SECTIONS["quality"] = section_quality
 
 
+def section_quality_long(repeats: int, log) -> str:
+    """The same comparison at 1200 s a side (~30 minutes): how the kit's gain grows with time."""
+    from marsseg.quality import QUALITY_LONG_BUDGET
+    from marsseg.quality import section_quality as measure
+
+    return measure(repeats, log, budget=QUALITY_LONG_BUDGET)
+
+
+SECTIONS["quality_long"] = section_quality_long
+
+
 def section_gpu(repeats: int, log) -> str | None:
     """On a GPU: the `kaggle` preset's epoch times per stage and its full run projected (marsseg.gpu_bench)."""
     from marsseg.gpu_bench import section_gpu as measure
