@@ -95,8 +95,7 @@ def _timings(name: str, result, images: int, log) -> dict:
     # Logged as soon as known, so a run stopped later (a time-limited GPU session) still leaves the numbers.
     log(f"gpu: {name} epochs " + ", ".join(f"{t:.1f}" for t in seconds) + " s")
     return {"images": images, "epoch_seconds": seconds, "compile": compile_seconds, "steady": steady,
-            "first": seconds[0] if seconds else None, "rate": steady and images / steady,
-            "epochs": result.epochs_run, "mixed": bool(result.extra.get("mixed_precision"))}
+            "rate": steady and images / steady, "mixed": bool(result.extra.get("mixed_precision"))}
 
 
 def projected_seconds(cfg, timings: dict) -> dict | None:
