@@ -60,6 +60,8 @@ def test_gpu_sections_measure_nothing_without_a_gpu(monkeypatch):
 def test_the_dev_machine_has_no_gpu_for_the_gpu_sections():
     import marsseg.gpu_bench as gpu_bench
 
+    if gpu_bench.nvidia_gpu_names():
+        pytest.skip("this machine has a GPU: the GPU sections measure here")
     assert gpu_bench.accelerator_name() is None
 
 
@@ -89,7 +91,7 @@ def test_gpu_section_report_from_a_smoke_run():
     from marsseg.gpu_bench import section_gpu
 
     messages = []
-    text = section_gpu(1, messages.append, preset_name="smoke", epochs=2, n_train=64, n_test=16, gpu="1 × Test GPU")
+    text = section_gpu(1, messages.append, "1 × Test GPU", preset_name="smoke", epochs=2, n_train=64, n_test=16)
     assert any(m.startswith("gpu: stage 1 epochs ") for m in messages)  # logged before the report is written
     assert text.startswith("## On a GPU: the `smoke` preset (1 × Test GPU")
     assert "| stage 1 (one fold model) |" in text and "| stage 2 |" in text
@@ -108,15 +110,18 @@ def test_quality_section_on_a_gpu_names_the_preset_and_device(monkeypatch):
 
 
 def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
+    import shutil
     import subprocess
 
-    monkeypatch.setattr(bench.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    monkeypatch.setattr(bench.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+    from marsseg.gpu_bench import nvidia_gpu_names
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
         a, 0, stdout="Tesla T4\nTesla T4\n"))
-    assert bench.nvidia_gpu_names() == ["Tesla T4", "Tesla T4"]
+    assert nvidia_gpu_names() == ["Tesla T4", "Tesla T4"]
     assert ", GPU Tesla T4 + Tesla T4," in bench.machine_description()
-    monkeypatch.setattr(bench.shutil, "which", lambda name: None)
-    assert bench.nvidia_gpu_names() == [] and ", GPU" not in bench.machine_description()
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert nvidia_gpu_names() == [] and ", GPU" not in bench.machine_description()
 
 
 def test_quality_long_is_the_quality_comparison_at_its_own_budget(monkeypatch):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,22 +46,12 @@ def machine_description() -> str:
         memory = f", {kb / 2**20:.0f} GiB RAM"
     except (OSError, StopIteration, ValueError):
         pass
+    from marsseg.gpu_bench import nvidia_gpu_names
+
     names = nvidia_gpu_names()
     gpu = f", GPU {' + '.join(names)}" if names else ""
     return (f"{cpu}, {os.cpu_count()} cores{memory}{gpu}, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, NumPy {np.__version__}")
-
-
-def nvidia_gpu_names() -> list[str]:
-    """The NVIDIA GPUs nvidia-smi lists (none where it is missing or fails); no deep-learning backend is asked."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, check=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------------- submission files
@@ -413,24 +402,31 @@ def section_quality_long(repeats: int, log) -> str:
 SECTIONS["quality_long"] = section_quality_long
 
 
+def _gpu_here(section: str, log) -> str | None:
+    """The GPU a GPU section measures on; None (and a log line) where the Keras backend sees none."""
+    from marsseg.gpu_bench import accelerator_name
+
+    gpu = accelerator_name()
+    if gpu is None:
+        log(f"{section}: the Keras backend sees no GPU here; the section is left as it was")
+    return gpu
+
+
 def section_gpu(repeats: int, log) -> str | None:
     """On a GPU: the `kaggle` preset's epoch times per stage and its full run projected (marsseg.gpu_bench)."""
     from marsseg.gpu_bench import section_gpu as measure
 
-    return measure(repeats, log)
+    gpu = _gpu_here("gpu", log)
+    return None if gpu is None else measure(repeats, log, gpu=gpu)
 
 
 def section_quality_gpu(repeats: int, log) -> str | None:
     """On a GPU: the kit (`gpu` preset) against the plain U-Net at the same budget (marsseg.quality)."""
-    from marsseg.gpu_bench import accelerator_name
     from marsseg.quality import GPU_QUALITY_BUDGET
     from marsseg.quality import section_quality as measure
 
-    gpu = accelerator_name()
-    if gpu is None:
-        log("quality_gpu: the Keras backend sees no GPU here; the section is left as it was")
-        return None
-    return measure(repeats, log, preset_name="gpu", budget=GPU_QUALITY_BUDGET, device=gpu)
+    gpu = _gpu_here("quality_gpu", log)
+    return None if gpu is None else measure(repeats, log, preset_name="gpu", budget=GPU_QUALITY_BUDGET, device=gpu)
 
 
 # Sections that measure nothing on this machine (no GPU) return None and keep their block in the file.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -23,11 +24,21 @@ import numpy as np
 N_TRAIN, N_TEST = 2615, 10022  # the real data's sizes: test prediction is timed at full size
 
 
+def nvidia_gpu_names() -> list[str]:
+    """The NVIDIA GPUs nvidia-smi lists (none where it is missing or fails); no deep-learning backend is asked."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def accelerator_name() -> str | None:
     """The first GPU's name (nvidia-smi where it exists, else the backend's device name); None without a GPU."""
     from marsseg.distribute import accelerator_devices
-
-    from marsseg.bench import nvidia_gpu_names
 
     devices = accelerator_devices()
     if not devices:
@@ -119,18 +130,15 @@ def projected_seconds(cfg, timings: dict) -> dict | None:
             "compile1": compile1, "compile2": compile2}
 
 
-def section_gpu(repeats: int, log, preset_name: str = "kaggle", epochs: int = 4, n_train: int = N_TRAIN,
-                n_test: int = N_TEST, gpu: str | None = None) -> str | None:
-    """Epoch times of the preset's two stages on full-size synthetic data, and the full run projected from them."""
+def section_gpu(repeats: int, log, gpu: str, preset_name: str = "kaggle", epochs: int = 4, n_train: int = N_TRAIN,
+                n_test: int = N_TEST) -> str:
+    """Epoch times of the preset's two stages on `gpu` (its name, for the report) on full-size synthetic data,
+    and the full run projected from them."""
     import keras
 
     from marsseg.config import preset
     from marsseg.synth import make_synthetic, save_synthetic
 
-    gpu = gpu or accelerator_name()
-    if gpu is None:
-        log("gpu: the Keras backend sees no GPU here; the section is left as it was")
-        return None
     cfg = preset(preset_name)
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-gpu-bench-"))
     try:
