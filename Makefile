@@ -15,7 +15,7 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 # pytest-xdist on both cores; `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help setup test test-all demo data bench clean-venv
+.PHONY: help setup test test-all test-kaggle-image demo data bench clean-venv
 .PHONY: bundle check-rules submit submit-csv status emulator
 .PHONY: clean-data
 
@@ -37,6 +37,9 @@ test: $(VENV)/.installed ## run the fast test suite (slow tests deselected)
 
 test-all: $(VENV)/.installed ## run every test, slow ones included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-kaggle-image: $(VENV)/.installed ## run the kernel's smoke run under Python 3.10 pinned like Kaggle's image (env cached in ~/.cache/marsseg)
+	$(PY) -m tests.helpers.kaggle_image
 
 demo: $(VENV)/.installed ## the whole two-stage pipeline on synthetic data (cpu preset, < 10 min), scored against its truth
 	$(MARSSEG) demo --out runs/demo
