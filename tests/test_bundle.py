@@ -5,8 +5,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from marsseg.bundle import (KERNEL_PATH, build_kernel, collect_sources, embedded_sources, entry_text, stale_reason,
-                            write_kernel)
+import pytest
+
+from marsseg.bundle import (KERNEL_PATH, build_kernel, collect_sources, embedded_sources, entry_text, import_closure,
+                            stale_reason, write_kernel)
+from marsseg.errors import UserError
 from tests.conftest import one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,20 +47,56 @@ def test_same_sources_give_byte_identical_script(tmp_path):
     assert build_kernel(copy).text == build_kernel(PACKAGE).text == build_kernel(PACKAGE).text
 
 
-def test_bundle_takes_every_py_file_recursively_and_nothing_else(tmp_path):
+def test_candidate_sources_are_every_py_file_recursively_and_nothing_else(tmp_path):
     package = tmp_path / "pkg"
     for name in ("__init__.py", "a.py", "sub/__init__.py", "sub/deep/b.py", "__pycache__/a.cpython-311.py",
                  "tests/test_a.py", "data/x.py", "notes.txt", "sub/weights.h5"):
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text("x = 1\n")
-    assert list(collect_sources(package)) == ["pkg/__init__.py", "pkg/a.py", "pkg/sub/__init__.py", "pkg/sub/deep/b.py"]
-    assert embedded_sources(build_kernel(package).text)["pkg/sub/deep/b.py"] == b"x = 1\n"
+    assert list(collect_sources(package)) == ["pkg/__init__.py", "pkg/a.py", "pkg/data/x.py", "pkg/sub/__init__.py",
+                                              "pkg/sub/deep/b.py"]
 
 
-def test_the_real_package_is_embedded_with_its_subpackages():
+def _package(tmp_path, files: dict) -> Path:
+    for name, text in files.items():
+        (tmp_path / "pkg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pkg" / name).write_text(textwrap.dedent(text))
+    return tmp_path / "pkg"
+
+
+def test_closure_follows_every_import_node_and_leaves_the_rest_out(tmp_path):
+    package = _package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "import numpy\nfrom pkg import b\n",
+        "b.py": "def f():\n    from .sub.deep import c  # function-level and relative\n",
+        "sub/__init__.py": "",
+        "sub/deep/__init__.py": "from pkg.sub.deep.d import x\n",
+        "sub/deep/c.py": "from .. import e\n",
+        "sub/deep/d.py": "x = 1\n",
+        "sub/e.py": "",
+        "tool.py": "import pkg.a\n",  # imports the kernel's modules, but nothing imports it
+    })
+    names = list(import_closure("import os\nfrom pkg.a import numpy as np\n", package))
+    assert names == ["pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/sub/__init__.py", "pkg/sub/deep/__init__.py",
+                     "pkg/sub/deep/c.py", "pkg/sub/deep/d.py", "pkg/sub/e.py"]
+
+
+@pytest.mark.parametrize("code", ["import pkg.missing", "from pkg.missing import x", "from pkg.a.b import c"])
+def test_closure_refuses_an_import_of_the_package_that_names_no_module(tmp_path, code):
+    package = _package(tmp_path, {"__init__.py": "", "a.py": f"def f():\n    {code}\n"})
+    with pytest.raises(UserError, match=r"pkg/a.py:2: `pkg\.(missing|a\.b)` is not a module of pkg"):
+        import_closure("import pkg.a", package)
+
+
+def test_the_kernel_embeds_what_it_runs_and_no_tooling():
     names = set(embedded_sources(build_kernel(PACKAGE).text))
-    assert {"marsseg/__init__.py", "marsseg/pipeline.py", "marsseg/kaggle/client.py"} <= names
+    assert {"marsseg/__init__.py", "marsseg/pipeline.py", "marsseg/models/unet.py", "marsseg/train.py"} <= names
+    tooling = ("kaggle/", "tracking", "cli", "bench", "quality", "plots", "bundle", "rules", "emulator")
+    assert not [n for n in names if any(t in n for t in tooling)], names
     assert not any("__pycache__" in n or "/tests/" in n for n in names)
+    embedded = sum(data.count(b"\n") for data in embedded_sources(build_kernel(PACKAGE).text).values())
+    everything = sum(data.count(b"\n") for data in collect_sources(PACKAGE).values())
+    assert embedded <= 0.6 * everything, (embedded, everything)
 
 
 def test_stale_kernel_is_detected_and_names_the_changed_file(tmp_path, monkeypatch):
@@ -71,6 +110,8 @@ def test_stale_kernel_is_detected_and_names_the_changed_file(tmp_path, monkeypat
     assert reason and "marsseg/folds.py" in reason and "make bundle" in reason
     _, changed = write_kernel(kernel, copy, log=lambda *_: None)
     assert changed and stale_reason(kernel, copy) is None
+    (copy / "bench.py").write_text((copy / "bench.py").read_text() + "\n# a benchmark-only edit\n")
+    assert stale_reason(kernel, copy) is None  # the kernel does not embed the benchmarks
 
 
 def test_cli_bundle_check_fails_in_one_line_when_stale(tmp_path):

@@ -91,6 +91,8 @@ def _bundle_with(tmp_path, extra_code: str) -> Path:
     package = tmp_path / "src" / "marsseg"
     shutil.copytree(ROOT / "src" / "marsseg", package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "sneaky.py").write_text(extra_code)
+    errors = package / "errors.py"  # the kernel embeds only what it imports: make it import the sneaky module
+    errors.write_text(errors.read_text() + "\n\ndef _sneaky():\n    import marsseg.sneaky  # noqa: F401\n")
     kernel = tmp_path / "kernel.py"
     write_kernel(kernel, package, log=lambda *_: None)
     return kernel

@@ -1,4 +1,4 @@
-"""One Kaggle kernel script from the whole `marsseg` package: `marsseg bundle` / `make bundle`.
+"""One Kaggle kernel script from the part of the `marsseg` package the kernel runs: `marsseg bundle`.
 
 The script has three parts, top to bottom:
   1. the settings a user changes (PRESET, BUDGET_SECONDS, OVERRIDES) and the one place that decides
@@ -7,6 +7,11 @@ The script has three parts, top to bottom:
   3. a short bootstrap that unpacks the embedded package (base64 of a zip) into a temporary folder and
      puts it first on `sys.path`, so the kernel imports its own copy and never pip-installs anything.
 
+Only the import closure of the entry code is embedded: every `import` node of the entry and of each module it
+reaches, function-level ones included, resolved to files of the package (an unresolvable `marsseg` import stops
+the bundle). Tooling the kernel never imports (benchmarks, tracking, the Kaggle client, the CLI) stays out, and
+an edit there does not make the kernel stale.
+
 Deterministic: entries sorted, fixed timestamps and permissions, so the same sources give a
 byte-identical script. The generated kernel is committed; `tests/test_bundle.py` fails when it is
 stale against `src/` (regenerate with `make bundle`).
@@ -14,6 +19,7 @@ stale against `src/` (regenerate with `make bundle`).
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import io
@@ -27,7 +33,7 @@ KERNEL_PATH = Path("kernels/marsseg_kernel.py")
 PAYLOAD_BEGIN = 'PACKAGE_ZIP_BASE64 = """\n'
 PAYLOAD_END = '"""\n'
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
-_SKIP_DIRS = {"__pycache__", "tests", "test", "data"}
+_SKIP_DIRS = {"__pycache__", "tests", "test"}
 
 ENTRY = '''\
 """Mars terrain segmentation: the Kaggle kernel of the marsseg kit ({n_files} modules, sources sha256 {digest}).
@@ -147,6 +153,52 @@ def collect_sources(root: Path | None = None) -> dict[str, bytes]:
     return dict(sorted(sources.items()))
 
 
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> list[tuple[str, int, bool]]:
+    """(dotted name, line, must be a module) of every import in `tree`, relative ones made absolute:
+    `import a.b` must name a module; `from a import b` needs module `a`, and `a.b` may be a module or a name."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [(alias.name, node.lineno, True) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".")
+                anchor = parts if is_package else parts[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            names.append((base, node.lineno, True))
+            names += [(f"{base}.{alias.name}", node.lineno, False) for alias in node.names if alias.name != "*"]
+    return names
+
+
+def import_closure(entry_code: str, root: Path | None = None) -> dict[str, bytes]:
+    """Archive name -> bytes of the package modules that `entry_code` imports, directly or through each other,
+    with the `__init__.py` of every package on the way; an import of the package that names no module of it
+    raises UserError."""
+    sources = collect_sources(root)
+    package = (Path(root) if root else package_dir()).name
+    modules = {}  # dotted module name -> archive name
+    for name in sources:
+        dotted = name[:-3].replace("/", ".")
+        modules[dotted.removesuffix(".__init__")] = name
+    wanted, seen = [("<entry>", entry_code, "<entry>", False)], set()
+    while wanted:
+        where, code, module, is_package = wanted.pop()
+        for dotted, line, must_be_module in _imported_names(ast.parse(code), module, is_package):
+            if dotted.split(".")[0] != package:
+                continue
+            if dotted not in modules and must_be_module:
+                raise UserError(f"{where}:{line}: `{dotted}` is not a module of {package}; cannot bundle the kernel")
+            parts = dotted.split(".")
+            for name in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+                if name in modules and name not in seen:  # a package's __init__ runs before any of its modules
+                    seen.add(name)
+                    archive = modules[name]
+                    wanted.append((archive, sources[archive].decode("utf-8"), name, archive.endswith("__init__.py")))
+    return {modules[name]: sources[modules[name]] for name in sorted(seen, key=lambda n: modules[n])}
+
+
 def pack(sources: dict[str, bytes]) -> bytes:
     """A deterministic zip: sorted entries, fixed time and permissions, maximum deflate."""
     buffer = io.BytesIO()
@@ -160,8 +212,13 @@ def pack(sources: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def kernel_sources(root: Path | None = None) -> dict[str, bytes]:
+    """What the kernel embeds: the import closure of its entry code."""
+    return import_closure(ENTRY, root)
+
+
 def build_kernel(root: Path | None = None) -> Kernel:
-    sources = collect_sources(root)
+    sources = kernel_sources(root)
     digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data + b"\0" for name, data in sources.items())).hexdigest()
     encoded = base64.b64encode(pack(sources)).decode("ascii")
     lines = "\n".join(encoded[i:i + 100] for i in range(0, len(encoded), 100))
@@ -218,7 +275,7 @@ def stale_reason(path: Path = KERNEL_PATH, root: Path | None = None) -> str | No
         embedded = embedded_sources(text)
     except (UserError, ValueError, zipfile.BadZipFile):
         return f"{path} is not a marsseg kernel; run `make bundle`"
-    current = collect_sources(root)
+    current = kernel_sources(root)
     changed = sorted(n for n in set(embedded) | set(current) if embedded.get(n) != current.get(n))
     if changed:
         shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")

@@ -209,7 +209,7 @@ def load_metadata(path: Path = METADATA_PATH) -> dict:
 def check_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allowed_sources: tuple[str, ...] = (),
                 secrets: tuple[str, ...] | None = None) -> list[Violation]:
     """Every violation in the kernel script (or, with none given or found, the package's sources) and the metadata."""
-    from marsseg.bundle import collect_sources, embedded_sources, entry_text
+    from marsseg.bundle import embedded_sources, entry_text, kernel_sources
 
     secrets = local_secrets() if secrets is None else secrets
     found: list[Violation] = []
@@ -220,7 +220,7 @@ def check_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allo
         files = embedded_sources(text)
         found += check_source(entry_text(text), str(kernel))
     else:
-        files = collect_sources()
+        files = kernel_sources()
     for name, data in files.items():
         source = data.decode("utf-8", "replace")
         found += check_source(source, name)
