@@ -6,6 +6,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from marsseg.cli import main  # noqa: E402
+from marsseg.cli.main import main  # noqa: E402
 
 raise SystemExit(main())

@@ -13,14 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 @pytest.fixture(scope="session")
 def small_synthetic():
-    from marsseg.synth import make_synthetic
+    from marsseg.data.synth import make_synthetic
 
     return make_synthetic(n_train=96, n_test=24, seed=7)
 
 
 @pytest.fixture(scope="session")
 def small_data_file(tmp_path_factory, small_synthetic):
-    from marsseg.synth import save_synthetic
+    from marsseg.data.synth import save_synthetic
 
     directory = tmp_path_factory.mktemp("synthetic")
     data, truth = directory / "data.npz", directory / "truth.npz"

@@ -1,3 +1,3 @@
-from marsseg.cli import main
+from marsseg.cli.main import main
 
 raise SystemExit(main())

@@ -87,7 +87,7 @@ def clean_env() -> dict:
 
 def smoke_run(python: Path, work: Path, kernel: Path = KERNEL) -> subprocess.CompletedProcess:
     """The kernel's smoke run on small synthetic data, under `python`; its outputs go to work/out."""
-    from marsseg.synth import make_synthetic, save_synthetic
+    from marsseg.data.synth import make_synthetic, save_synthetic
 
     data = work / "data.npz"
     save_synthetic(make_synthetic(n_train=96, n_test=24, seed=7), data)
@@ -110,7 +110,7 @@ def main() -> int:
             print(f"test-kaggle-image: FAILED: the kernel's smoke run exited {result.returncode} on Python "
                   f"{PYTHON_VERSION} with {' '.join(PINS)}", file=sys.stderr)
             return 1
-        from marsseg.submission import read_submission
+        from marsseg.submission.formats import read_submission
 
         info = read_submission(Path(work) / "out" / "submission.csv", 24)
     print(f"test-kaggle-image: ok: the kernel ran its smoke run on Python {PYTHON_VERSION} with {' '.join(PINS)} "

@@ -182,7 +182,7 @@ class EmulatorState:
         self.tick = 0
         self.requests: list[str] = []
         if data_path is None:
-            from marsseg.demo import ensure_synthetic
+            from marsseg.data.synth import ensure_synthetic
 
             data_path, truth_path = self.root / "synthetic_mars.npz", self.root / "synthetic_truth.npz"
             ensure_synthetic(data_path, truth_path, n_train, n_test, seed, log=lambda *_: None)
@@ -258,8 +258,8 @@ class EmulatorState:
 
     def _score(self, data: bytes) -> tuple[str, str, str]:
         from marsseg.errors import SubmissionError
-        from marsseg.scoring import score_masks
-        from marsseg.submission import decode
+        from marsseg.submission.scoring import score_masks
+        from marsseg.submission.formats import decode
 
         try:
             info = decode(data, None if self.truth is None else len(self.truth), self.competition)

@@ -136,7 +136,7 @@ def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
 def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None,
                  log=print) -> Path:
     """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
-    from marsseg.submission import read_submission
+    from marsseg.submission.formats import read_submission
 
     def once():
         if dest.exists():
@@ -166,7 +166,7 @@ def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Comp
 def stage_submission(source: Path, attempt: Attempt, competition: Competition, images: int | None,
                      submissions_dir: Path) -> Path:
     """Validate, convert to the profile's layout and keep the file under submissions/<id>/."""
-    from marsseg.submission import convert
+    from marsseg.submission.formats import convert
 
     folder = submissions_dir / attempt.id
     folder.mkdir(parents=True, exist_ok=True)
@@ -219,8 +219,8 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
                   timeout: float = 12.5 * 3600, skip_push: bool = False, session: KaggleSession | None = None,
                   submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
     """`make submit`: the whole chain; returns the final record row."""
-    from marsseg.bundle import KERNEL_PATH, write_kernel
-    from marsseg.rules import METADATA_PATH, enforce_rules, load_metadata
+    from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
+    from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
 
     kernel = Path(kernel or KERNEL_PATH)
     metadata_path = Path(metadata or METADATA_PATH)
@@ -266,8 +266,8 @@ def submit_csv(path: Path, *, preset: str | None = None, competition: Competitio
                allowed_sources: tuple[str, ...] = (), images: int | None = None, session: KaggleSession | None = None,
                submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
     """`make submit-csv FILE=…`: a CSV made locally (e.g. on a GPU box); facts from its run folder if there."""
-    from marsseg.rules import METADATA_PATH, enforce_rules
-    from marsseg.submission import read_submission
+    from marsseg.kaggle.rules import METADATA_PATH, enforce_rules
+    from marsseg.submission.formats import read_submission
 
     path = Path(path)
     read_submission(path, images, competition)  # a bad file stops here, before credentials or records
@@ -284,7 +284,7 @@ def submit_csv(path: Path, *, preset: str | None = None, competition: Competitio
 
 
 def _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log) -> dict:
-    from marsseg.rules import enforce_rules
+    from marsseg.kaggle.rules import enforce_rules
 
     enforce_rules(kernel, metadata_path, allowed_sources, log=lambda *_: None)  # again, right before it leaves
     try:
@@ -301,7 +301,7 @@ def show_status(session: KaggleSession | None = None, metadata: Path | None = No
                 log=print) -> str:
     """`make status`: the latest kernel run and the latest recorded submission."""
     from marsseg.kaggle.records import latest_records
-    from marsseg.rules import METADATA_PATH, load_metadata
+    from marsseg.kaggle.rules import METADATA_PATH, load_metadata
 
     session = session or KaggleSession(log=log)
     ref = kernel_ref_from_metadata(load_metadata(Path(metadata or METADATA_PATH)), session.username())
@@ -329,7 +329,7 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
         return target
     session = session or KaggleSession(log=log)
     if find_credentials(session.env, require=False) is None:
-        from marsseg.demo import ensure_synthetic
+        from marsseg.data.synth import ensure_synthetic
 
         log(f"no Kaggle credentials found, so the competition data cannot be downloaded. To get it: {_how_to_data(competition)}")
         data, truth = directory / "synthetic_mars.npz", directory / "synthetic_truth.npz"
@@ -352,7 +352,7 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
     archive.unlink()
     if not target.is_file():
         raise KaggleError(f"the competition download held {', '.join(names) or 'nothing'}, not {competition.data_filename}")
-    from marsseg.data import load_dataset
+    from marsseg.data.load import load_dataset
 
     dataset = load_dataset(target, competition)
     log(f"downloaded {target} from {session.where}: {dataset.n_train} training and {dataset.n_test} test images")

@@ -13,7 +13,7 @@ LATEST row for an `id` is that submission's current state.
     preset           configuration preset that produced it (smoke | cpu | gpu | kaggle | …)
     git_commit       `git describe --always --dirty` of the kit when it was made
     val_miou_stage1  local validation mIoU of stage 1, stage 2 and the final prediction: the keys of the same
-    val_miou_stage2  names in the run's metrics.json (written by `marsseg.pipeline.run`); '' when absent
+    val_miou_stage2  names in the run's metrics.json (written by `marsseg.pipeline.run.run`); '' when absent
     val_miou_final
     kernel_ref       'user/slug' and version of the Kaggle kernel that produced it, e.g. me/mars-segmentation-kit@3
                      ('' for a CSV submitted from a local run)

@@ -1,0 +1,1 @@
+"""The `marsseg` command: argument parsing and one-line errors."""

@@ -1,0 +1,1 @@
+"""Finding, loading and validating the competition file; synthetic Mars data."""

@@ -1,0 +1,175 @@
+"""Synthetic Mars data with the real file's schema and traps, for the demo and the tests.
+
+A fair stand-in needs what makes the real task hard: smooth irregular regions of soil, bedrock
+and sand whose textures and brightness differ but overlap; rare big rocks (about 1% of pixels,
+in a minority of images); unlabelled background (about 22% of pixels); global exposure changes
+and noise; and 'alien' outliers (about 4% of the training images) that carry one fixed sprite
+and all share one identical label mask, as the 110 of 2615 in the real training set do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from marsseg.competition import MARS, Competition
+
+OUTLIER_FRACTION = 110 / 2615
+_SPRITE_SEED = 20241122
+_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    images: np.ndarray  # (N, H, W) uint8
+    masks: np.ndarray  # (N, H, W) uint8
+    test_images: np.ndarray  # (M, H, W) uint8
+    test_labels: np.ndarray  # (M, H, W) uint8
+    outlier_indices: np.ndarray  # sorted indices into images
+
+
+def make_synthetic(n_train: int = 2615, n_test: int = 10022, seed: int = 0,
+                   outlier_fraction: float = OUTLIER_FRACTION, competition: Competition = MARS) -> Synthetic:
+    """Deterministic per seed: the same arguments give the same arrays."""
+    h, w = competition.shape
+    rng = np.random.default_rng(seed)
+    images, masks = _scenes_in_chunks(rng, n_train, h, w)
+    test_images, test_labels = _scenes_in_chunks(rng, n_test, h, w)
+    n_outliers = int(round(outlier_fraction * n_train))
+    outliers = np.sort(rng.choice(n_train, size=n_outliers, replace=False)) if n_outliers else np.zeros(0, np.int64)
+    if n_outliers:
+        sprite, alpha, alien_mask = _alien(h, w)
+        gain = rng.uniform(0.93, 1.07, (n_outliers, 1, 1)).astype(np.float32)
+        noise = rng.normal(0, 3, (n_outliers, h, w)).astype(np.float32)
+        pasted = alpha * (sprite * gain + noise) + (1 - alpha) * images[outliers].astype(np.float32)
+        images[outliers] = np.clip(pasted, 0, 255).astype(np.uint8)
+        masks[outliers] = alien_mask
+    return Synthetic(images, masks, test_images, test_labels, outliers.astype(np.int64))
+
+
+def _scenes_in_chunks(rng, n, h, w):
+    images = np.empty((n, h, w), np.uint8)
+    masks = np.empty((n, h, w), np.uint8)
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        images[start:stop], masks[start:stop] = _scenes(rng, stop - start, h, w)
+    return images, masks
+
+
+@lru_cache(maxsize=None)
+def _basis(out: int, knots: int) -> np.ndarray:
+    """Gaussian interpolation from `knots` random values to `out` pixels: smooth, not polygonal."""
+    centres = np.linspace(-0.5, out - 0.5, knots)
+    width = out / max(knots - 1, 1) * 0.6
+    grid = np.arange(out)[:, None]
+    basis = np.exp(-0.5 * ((grid - centres[None, :]) / width) ** 2)
+    return (basis / basis.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _smooth(rng, n, k, knots, h, w):
+    """n×k smooth random fields of unit spread, shape (n, k, h, w)."""
+    gh, gw = knots
+    low = rng.standard_normal((n, k, gh, gw), dtype=np.float32)
+    field = _basis(h, gh) @ low @ _basis(w, gw).T
+    field -= field.mean(axis=(2, 3), keepdims=True)
+    field /= field.std(axis=(2, 3), keepdims=True) + 1e-6
+    return field
+
+
+def _scenes(rng, n, h, w):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+
+    # Terrain regions: argmax of three smooth fields, with irregular edges and per-image preferences.
+    regions = _smooth(rng, n, 3, (3, 5), h, w) + 0.45 * _smooth(rng, n, 3, (7, 12), h, w)
+    preference = rng.normal(0, 0.7, (n, 3, 1, 1)).astype(np.float32) + np.array([0.25, 0.0, -0.1], np.float32)[:, None, None]
+    labels = (np.argmax(regions + preference, axis=1) + 1).astype(np.uint8)  # 1 soil, 2 bedrock, 3 sand
+
+    # Textures, with brightness that differs by class but overlaps across images.
+    level = rng.normal(0, 14, (n, 3, 1, 1)).astype(np.float32) + np.array([108, 132, 120], np.float32)[:, None, None]
+    fine = _smooth(rng, n, 2, (24, 48), h, w)
+    white = rng.standard_normal((n, h, w), dtype=np.float32)
+    soil = level[:, 0] + 12 * fine[:, 0] + 7 * white
+    layers = _smooth(rng, n, 2, (8, 16), h, w)
+    cracks = np.abs(layers[:, 1]) < 0.12
+    bedrock = level[:, 1] + 20 * layers[:, 0] + 8 * fine[:, 1] - 30 * cracks
+    theta = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
+    wavelength = rng.uniform(4.5, 9.0, (n, 1, 1)).astype(np.float32)
+    warp = _smooth(rng, n, 1, (3, 6), h, w)[:, 0]
+    ripples = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / wavelength + 1.8 * warp)
+    sand = level[:, 2] + 10 * ripples + 3 * white
+    image = np.where(labels == 1, soil, np.where(labels == 2, bedrock, sand))
+
+    # Big rocks: shaded ellipses with a cast shadow, in about a third of the images.
+    has_rocks = rng.random(n) < 0.3
+    for i in np.flatnonzero(has_rocks):
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.uniform(6, h - 6), rng.uniform(8, w - 8)
+            ry, rx = rng.uniform(3, 8), rng.uniform(4, 12)
+            inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+            shadow = (((yy - cy - 0.5 * ry) / ry) ** 2 + ((xx - cx - 0.6 * rx) / rx) ** 2 <= 1.0) & ~inside
+            shade = ((xx - cx) / rx * -0.6 + (yy - cy) / ry * -0.8)
+            image[i] = np.where(shadow, image[i] - 40, image[i])
+            image[i] = np.where(inside, rng.uniform(85, 150) + 28 * shade + 6 * white[i], image[i])
+            labels[i][inside] = 4
+
+    # Unlabelled background: smooth blobs covering a per-image share of about 22% on average.
+    share = np.clip(rng.beta(1.1, 3.4, n), 0.0, 0.85).astype(np.float32)
+    blob = _smooth(rng, n, 1, (3, 6), h, w)[:, 0]
+    threshold = _normal_quantile(1 - share)[:, None, None]
+    unlabelled = (blob > threshold) & (labels != 4)
+    labels[unlabelled] = 0
+
+    # Exposure, a vertical light gradient and sensor noise.
+    gain = rng.uniform(0.75, 1.25, (n, 1, 1)).astype(np.float32)
+    offset = rng.normal(0, 12, (n, 1, 1)).astype(np.float32)
+    gradient = rng.normal(0, 12, (n, 1, 1)).astype(np.float32) * (yy / h - 0.5)
+    noise = rng.uniform(2, 7, (n, 1, 1)).astype(np.float32) * rng.standard_normal((n, h, w), dtype=np.float32)
+    image = gain * image + offset + gradient + noise
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def _normal_quantile(p):
+    """Inverse normal CDF (Acklam's rational approximation), enough for thresholds."""
+    from scipy.special import ndtri
+
+    return ndtri(np.clip(p, 1e-6, 1 - 1e-6)).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def _alien(h, w):
+    """The fixed sprite, its opacity and the one label mask every outlier shares."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = h * 0.42, w * 0.5
+    head = ((yy - cy) / (h * 0.34)) ** 2 + ((xx - cx) / (w * 0.16)) ** 2 <= 1
+    body = ((yy - h * 0.92) / (h * 0.22)) ** 2 + ((xx - cx) / (w * 0.22)) ** 2 <= 1
+    eyes = ((((yy - cy + 2) / 6) ** 2 + ((xx - cx + 9) / 7) ** 2) <= 1) | ((((yy - cy + 2) / 6) ** 2 + ((xx - cx - 9) / 7) ** 2) <= 1)
+    antennae = (np.abs(xx - cx - (cy - yy) * 0.5) < 1.2) | (np.abs(xx - cx + (cy - yy) * 0.5) < 1.2)
+    antennae &= yy < h * 0.12
+    alpha = (head | body | antennae).astype(np.float32)
+    sprite = np.where(eyes, 20.0, 215.0 + 25 * np.sin(xx / 3.0) * np.cos(yy / 4.0)).astype(np.float32)
+    sprite = np.where(antennae, 240.0, sprite)
+    _, alien_mask = _scenes(np.random.default_rng(_SPRITE_SEED), 1, h, w)
+    return sprite, alpha, alien_mask[0]
+
+
+def save_synthetic(synthetic: Synthetic, path, truth_path=None, competition: Competition = MARS):
+    from marsseg.data.load import save_dataset
+    from marsseg.files import atomic_save_npz
+
+    save_dataset(path, synthetic.images, synthetic.masks, synthetic.test_images, competition)
+    if truth_path:
+        atomic_save_npz(truth_path, test_labels=synthetic.test_labels, outlier_indices=synthetic.outlier_indices)
+
+
+def ensure_synthetic(data_path: Path, truth_path: Path, n_train: int, n_test: int, seed: int = 0, log=print) -> None:
+    """Generate the synthetic dataset once; reuse it while its file is there."""
+    if data_path.exists() and truth_path.exists():
+        return
+    started = time.perf_counter()
+    synthetic = make_synthetic(n_train, n_test, seed)
+    save_synthetic(synthetic, data_path, truth_path)
+    log(f"synthetic data: {n_train} train + {n_test} test images -> {data_path} ({time.perf_counter() - started:.1f}s)")

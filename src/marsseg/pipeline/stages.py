@@ -1,0 +1,106 @@
+"""Stage 1 over K folds with out-of-fold probabilities, and the stage-2 inputs built from them.
+
+Every development image is validated by exactly one fold model; its stage-2 input channels are that
+model's probabilities, so stage 2 never learns from predictions on images stage 1 memorised. At test time
+the stage-2 input is the mean of the fold models' probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from marsseg.config import Config
+
+
+@dataclass
+class FoldRun:
+    fold: int
+    train_index: np.ndarray  # rows of the development set this fold model trained on
+    val_index: np.ndarray  # rows it validated on and predicted out of fold
+    result: object  # train.StageResult (or a stand-in with .model in tests)
+    predict_seconds: float = 0.0
+
+
+@dataclass
+class Stage1Outcome:
+    folds: list[FoldRun]
+    oof: np.ndarray  # (n_dev, H, W, K) float32 out-of-fold probabilities; zeros where no fold model ran
+    oof_model: np.ndarray  # (n_dev,) index into `folds` of the model that predicted each row; -1 = none
+    planned_folds: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def covered(self) -> np.ndarray:
+        return self.oof_model >= 0
+
+    @property
+    def models(self) -> list:
+        return [f.result.model for f in self.folds]
+
+
+def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg: Config, *, stage_end: float,
+                 budget=None, class_weights=None, fit=None, predict=None, verbose=2, log=print,
+                 clock=time.monotonic, num_classes: int = 5) -> Stage1Outcome:
+    """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
+    validation rows. Fold f must end, its prediction included, by its share of the time up to `stage_end`; a fold
+    that could not finish even one epoch in the time left is not started (its rows stay uncovered)."""
+    from marsseg.training.fit import fit_stage, network_input, predict_probs
+
+    fit = fit or fit_stage
+    predict = predict or predict_probs
+    k = int(fold_of.max()) + 1
+    h, w = images.shape[1:]
+    oof = np.zeros((len(images), h, w, num_classes), np.float32)
+    oof_model = np.full(len(images), -1, np.int64)
+    runs: list[FoldRun] = []
+    notes: list[str] = []
+    started = clock()
+    minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
+    for f in range(k):
+        now = clock()
+        fold_deadline = started + (f + 1) * (stage_end - started) / k
+        if runs and now + minimum > stage_end:
+            notes.append(f"stage 1: {f} of {k} folds trained; the budget leaves no time for fold {f + 1}")
+            log(f"[marsseg] {notes[-1]}")
+            break
+        train_index, val_index = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        if budget is not None:
+            budget.phase("stage1", fold=f + 1, note=f"{len(train_index)} train / {len(val_index)} out-of-fold images, "
+                                                     f"until {max(0.0, fold_deadline - now):.0f}s from now")
+        result = fit(cfg.stage1, images[train_index], masks[train_index], network_input(images[val_index]),
+                     masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f,
+                     deadline=fold_deadline, name=f"stage1_fold{f + 1}", class_weights=class_weights,
+                     verbose=verbose, log=log, passes_after=1)  # the out-of-fold prediction below
+        predicted_at = clock()
+        oof[val_index] = predict(result.model, network_input(images[val_index]))
+        oof_model[val_index] = len(runs)
+        predict_seconds = clock() - predicted_at
+        runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
+        extra = getattr(result, "extra", {})
+        epochs = extra.get("full_epoch_seconds") or extra.get("epoch_seconds") or [result.seconds]
+        minimum = max(epochs) + predict_seconds
+    return Stage1Outcome(runs, oof, oof_model, k, notes)
+
+
+def check_out_of_fold(outcome: Stage1Outcome) -> None:
+    """Raise if any covered row's probabilities came from a model that trained on it (a wiring bug)."""
+    for i, run in enumerate(outcome.folds):
+        rows = np.flatnonzero(outcome.oof_model == i)
+        if np.isin(rows, run.train_index).any() or not np.isin(rows, run.val_index).all():
+            bad = rows[np.isin(rows, run.train_index) | ~np.isin(rows, run.val_index)][0]
+            raise AssertionError(f"row {bad}: out-of-fold probabilities from fold model {i + 1}, which trained on it")
+
+
+def ensemble_probs(models: list, x: np.ndarray, predict=None) -> np.ndarray:
+    """Mean main-head probabilities of `models` on network input `x`."""
+    from marsseg.training.fit import predict_probs
+
+    predict = predict or predict_probs
+    total = None
+    for model in models:
+        p = predict(model, x)
+        total = p if total is None else total + p
+    return total / len(models)

@@ -1,0 +1,1 @@
+"""Before training: class statistics, outlier cleaning, folds, augmentation."""

@@ -1,0 +1,350 @@
+"""Albumentations pipelines applied identically to image and mask, big-rock copies, and the batch sequence.
+
+Geometric transforms (flips, Affine, optional elastic/grid distortion) move the grey image, any extra
+input channels (stage 2's class probabilities) and the mask together; masks use nearest-neighbour
+interpolation, so labels stay labels. Photometric transforms (brightness/contrast, gamma, noise) touch
+the grey channel only. Every random choice derives from (seed, epoch, batch), so a run is repeatable
+with any number of worker threads.
+
+Works with albumentations 1.4.x and 2.x: the API differences live in `_Compat` only.
+`SegmentationSequence` (a `keras.utils.PyDataset`) is built on first use, so importing this module
+does not import Keras.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+STRENGTHS = ("none", "light", "medium", "strong")
+BIG_ROCK = 4
+
+
+# ------------------------------------------------------------------------- albumentations 1.4 / 2.x
+class _Compat:
+    """Every albumentations API difference in one place, detected from the signatures rather than the
+    version number: argument names changed within 1.4.x (Affine `mode` -> `border_mode` in 1.4.21,
+    GaussNoise `var_limit` -> `std_range`), and per-pipeline seeding (`set_random_seed`) arrived late in 1.4."""
+
+    def __init__(self):
+        import inspect
+
+        import albumentations
+        import cv2
+
+        self.A = albumentations
+        self.cv2 = cv2
+        self.border = cv2.BORDER_REFLECT_101  # reflection keeps image and mask consistent at the edges
+        self.affine_border = "border_mode" if "border_mode" in inspect.signature(albumentations.Affine).parameters else "mode"
+        self.noise_std = "std_range" in inspect.signature(albumentations.GaussNoise).parameters
+        self.seedable = hasattr(albumentations.Compose, "set_random_seed")
+        self._lock = threading.Lock()
+
+    def affine(self, scale, translate, rotate, shear, p):
+        return self.A.Affine(scale=scale, translate_percent={"x": translate, "y": translate}, rotate=rotate,
+                             shear=shear, interpolation=self.cv2.INTER_LINEAR,
+                             mask_interpolation=self.cv2.INTER_NEAREST, p=p, **{self.affine_border: self.border})
+
+    def noise(self, std_range, p):
+        """Gaussian noise with a std given as a fraction of the full range (255 for uint8)."""
+        if self.noise_std:
+            return self.A.GaussNoise(std_range=std_range, p=p)
+        lo, hi = (s * 255.0 for s in std_range)
+        return self.A.GaussNoise(var_limit=(lo * lo, hi * hi), p=p)
+
+    def elastic(self, p):
+        return self.A.ElasticTransform(alpha=12, sigma=5, border_mode=self.border, p=p)
+
+    def grid(self, p):
+        return self.A.GridDistortion(num_steps=5, distort_limit=0.2, border_mode=self.border, p=p)
+
+    def compose(self, transforms):
+        return self.A.Compose(transforms) if transforms else None
+
+    def run(self, composes, seed: int, fn):
+        """Call fn() with the composes' random state fixed by `seed`."""
+        if self.seedable:
+            for compose in composes:
+                if compose is not None:
+                    compose.set_random_seed(seed)
+            return fn()
+        with self._lock:  # older 1.4 draws from the global `random` / `np.random` state
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            return fn()
+
+
+@lru_cache(maxsize=1)
+def _compat() -> _Compat:
+    return _Compat()
+
+
+def albumentations_version() -> str:
+    return _compat().A.__version__
+
+
+# ------------------------------------------------------------------------- presets
+def build_transforms(strength: str = "medium", elastic: bool = False):
+    """(geometric Compose or None, photometric Compose or None) for a strength preset."""
+    if strength not in STRENGTHS:
+        from marsseg.errors import ConfigError
+
+        raise ConfigError(f"unknown augmentation strength {strength!r}; choose one of: {', '.join(STRENGTHS)}")
+    c = _compat()
+    A = c.A
+    geometric, photometric = [], []
+    if strength == "light":
+        geometric = [A.HorizontalFlip(p=0.5), c.affine((0.95, 1.05), (-0.05, 0.05), (-5, 5), (0, 0), p=0.5)]
+        photometric = [A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5)]
+    elif strength == "medium":
+        geometric = [A.HorizontalFlip(p=0.5), c.affine((0.9, 1.1), (-0.08, 0.08), (-10, 10), (-3, 3), p=0.7)]
+        photometric = [A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.6),
+                       A.RandomGamma(gamma_limit=(80, 120), p=0.3), c.noise((0.01, 0.04), p=0.3)]
+    elif strength == "strong":
+        geometric = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.2),
+                     c.affine((0.8, 1.25), (-0.12, 0.12), (-20, 20), (-6, 6), p=0.8)]
+        photometric = [A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.7),
+                       A.RandomGamma(gamma_limit=(70, 140), p=0.4), c.noise((0.01, 0.06), p=0.4)]
+    if elastic and strength != "none":
+        geometric.append(A.OneOf([c.elastic(p=1.0), c.grid(p=1.0)], p=0.3))
+    return c.compose(geometric), c.compose(photometric)
+
+
+class Augmenter:
+    """Augments (image uint8 (H,W), mask (H,W), extra float32 (H,W,E) or None) -> (float32 (H,W,1+E) in [0,1], uint8 mask).
+
+    Not thread-safe (albumentations transforms hold their random state); one per worker thread.
+    """
+
+    def __init__(self, strength: str = "medium", elastic: bool = False):
+        self.strength = strength
+        self.geometric, self.photometric = build_transforms(strength, elastic)
+
+    def one(self, image: np.ndarray, mask: np.ndarray, extra: np.ndarray | None = None):
+        grey = image[..., None] if image.ndim == 2 else image
+        # Photometric first, on uint8: both albumentations lines define brightness/noise limits for uint8 alike.
+        if self.photometric is not None:
+            grey = self.photometric(image=np.ascontiguousarray(grey))["image"]
+            grey = grey[..., None] if grey.ndim == 2 else grey
+        x = grey.astype(np.float32) * (1.0 / 255.0)
+        if extra is not None:
+            x = np.concatenate([x, extra.astype(np.float32, copy=False)], axis=-1)
+        if self.geometric is not None:
+            out = self.geometric(image=np.ascontiguousarray(x), mask=np.ascontiguousarray(mask))
+            x, mask = out["image"], out["mask"]
+            x = x[..., None] if x.ndim == 2 else x
+        return x, np.asarray(mask, np.uint8)
+
+    def batch(self, images, masks, extras=None, seed: int = 0):
+        """Augment a batch with every random choice fixed by `seed`."""
+        def work():
+            xs, ys = zip(*(self.one(images[i], masks[i], None if extras is None else extras[i])
+                           for i in range(len(images))))
+            return np.stack(xs).astype(np.float32, copy=False), np.stack(ys)
+
+        return _compat().run((self.geometric, self.photometric), int(seed), work)
+
+
+def batch_seed(seed: int, epoch: int, batch: int, stream: int = 0) -> int:
+    """An independent seed per (stream, seed, epoch, batch); stream 0 trains, 1 makes offline copies."""
+    parts = [int(stream), int(seed) % 2**32, int(epoch) % 2**32, int(batch) % 2**32]
+    return int(np.random.SeedSequence(parts).generate_state(1)[0])
+
+
+# ------------------------------------------------------------------------- minority class
+def has_class(masks: np.ndarray, label: int = BIG_ROCK) -> np.ndarray:
+    return (masks == label).reshape(len(masks), -1).any(axis=1)
+
+
+def sampling_weights(masks: np.ndarray, bigrock_oversample: float = 2.0) -> np.ndarray:
+    """Per image: `bigrock_oversample` if it contains big rock, else 1."""
+    if bigrock_oversample <= 0:
+        raise ValueError(f"bigrock_oversample must be positive, got {bigrock_oversample}")
+    return np.where(has_class(masks), float(bigrock_oversample), 1.0)
+
+
+def epoch_order(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices for one epoch: image i appears floor(w_i) times plus once more with chance frac(w_i),
+    the extras drawn without replacement so the epoch length is fixed: sum(floor) + round(sum(frac))."""
+    weights = np.asarray(weights, float)
+    whole = np.floor(weights).astype(np.int64)
+    frac = weights - whole
+    order = np.repeat(np.arange(len(weights)), whole)
+    n_extra = int(round(frac.sum()))
+    if n_extra:
+        extra = rng.choice(len(weights), size=n_extra, replace=False, p=frac / frac.sum())
+        order = np.concatenate([order, extra])
+    return order[rng.permutation(len(order))]
+
+
+def epoch_length(weights: np.ndarray) -> int:
+    weights = np.asarray(weights, float)
+    whole = np.floor(weights)
+    return int(whole.sum() + round((weights - whole).sum()))
+
+
+@dataclass(frozen=True)
+class BigRockCopies:
+    images: np.ndarray  # (K, H, W) uint8
+    masks: np.ndarray  # (K, H, W) uint8
+    source_index: np.ndarray  # (K,) index of the image each copy was made from
+
+
+def bigrock_copies(images, masks, copies: int, seed: int = 0, strength: str = "medium",
+                   elastic: bool = False) -> BigRockCopies:
+    """`copies` augmented versions of every image that contains big rock, made once (offline)."""
+    h, w = images.shape[1:]
+    sources = np.repeat(np.flatnonzero(has_class(masks)), max(int(copies), 0))
+    if not len(sources):
+        return BigRockCopies(np.zeros((0, h, w), np.uint8), np.zeros((0, h, w), np.uint8), np.zeros(0, np.int64))
+    augmenter = Augmenter(strength, elastic)
+    out_images, out_masks = [], []
+    for start in range(0, len(sources), 256):
+        chunk = sources[start:start + 256]
+        x, y = augmenter.batch(images[chunk], masks[chunk], seed=batch_seed(seed, 0, start // 256, stream=1))
+        out_images.append(np.clip(np.rint(x[..., 0] * 255.0), 0, 255).astype(np.uint8))
+        out_masks.append(y)
+    return BigRockCopies(np.concatenate(out_images), np.concatenate(out_masks), sources.astype(np.int64))
+
+
+def save_bigrock(path, copies: BigRockCopies):
+    from marsseg.files import atomic_save_npz
+
+    return atomic_save_npz(path, images=copies.images, masks=copies.masks, source_index=copies.source_index)
+
+
+def load_bigrock(path) -> BigRockCopies:
+    from marsseg.data.load import _read_array
+
+    return BigRockCopies(_read_array(path, "images"), _read_array(path, "masks"), _read_array(path, "source_index"))
+
+
+def with_copies(images, masks, copies: BigRockCopies):
+    """(images, masks, groups): originals then copies; groups[i] is the original's index (for folds)."""
+    groups = np.concatenate([np.arange(len(images)), copies.source_index])
+    return np.concatenate([images, copies.images]), np.concatenate([masks, copies.masks]), groups
+
+
+# ------------------------------------------------------------------------- the batch sequence
+def _sequence_class():
+    import keras
+
+    class SegmentationSequence(keras.utils.PyDataset):
+        """Batches (x float32 (B,H,W,1+E) in [0,1], y int32 (B,H,W)) for `model.fit`, any Keras 3 backend.
+
+        images (N,H,W) uint8, masks (N,H,W), extras (N,H,W,E) float32 or None; `weights` oversample
+        (e.g. `sampling_weights`); `shuffle` reshuffles every epoch. Deterministic per seed and epoch.
+        """
+
+        def __init__(self, images, masks, extras=None, batch_size=32, strength="medium", elastic=False,
+                     weights=None, shuffle=True, seed=0, workers=1, use_multiprocessing=False, max_queue_size=10):
+            super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+            if len(images) != len(masks) or (extras is not None and len(extras) != len(images)):
+                raise ValueError("images, masks and extras must have the same length")
+            self.images, self.masks, self.extras = images, masks, extras
+            self.batch_size = int(batch_size)
+            self.strength, self.elastic = strength, elastic
+            self.weights = None if weights is None else np.asarray(weights, float)
+            self.shuffle, self.seed = shuffle, int(seed)
+            self._local = threading.local()
+            build_transforms(strength, elastic)  # fail early on a bad strength
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch: int):
+            self.epoch = int(epoch)
+            rng = np.random.default_rng([self.seed, self.epoch])
+            if self.weights is not None:
+                self.order = epoch_order(self.weights, rng) if self.shuffle else np.sort(epoch_order(self.weights, rng))
+            else:
+                self.order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
+
+        def __len__(self):
+            return int(np.ceil(len(self.order) / self.batch_size))
+
+        def _augmenter(self) -> Augmenter:
+            augmenter = getattr(self._local, "augmenter", None)
+            if augmenter is None:
+                augmenter = self._local.augmenter = Augmenter(self.strength, self.elastic)
+            return augmenter
+
+        def __getitem__(self, index):
+            if index < 0 or index >= len(self):
+                raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
+            idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+            x, y = self._augmenter().batch(self.images[idx], self.masks[idx],
+                                           None if self.extras is None else self.extras[idx],
+                                           seed=batch_seed(self.seed, self.epoch, index))
+            return x, y.astype(np.int32)
+
+        def on_epoch_end(self):
+            self.set_epoch(self.epoch + 1)
+
+        def __getstate__(self):  # thread-locals do not pickle (multiprocessing workers)
+            state = self.__dict__.copy()
+            state.pop("_local", None)
+            return state
+
+        def __setstate__(self, state):
+            self.__dict__.update(state)
+            self._local = threading.local()
+
+    SegmentationSequence.__qualname__ = "SegmentationSequence"  # picklable by name (spawned workers)
+    SegmentationSequence.__module__ = __name__
+    return SegmentationSequence
+
+
+_SEQUENCE = None
+
+
+def __getattr__(name):
+    global _SEQUENCE
+    if name == "SegmentationSequence":
+        if _SEQUENCE is None:
+            _SEQUENCE = _sequence_class()
+        return _SEQUENCE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0,
+                         train: bool = True):
+    """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
+    train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
+    cls = __getattr__("SegmentationSequence")
+    if not train:
+        return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed,
+                   workers=1)
+    return cls(images, masks, extras, batch_size=batch_size, strength=augment_cfg.strength,
+               elastic=augment_cfg.elastic, weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
+               shuffle=True, seed=seed, workers=max(1, int(augment_cfg.workers)))
+
+
+# ------------------------------------------------------------------------- throughput
+def augmentation_throughput(n_batches: int = 30, strength: str = "medium", batch_size: int = 32,
+                            extra_channels: int = 0, elastic: bool = False, seed: int = 0,
+                            images=None, masks=None) -> float:
+    """Augmented samples per second of the training sequence (one thread, batches built in order)."""
+    import time
+
+    if images is None or masks is None:
+        from marsseg.data.synth import make_synthetic
+
+        synthetic = make_synthetic(n_train=max(256, batch_size * 4), n_test=1, seed=seed)
+        images, masks = synthetic.images, synthetic.masks
+    extras = None
+    if extra_channels:
+        rng = np.random.default_rng(seed)
+        extras = rng.dirichlet(np.ones(extra_channels), size=images.shape[:3]).astype(np.float32)
+    sequence = __getattr__("SegmentationSequence")(images, masks, extras, batch_size=batch_size, strength=strength,
+                                                   elastic=elastic, weights=sampling_weights(masks), seed=seed,
+                                                   workers=1)
+    sequence[0]  # warm-up: builds the transforms
+    started = time.perf_counter()
+    samples = 0
+    for b in range(n_batches):
+        x, _ = sequence[b % len(sequence)]
+        samples += len(x)
+    return samples / (time.perf_counter() - started)

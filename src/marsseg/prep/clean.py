@@ -1,0 +1,331 @@
+"""Automatic outlier detection for the training set, with a report that says why each image went.
+
+No index lists: the evidence is computed from the data.
+
+1. Duplicate masks: a non-trivial label mask shared exactly by >= `min_duplicate_masks` images
+   marks all of them (the real set's 110 'alien' images share one mask).
+2. Template matching: the mean image of each duplicate group, restricted to the pixels where the group
+   agrees with itself far more than ordinary images do, is correlated with every image; a normalised
+   correlation >= `template_threshold` marks an image even when its mask differs.
+3. Image-space anomaly scores (PCA reconstruction error and k-NN distance to the unmarked images,
+   on downsampled, per-image standardised pixels). They never remove an image on their own (unusual
+   but genuine terrain scores high too); they only lower the template bar by `template_support_margin`
+   for images that are also anomalous, and they are reported as suspects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from marsseg.config import CleanConfig
+
+_DOWNSAMPLE = 4  # 64x128 -> 16x32 for the anomaly scores
+_REGION_STD_RATIO = 0.5  # template pixels: group spread below half the ordinary images' spread
+_MIN_REGION_SHARE = 0.02  # fewer template pixels than this share -> use the whole image
+_TEMPLATE_ROUNDS = 3
+
+
+@dataclass
+class OutlierReport:
+    n_images: int
+    removed: np.ndarray  # sorted indices into the input images
+    evidence: dict[int, list[str]]  # removed index -> the evidence that fired
+    scores: dict[str, np.ndarray]  # per image: template_corr, pca_error, knn_distance, anomaly
+    duplicate_groups: list[dict]  # {"mask_sha1", "size", "indices", "template_pixels"}
+    suspects: np.ndarray  # anomalous images that were kept (reported only)
+    thresholds: dict = field(default_factory=dict)
+
+    @property
+    def kept(self) -> np.ndarray:
+        return np.setdiff1d(np.arange(self.n_images), self.removed)
+
+    def to_json(self, truth: np.ndarray | None = None) -> dict:
+        out = {
+            "n_images": self.n_images,
+            "n_removed": int(len(self.removed)),
+            "n_kept": int(self.n_images - len(self.removed)),
+            "thresholds": self.thresholds,
+            "duplicate_groups": self.duplicate_groups,
+            "removed": [
+                {"index": int(i), "evidence": self.evidence[int(i)],
+                 **{name: _finite(values[i]) for name, values in self.scores.items()}}
+                for i in self.removed
+            ],
+            "suspects_kept": [
+                {"index": int(i), **{name: _finite(values[i]) for name, values in self.scores.items()}}
+                for i in self.suspects
+            ],
+        }
+        if truth is not None:
+            out["truth"] = precision_recall(self.removed, truth)
+        return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return round(value, 5) if np.isfinite(value) else None
+
+
+def precision_recall(found, truth) -> dict:
+    found, truth = set(map(int, found)), set(map(int, truth))
+    hits = len(found & truth)
+    precision = hits / len(found) if found else (1.0 if not truth else 0.0)
+    recall = hits / len(truth) if truth else 1.0
+    return {"precision": precision, "recall": recall, "true_positives": hits,
+            "false_positives": sorted(found - truth), "missed": sorted(truth - found)}
+
+
+def find_outliers(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = CleanConfig()) -> OutlierReport:
+    """Outliers of a training set (images, masks: (N, H, W)); see the module docstring for the rules."""
+    n = len(images)
+    groups = duplicate_mask_groups(masks, cfg.min_duplicate_masks)
+    by_mask = np.zeros(n, bool)
+    for group in groups:
+        by_mask[group["indices"]] = True
+
+    template_corr = np.zeros(n, np.float32)
+    for group in groups:
+        # Rebuild the template from everything it has matched so far: a few seed images make a noisy
+        # template, the matches make a clean one. Stops when the set of matches stops changing.
+        members = group["indices"]
+        for _ in range(_TEMPLATE_ROUNDS):
+            corr, region = template_correlation(images, members, ~by_mask)
+            matched = np.union1d(group["indices"], np.flatnonzero(corr >= cfg.template_threshold))
+            if np.array_equal(matched, members):
+                break
+            members = matched
+        group["template_pixels"] = int(region.sum())
+        group["template_matches"] = int((corr >= cfg.template_threshold).sum())
+        template_corr = np.maximum(template_corr, corr)
+
+    reference = ~(by_mask | (template_corr >= cfg.template_threshold))
+    pca_error, knn_distance = anomaly_scores(images, reference, cfg.pca_components, cfg.knn_neighbours)
+    anomaly = _robust_z(pca_error, reference) + _robust_z(knn_distance, reference)
+    anomaly_cut = float(np.quantile(anomaly[reference], cfg.anomaly_quantile)) if reference.any() else np.inf
+    anomalous = anomaly > anomaly_cut
+
+    by_template = template_corr >= cfg.template_threshold
+    by_support = (template_corr >= cfg.template_threshold - cfg.template_support_margin) & anomalous & ~by_template
+    removed_mask = by_mask | by_template | by_support
+    evidence = {}
+    for i in np.flatnonzero(removed_mask):
+        fired = [name for name, hit in (("duplicate_mask", by_mask[i]), ("template", by_template[i]),
+                                        ("template+anomaly", by_support[i]), ("anomaly", anomalous[i])) if hit]
+        evidence[int(i)] = fired
+    for group in groups:
+        group["indices"] = [int(i) for i in group["indices"]]
+    return OutlierReport(
+        n_images=n,
+        removed=np.flatnonzero(removed_mask),
+        evidence=evidence,
+        scores={"template_corr": template_corr, "pca_error": pca_error, "knn_distance": knn_distance,
+                "anomaly": anomaly},
+        duplicate_groups=groups,
+        suspects=np.flatnonzero(anomalous & ~removed_mask),
+        thresholds={"min_duplicate_masks": cfg.min_duplicate_masks, "template": cfg.template_threshold,
+                    "template_with_anomaly": cfg.template_threshold - cfg.template_support_margin,
+                    "anomaly": anomaly_cut, "anomaly_quantile": cfg.anomaly_quantile},
+    )
+
+
+def duplicate_mask_groups(masks: np.ndarray, min_count: int) -> list[dict]:
+    """Groups of >= min_count images with byte-identical masks, skipping one-class masks.
+
+    A mask of a single label (all soil, all background) repeats by chance, not by copying.
+    """
+    buckets: dict[str, list[int]] = {}
+    for i, mask in enumerate(masks):
+        if mask.min() == mask.max():
+            continue
+        digest = hashlib.sha1(np.ascontiguousarray(mask).tobytes()).hexdigest()
+        buckets.setdefault(digest, []).append(i)
+    groups = [{"mask_sha1": digest, "size": len(idx), "indices": np.asarray(idx, np.int64)}
+              for digest, idx in buckets.items() if len(idx) >= max(2, min_count)]
+    return sorted(groups, key=lambda g: -g["size"])
+
+
+def template_correlation(images: np.ndarray, members, ordinary: np.ndarray, chunk: int = 512):
+    """Normalised correlation of every image with the mean of `members`, over the group's stable pixels.
+
+    Returns (corr (N,), region (H, W) bool).
+    """
+    group = images[members].astype(np.float32)
+    template = group.mean(axis=0)
+    ordinary_idx = np.flatnonzero(ordinary)
+    if len(ordinary_idx) >= 2:
+        spread = images[ordinary_idx[:2048]].astype(np.float32).std(axis=0)
+        region = group.std(axis=0) < _REGION_STD_RATIO * np.maximum(spread, 1e-3)
+    else:
+        region = np.ones(template.shape, bool)
+    if region.mean() < _MIN_REGION_SHARE:
+        region = np.ones(template.shape, bool)
+    t = template[region]
+    t = t - t.mean()
+    t /= np.linalg.norm(t) + 1e-6
+    corr = np.empty(len(images), np.float32)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk][:, region].astype(np.float32)
+        x -= x.mean(axis=1, keepdims=True)
+        x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6
+        corr[start:start + chunk] = x @ t
+    return corr, region
+
+
+def _features(images: np.ndarray) -> np.ndarray:
+    n, h, w = images.shape
+    f = _DOWNSAMPLE
+    small = images[:, : h // f * f, : w // f * f].astype(np.float32)
+    small = small.reshape(n, h // f, f, w // f, f).mean(axis=(2, 4)).reshape(n, -1)
+    # Remove the exposure offset only: dividing by each image's spread would hide a large bright sprite.
+    small -= small.mean(axis=1, keepdims=True)
+    return small
+
+
+def anomaly_scores(images: np.ndarray, reference: np.ndarray, components: int, neighbours: int):
+    """PCA reconstruction error and mean distance to the k nearest reference images (self excluded)."""
+    x = _features(images)
+    ref = np.flatnonzero(reference)
+    if len(ref) < 3:
+        return np.zeros(len(images), np.float32), np.zeros(len(images), np.float32)
+    mean = x[ref].mean(axis=0)
+    centred = x - mean
+    k = int(min(components, len(ref) - 1, x.shape[1]))
+    _, _, vt = np.linalg.svd(centred[ref], full_matrices=False)
+    basis = vt[:k]
+    pca_error = np.linalg.norm(centred - (centred @ basis.T) @ basis, axis=1) / np.sqrt(x.shape[1])
+
+    sq = (x**2).sum(axis=1)
+    knn = np.empty(len(images), np.float32)
+    kk = int(min(neighbours, len(ref) - 1))
+    ref_x, ref_sq = x[ref], sq[ref]
+    for start in range(0, len(images), 512):
+        block = x[start:start + 512]
+        d2 = sq[start:start + 512, None] + ref_sq[None, :] - 2.0 * block @ ref_x.T
+        rows = np.arange(start, start + len(block))
+        pos = np.minimum(np.searchsorted(ref, rows), len(ref) - 1)
+        own = ref[pos] == rows
+        d2[np.flatnonzero(own), pos[own]] = np.inf  # a reference image is not its own neighbour
+        d = np.sqrt(np.maximum(np.partition(d2, kk - 1, axis=1)[:, :kk], 0.0))
+        knn[start:start + len(block)] = d.mean(axis=1) / np.sqrt(x.shape[1])
+    return pca_error.astype(np.float32), knn
+
+
+def _robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    ref = values[reference] if reference.any() else values
+    median = np.median(ref)
+    mad = np.median(np.abs(ref - median)) * 1.4826 + 1e-6
+    return ((values - median) / mad).astype(np.float32)
+
+
+# ------------------------------------------------------------------------- dataset level
+def clean_dataset(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = CleanConfig()):
+    """(kept images, kept masks, report). With cfg.enabled false nothing is removed."""
+    if not cfg.enabled:
+        n = len(images)
+        report = OutlierReport(n, np.zeros(0, np.int64), {}, {}, [], np.zeros(0, np.int64), {"enabled": False})
+        return images, masks, report
+    report = find_outliers(images, masks, cfg)
+    kept = report.kept
+    return images[kept], masks[kept], report
+
+
+def load_truth(path) -> np.ndarray:
+    from marsseg.data.load import _read_array
+
+    truth = _read_array(path, "outlier_indices")
+    if truth.ndim != 1 or truth.dtype.kind not in "iu":
+        from marsseg.errors import DataError
+
+        raise DataError(f"{path}: outlier_indices must be a 1-D integer array, got {truth.dtype} {truth.shape}")
+    return truth.astype(np.int64)
+
+
+def run_clean(data_path, out_path, cfg, report_dir=None, truth_path=None, augment_bigrock: bool = False,
+              log=print) -> dict:
+    """`marsseg clean`: write the cleaned dataset (test set untouched), the report and, optionally,
+    offline big-rock copies next to it. Returns the report's JSON dict."""
+    import time
+    from pathlib import Path
+
+    from marsseg.data.load import load_dataset, save_dataset
+    from marsseg.files import atomic_write_json
+
+    started = time.perf_counter()
+    dataset = load_dataset(data_path)
+    truth = load_truth(truth_path) if truth_path else None
+    if truth is not None and len(truth) and (truth.min() < 0 or truth.max() >= dataset.n_train):
+        from marsseg.errors import DataError
+
+        raise DataError(f"{truth_path}: outlier_indices run to {truth.max()}, but {data_path} has {dataset.n_train} "
+                        "training images; pass the truth file written with this dataset")
+    images, masks, report = clean_dataset(dataset.images, dataset.masks, cfg.clean)
+    save_dataset(out_path, images, masks, dataset.test_images)
+    summary = report.to_json(truth)
+    summary.update({"source": str(dataset.source), "output": str(out_path), "kept_indices": report.kept.tolist(),
+                    "seconds": round(time.perf_counter() - started, 3)})
+    log(f"removed {len(report.removed)} of {report.n_images} training images "
+        f"({len(report.duplicate_groups)} duplicate-mask group(s), {len(report.suspects)} anomalous image(s) kept as suspects); "
+        f"wrote {out_path} ({len(images)} train, {dataset.n_test} test) in {summary['seconds']:.1f}s")
+    if truth is not None:
+        t = summary["truth"]
+        log(f"against {truth_path}: precision {t['precision']:.4f}  recall {t['recall']:.4f}  "
+            f"({t['true_positives']} of {len(truth)} planted outliers found, {len(t['false_positives'])} false positives)")
+    if augment_bigrock:
+        from marsseg.prep.augment import bigrock_copies, save_bigrock
+
+        copies = bigrock_copies(images, masks, cfg.augment.bigrock_offline_copies, seed=cfg.seed)
+        path = bigrock_path(out_path)
+        save_bigrock(path, copies)
+        summary["bigrock"] = {"path": str(path), "copies": int(len(copies.images)),
+                              "source_images": int(len(np.unique(copies.source_index)))}
+        log(f"wrote {path}: {len(copies.images)} augmented copies of {summary['bigrock']['source_images']} big-rock images")
+    if report_dir:
+        report_dir = Path(report_dir)
+        atomic_write_json(report_dir / "outliers.json", summary)
+        plot_removed(dataset.images, dataset.masks, report, report_dir / "removed.png")
+        log(f"report: {report_dir / 'outliers.json'}, {report_dir / 'removed.png'}")
+    return summary
+
+
+def bigrock_path(out_path):
+    from pathlib import Path
+
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".bigrock.npz")
+
+
+def plot_removed(images, masks, report: OutlierReport, path, limit: int = 40):
+    """A grid of removed images, each above its mask; at most `limit`, the count in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from marsseg.files import atomic_write_bytes
+
+    chosen = report.removed[:limit]
+    cols = 8
+    rows = max(1, int(np.ceil(len(chosen) / cols)))
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 2.0, rows * 2.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, i in enumerate(chosen):
+        r, c = divmod(k, cols)
+        axes[2 * r, c].imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        axes[2 * r, c].set_title(f"#{i} {','.join(e for e in report.evidence[int(i)] if e != 'anomaly')}", fontsize=6)
+        axes[2 * r + 1, c].imshow(masks[i], cmap="viridis", vmin=0, vmax=4, interpolation="nearest")
+    shown = f"first {len(chosen)} of " if len(report.removed) > len(chosen) else ""
+    fig.suptitle(f"removed training images ({shown}{len(report.removed)} of {report.n_images}): image above mask",
+                 fontsize=9)
+    if not len(chosen):
+        axes[0, 0].text(0, 0.5, "no image removed", fontsize=9)
+    import io
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

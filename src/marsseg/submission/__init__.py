@@ -1,0 +1,1 @@
+"""Submission files (run-length and pixels layouts, validation, conversion) and the leaderboard metric."""

@@ -1,0 +1,1 @@
+"""Leaderboard history: the store and its lock, snapshots, links to runs, views, plots."""

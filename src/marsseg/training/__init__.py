@@ -1,0 +1,1 @@
+"""Loss and metric math, fitting one stage, multi-device training."""

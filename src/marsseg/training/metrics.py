@@ -1,0 +1,40 @@
+"""Keras metrics for the competition score, thin wrappers over `functional.py`."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from marsseg.training import functional as F
+
+
+@keras.saving.register_keras_serializable(package="marsseg")
+class MeanIoU(keras.metrics.Metric):
+    """Mean IoU over the scored classes, accumulated over every pixel seen (the leaderboard's way).
+
+    `y_pred` may be class probabilities (B, H, W, K) or labels (B, H, W).
+    """
+
+    def __init__(self, num_classes: int = 5, ignored_class: int | None = 0, name: str = "miou", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.ignored_class = ignored_class
+        self.confusion = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
+                                           name="confusion", dtype="float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = ops.argmax(y_pred, axis=-1) if len(y_pred.shape) == 4 else y_pred
+        self.confusion.assign_add(F.confusion_matrix(y_true, labels, self.num_classes))
+
+    def result(self):
+        return F.mean_iou_from_confusion(self.confusion, self.ignored_class)
+
+    def per_class(self):
+        iou, _ = F.iou_from_confusion(self.confusion, self.ignored_class)
+        return iou
+
+    def reset_state(self):
+        self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "ignored_class": self.ignored_class}

@@ -1,0 +1,56 @@
+import numpy as np
+
+from marsseg.prep.analysis import class_stats
+from marsseg.data.load import load_dataset
+from marsseg.data.synth import make_synthetic
+from tests.conftest import run_cli
+
+
+def test_deterministic_per_seed():
+    a, b, c = make_synthetic(40, 8, seed=3), make_synthetic(40, 8, seed=3), make_synthetic(40, 8, seed=4)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.test_labels, b.test_labels)
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_fair_stand_in_statistics():
+    s = make_synthetic(600, 10, seed=1)
+    share = np.bincount(s.masks.ravel(), minlength=5) / s.masks.size
+    assert 0.18 <= share[0] <= 0.30, share  # unlabelled background
+    assert 0.004 <= share[4] <= 0.02, share  # rare big rock
+    assert all(share[c] > 0.12 for c in (1, 2, 3)), share
+    assert 0.15 <= (s.masks == 4).any(axis=(1, 2)).mean() <= 0.45  # big rock in a minority of images
+    # Brightness differs by class but overlaps: class means apart, spreads wider than the gaps.
+    stats = class_stats(s.images, s.masks)["classes"]
+    means = [stats[n]["intensity_mean"] for n in ("soil", "bedrock", "sand")]
+    assert max(means) - min(means) > 5
+    assert min(stats[n]["intensity_std"] for n in ("soil", "bedrock", "sand")) > max(means) - min(means)
+
+
+def test_planted_outliers_share_one_mask_and_a_sprite():
+    s = make_synthetic(600, 10, seed=2)
+    out = s.outlier_indices
+    assert len(out) == round(600 * 110 / 2615)
+    assert all(np.array_equal(s.masks[out[0]], s.masks[i]) for i in out)
+    normal = np.setdiff1d(np.arange(600), out)
+    assert not any(np.array_equal(s.masks[out[0]], s.masks[i]) for i in normal)
+    # The sprite is the same in every outlier: their images correlate far more with each other than normal ones do.
+    flat = s.images.reshape(600, -1).astype(float)
+    flat = (flat - flat.mean(1, keepdims=True)) / flat.std(1, keepdims=True)
+    corr_out = (flat[out[0]] * flat[out[1]]).mean()
+    corr_normal = np.mean([(flat[normal[i]] * flat[normal[i + 1]]).mean() for i in range(20)])
+    assert corr_out > 0.5 > abs(corr_normal) + 0.3
+
+
+def test_zero_outlier_fraction():
+    assert len(make_synthetic(50, 2, seed=0, outlier_fraction=0).outlier_indices) == 0
+
+
+def test_cli_synth_writes_schema_and_truth(tmp_path):
+    data, truth = tmp_path / "s.npz", tmp_path / "t.npz"
+    result = run_cli("synth", data, "--train", 30, "--test", 7, "--seed", 5, "--truth", truth)
+    assert result.returncode == 0, result.stderr
+    ds = load_dataset(data)
+    assert (ds.n_train, ds.n_test) == (30, 7)
+    with np.load(truth) as t:
+        assert t["test_labels"].shape == (7, 64, 128) and t["outlier_indices"].dtype.kind == "i"

@@ -1,0 +1,295 @@
+"""The real `kaggle` 2.2.4 CLI, driven through the kit's own commands, against the loopback emulator."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from marsseg.kaggle.emulator import parse_fault, print_env
+from marsseg.kaggle.records import latest_records, read_records
+from marsseg.submission.formats import read_submission
+from tests.conftest import one_line_error, run_cli
+from tests.helpers.kaggle_support import endpoint_of, kit_env, make_project, running_emulator
+
+COMPETITION = "an-2-dl-2024-2025-homework-2"
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with running_emulator(tmp_path / "emulator") as server:
+        yield server
+
+
+def kaggle_cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "kaggle", *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def only_record(project):
+    latest = latest_records(project / "submissions" / "records.csv")
+    assert len(latest) == 1, latest
+    return next(iter(latest.values()))
+
+
+def test_make_submit_round_trip_push_run_fetch_submit_record(tmp_path, emulator):
+    """The `make submit` chain end to end: the pushed script really runs, and its output is what gets submitted."""
+    project = make_project(tmp_path)
+    env = kit_env(tmp_path, endpoint_of(emulator))
+    # 2.2.4 writes a failed output GET's error body into the file and exits 0: validation must catch it.
+    emulator.state.add_fault(parse_fault("output-file:500:1"))
+    result = run_cli("submit", cwd=project, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rules check passed" in result.stdout and "COMPLETE" in result.stdout
+    assert "[kaggle] kernels output:" in result.stdout and "retry 1/3" in result.stdout
+    # The script Kaggle would run is the bundle of this tree, pushed under the user's name.
+    run = emulator.state.kernels["tester/mars-segmentation-kit"]
+    assert run.script.read_text() == (project / "kernels" / "marsseg_kernel.py").read_text()
+    assert run.status == "COMPLETE" and "[kernel] done" in run.log_text()
+    # The record: one started row, then the final one with everything tracking needs.
+    rows = read_records(project / "submissions" / "records.csv")
+    assert [r["status"] for r in rows] == ["started", "complete"]
+    row = rows[-1]
+    staged = project / row["file"]
+    info = read_submission(staged)
+    assert info.layout == "pixels" and info.n_images == 32  # converted to the profile's layout
+    import hashlib
+
+    assert row["sha256"] == hashlib.sha256(staged.read_bytes()).hexdigest()
+    assert row["preset"] == "smoke" and float(row["val_miou_final"]) > 0
+    assert row["kernel_ref"] == "tester/mars-segmentation-kit@1"
+    submitted = emulator.state.submissions[-1]
+    assert row["kaggle_ref"] == str(submitted["ref"]) and row["public_score"] == submitted["publicScore"]
+    assert row["id"] in submitted["description"] and "preset=smoke" in submitted["description"]
+    assert float(row["public_score"]) > 0
+    # What the run wrote is kept next to it, and the credentials went nowhere.
+    assert (project / "submissions" / row["id"] / "kernel_output" / "metrics.json").is_file()
+    assert "feedface" not in result.stdout + result.stderr + (project / "submissions" / "records.csv").read_text()
+    # `make status` reads the same kernel and record back.
+    status = run_cli("status", cwd=project, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "COMPLETE" in status.stdout and row["id"] in status.stdout
+
+
+@pytest.mark.slow
+def test_make_submit_recovers_from_faults_on_every_leg(tmp_path, emulator):
+    for spec in ("SaveKernel:429:1", "GetKernelSessionStatus:500:1", "output-file:500:1", "ListSubmissions:429:1",
+                 "blob-upload:500:1", "CreateSubmission:503:1"):
+        emulator.state.add_fault(parse_fault(spec))
+    project = make_project(tmp_path)
+    result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)), timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("retry") >= 4
+    assert only_record(project)["status"] == "complete"
+    assert len(emulator.state.submissions) == 1  # retried, never submitted twice
+    assert all(f.times == 0 for f in emulator.state.faults)
+
+
+def _local_csv(tmp_path, small_data_file):
+    from marsseg.config import preset
+    from marsseg.pipeline.run import run
+
+    data, _ = small_data_file
+    run(preset("smoke"), data, tmp_path / "run", log=lambda *_: None)
+    return tmp_path / "run" / "submission.csv"
+
+
+@pytest.fixture
+def scored_emulator(tmp_path, small_data_file):
+    data, truth = small_data_file
+    with running_emulator(tmp_path / "emulator", data_path=data, truth_path=truth) as server:
+        yield server
+
+
+def test_submit_csv_recovers_from_429_and_500(tmp_path, small_data_file, scored_emulator):
+    csv = _local_csv(tmp_path, small_data_file)
+    for spec in ("ListSubmissions:429:1", "CreateSubmission:500:1", "StartSubmissionUpload:429:1"):
+        scored_emulator.state.add_fault(parse_fault(spec))
+    project = make_project(tmp_path)
+    result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(scored_emulator)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("retry") == 3
+    row = only_record(project)
+    assert row["status"] == "complete" and row["preset"] == "smoke" and row["kernel_ref"] == ""
+    assert len(scored_emulator.state.submissions) == 1 and float(row["public_score"]) > 0
+
+
+def test_persistent_submit_failure_exits_2_in_one_line_and_loses_nothing(tmp_path, small_data_file, scored_emulator):
+    csv = _local_csv(tmp_path, small_data_file)
+    scored_emulator.state.add_fault(parse_fault("CreateSubmission:503:99"))
+    project = make_project(tmp_path)
+    result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(scored_emulator)))
+    line = one_line_error(result)
+    assert "503" in line and "nothing is lost" in line
+    row = only_record(project)
+    assert row["status"] == "submit_failed" and "503" in row["detail"]
+    staged = project / row["file"]
+    assert staged.is_file() and read_submission(staged).layout == "pixels"
+    assert scored_emulator.state.submissions == []
+
+
+def test_failed_upload_that_exits_0_is_caught_by_listing(tmp_path, small_data_file, scored_emulator):
+    """2.2.4 prints 'Could not submit' and exits 0 when the blob PUT fails: the kit must notice and retry."""
+    csv = _local_csv(tmp_path, small_data_file)
+    scored_emulator.state.add_fault(parse_fault("blob-upload:404:1"))
+    project = make_project(tmp_path)
+    result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(scored_emulator)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "upload failed" in result.stdout
+    assert only_record(project)["status"] == "complete" and len(scored_emulator.state.submissions) == 1
+
+
+def test_a_kernel_that_ends_in_error_is_recorded_and_reported(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("kernel-error"))
+    project = make_project(tmp_path)
+    result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)), timeout=120)
+    line = one_line_error(result)
+    assert "ended ERROR" in line and "not an npz file" in line and "its log is in submissions/" in line
+    log = project / line.split("its log is in ", 1)[1].strip()
+    assert "marsseg: error:" in log.read_text()
+    row = only_record(project)
+    assert row["status"] == "kernel_failed" and row["kernel_ref"] == "tester/mars-segmentation-kit@1"
+
+
+def test_persistent_push_failure_keeps_the_record(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("SaveKernel:500:99"))
+    project = make_project(tmp_path)
+    result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)))
+    line = one_line_error(result)
+    assert "kernels push failed after 4 tries" in line
+    assert only_record(project)["status"] == "push_failed"
+
+
+def test_data_download_through_the_real_client(tmp_path, emulator):
+    project = make_project(tmp_path)
+    emulator.state.add_fault(parse_fault("data-file:500:1"))
+    result = run_cli("data", "--dir", "data", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "competitions download: 500" in result.stdout and "retry 1/3" in result.stdout
+    from marsseg.data.load import load_dataset
+
+    dataset = load_dataset(project / "data" / "mars_for_students.npz")
+    assert (dataset.n_train, dataset.n_test) == (96, 32)
+    assert not (project / "data" / f"{COMPETITION}.zip").exists()
+
+
+def test_plain_kaggle_cli_routed_by_print_env(tmp_path, emulator):
+    port = emulator.server_address[1]
+    routed = {}
+    for line in print_env(port).splitlines():
+        if line.startswith("export "):
+            for pair in line[len("export "):].split():
+                key, _, value = pair.partition("=")
+                routed[key] = value
+    assert routed["MARSSEG_KAGGLE_ENDPOINT"] == f"http://127.0.0.1:{port}" and routed["no_proxy"] == ""
+    env = {**kit_env(tmp_path, None), **routed}
+    files = kaggle_cli(env, "competitions", "files", "-c", COMPETITION)
+    assert files.returncode == 0 and "mars_for_students.npz" in files.stdout, files.stderr
+    first = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--show", "--format", "json")
+    second = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--show", "--format", "json")
+    board1, board2 = json.loads(first.stdout), json.loads(second.stdout)
+    assert board1 != board2  # the scripted leaderboard moves with every call
+    assert len(board2) >= len(board1) >= 6
+    scores = [float(r["score"]) for r in board2]
+    assert scores == sorted(scores, reverse=True)
+    none = kaggle_cli(env, "competitions", "submissions", "-c", COMPETITION)
+    assert none.returncode == 0
+    download = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--download", "-p", str(tmp_path / "lb"))
+    assert download.returncode == 0, download.stderr
+    import zipfile
+
+    with zipfile.ZipFile(next((tmp_path / "lb").glob("*.zip"))) as archive:
+        csv = archive.read(archive.namelist()[0]).decode()
+    assert csv.startswith("Rank,TeamId,TeamName,LastSubmissionDate,Score\n1,")
+
+
+def test_token_credentials_are_introspected(tmp_path, emulator):
+    from marsseg.kaggle.client import KaggleSession
+
+    env = kit_env(tmp_path, endpoint_of(emulator), credentials=False, KAGGLE_API_TOKEN="emulated-token-123")
+    session = KaggleSession(env=env, log=lambda *_: None)
+    assert session.username() == "emulator-user"
+
+
+def test_kernel_status_follows_the_process(tmp_path, small_data_file):
+    data, truth = small_data_file
+    with running_emulator(tmp_path / "emu", data_path=data, truth_path=truth, queue_seconds=0.5) as server:
+        kernel = Path(__file__).resolve().parents[2] / "kernels" / "marsseg_kernel.py"
+        answer = server.state.save_kernel("me", {"slug": "me/kernel-one", "text": kernel.read_text(),
+                                                 "competitionDataSources": [COMPETITION]})
+        run = server.state.kernels["me/kernel-one"]
+        assert answer["versionNumber"] == 1 and run.status == "QUEUED"
+        seen = {run.status}
+        deadline = time.monotonic() + 60
+        while run.status not in {"COMPLETE", "ERROR"} and time.monotonic() < deadline:
+            seen.add(run.status)
+            time.sleep(0.05)
+        assert seen >= {"QUEUED", "RUNNING"} and run.status == "COMPLETE", run.log_text()
+        assert {p.name for p in run.output_files()} >= {"submission.csv", "metrics.json"}
+        assert "cannot push" in server.state.save_kernel("me", {"slug": "you/kernel-two"})["error"]
+
+
+def test_emulator_answers_absolute_form_targets_and_binds_loopback_only(emulator):
+    host, port = emulator.server_address
+    assert host == "127.0.0.1"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
+                                     data=b'{"token": "t"}', method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert json.loads(answer.read()) == {"active": True, "username": "emulator-user"}
+    proxy = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
+    unauthorised = urllib.request.Request("http://localhost/api/v1/competitions.CompetitionApiService/ListSubmissions",
+                                          data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        proxy.open(unauthorised, timeout=10)
+    assert caught.value.code == 401
+
+
+def test_fault_specs_parse_and_bad_ones_are_one_line_errors():
+    assert vars(parse_fault("SaveKernel:429:2")) == {"target": "SaveKernel", "status": 429, "delay": 0.0, "times": 2}
+    assert parse_fault("*:slow=1.5").delay == 1.5 and parse_fault("kernel-error:3").times == 3
+    with pytest.raises(Exception, match="METHOD:STATUS"):
+        parse_fault("SaveKernel")
+
+
+def test_slow_answers_are_waited_for(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("ListDataFiles:slow=1.0:1"))
+    env = {**kit_env(tmp_path, None), **{"KAGGLE_API_ENVIRONMENT": "LOCALHOST"}}
+    endpoint = endpoint_of(emulator)
+    env.update(HTTP_PROXY=endpoint, http_proxy=endpoint, NO_PROXY="", no_proxy="")
+    started = time.monotonic()
+    files = kaggle_cli(env, "competitions", "files", "-c", COMPETITION)
+    assert files.returncode == 0 and time.monotonic() - started >= 1.0
+
+
+def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
+    env = kit_env(tmp_path, None)
+    printed = run_cli("emulator", "--print-env", "--port", "7123", env=env)
+    assert printed.returncode == 0 and "export MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:7123" in printed.stdout
+    process = subprocess.Popen([sys.executable, "-m", "marsseg", "emulator", "--port", "0", "--root", str(tmp_path / "emu")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Kaggle emulator on http://127.0.0.1:"), first
+        port = int(first.split("127.0.0.1:")[1].split(" ")[0])
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
+                                         data=b'{"token": "t"}', method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["active"] is True
+    finally:
+        process.terminate()
+        process.wait(10)
+        process.stdout.close()
+
+
+def test_marsseg_emulator_rejects_a_missing_data_file(tmp_path):
+    line = one_line_error(run_cli("emulator", "--data", tmp_path / "nope.npz", env=kit_env(tmp_path, None)))
+    assert "nope.npz" in line
+
+
+def test_data_download_refused_says_to_accept_the_rules(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("DownloadDataFiles:403:1"))
+    project = make_project(tmp_path)
+    line = one_line_error(run_cli("data", "--dir", "data", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator))))
+    assert "403" in line and "accept the competition's rules" in line

@@ -1,0 +1,286 @@
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tests.conftest import one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_run(small_data_file, tmp_path_factory):
+    """One real smoke-preset run, shared by the checks below (the fast suite's end-to-end test)."""
+    from marsseg.config import preset
+    from marsseg.pipeline.run import run
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    subs = out.parent / "submissions"
+    lines = []
+    metrics = run(preset("smoke"), small_data_file[0], out, log=lines.append, submissions_dir=subs, verbose=0)
+    return out, subs, metrics, lines
+
+
+def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
+    from marsseg.submission.formats import read_submission
+
+    out, subs, metrics, lines = smoke_run
+    for name in ("config.json", "metrics.json", "submission.csv", "curves_stage1.png", "samples.png"):
+        assert (out / name).stat().st_size > 0, name
+    info = read_submission(out / "submission.csv", 24)  # every test image, whatever data.max_test says
+    assert info.n_images == 24 and info.layout == "rle"
+    assert set(np.unique(info.masks)) <= {1, 2, 3, 4}
+    copies = list(subs.glob("run-stage*-*.csv"))
+    assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission.csv").read_bytes()
+    assert (out / "metrics.json").read_text() and json.loads((out / "metrics.json").read_text()) == json.loads(
+        json.dumps(metrics, default=str))
+
+
+def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
+    _, _, m, lines = smoke_run
+    for key in ("val_miou_stage1", "val_miou_final"):
+        assert 0.0 <= m[key] <= 1.0
+    assert m["stage2_status"] in ("ok",) or m["stage2_status"].startswith("not used")
+    assert m["val_miou_stage2"] is not None and 0.0 <= m["val_miou_stage2"] <= 1.0
+    assert m["final_stage"] == (2 if m["stage2_status"] == "ok" else 1)
+    # The smoke preset's stage 2 is residual: scored before training, never kept below that score.
+    assert m["stage2"]["residual"] is True
+    assert m["stage2"]["early_stopping_val_miou"] >= m["stage2"]["before_training_val_miou"] >= 0.0
+    assert set(m["val_iou_final"]) == {"soil", "bedrock", "sand", "big rock"}
+    assert m["stage1"]["folds_trained"] == 2 and m["data"]["n_val"] > 0
+    for stage in m["post"].values():
+        for step in ("tta", "morphology"):
+            assert stage[step]["without"] is not None and stage[step]["with"] is not None
+    assert {"stage1", "stage2", "total"} <= set(m["seconds"])
+    phase_lines = [line for line in lines if line.startswith("[marsseg] ")]
+    assert any(" stage1 fold 1 |" in line for line in phase_lines)
+    assert all("budget left" in line for line in phase_lines)
+
+
+def test_config_json_round_trips_with_the_commit(smoke_run):
+    from marsseg.config import load_config, preset
+
+    out = smoke_run[0]
+    assert load_config(out / "config.json") == preset("smoke")
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["_run"]["git_commit"] and "data" in saved["_run"]
+
+
+class _Remembers:
+    """A stand-in stage-1 model that knows exactly which images it trained on."""
+
+    def __init__(self, fold, images):
+        self.fold = fold
+        self.seen = {image.tobytes() for image in images}
+
+
+def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
+    from marsseg.config import preset
+    from marsseg.pipeline.stages import check_out_of_fold, stage1_folds
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 64, 128), dtype=np.uint8)
+    masks = rng.integers(0, 5, (30, 64, 128), dtype=np.uint8)
+    fold_of = np.arange(30) % 3
+
+    class Result:
+        def __init__(self, model):
+            self.model, self.seconds, self.epochs_run = model, 0.0, 1
+
+    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+        return Result(_Remembers(kwargs["seed"], train_images))
+
+    def predict(model, x):
+        # channel 0: 1 where the model trained on the image; channel 1: which model answered
+        grey = np.rint(x[..., 0] * 255).astype(np.uint8)
+        out = np.zeros((*x.shape[:3], 5), np.float32)
+        for i, image in enumerate(grey):
+            out[i, ..., 0] = image.tobytes() in model.seen
+            out[i, ..., 1] = model.fold
+        return out
+
+    import time
+
+    outcome = stage1_folds(images, masks, fold_of, preset("smoke"), stage_end=time.monotonic() + 60, fit=fit,
+                           predict=predict, log=lambda m: None)
+    assert outcome.covered.all() and len(outcome.folds) == 3
+    assert (outcome.oof[..., 0] == 0).all(), "an image's stage-2 input came from a model trained on it"
+    seeds = np.array([preset("smoke").seed + f for f in range(3)])
+    assert np.array_equal(outcome.oof[:, 0, 0, 1], seeds[fold_of])
+    check_out_of_fold(outcome)
+    outcome.oof_model[0] = (outcome.oof_model[0] + 1) % 3  # a wiring bug: a model that trained on row 0
+    with pytest.raises(AssertionError, match="row 0"):
+        check_out_of_fold(outcome)
+
+
+def _fake_fit(monkeypatch):
+    """Replace training with an untrained network so budget and fallback logic run in a second or two."""
+    import marsseg.training.fit as train
+
+    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+        from marsseg.models import build_unet
+
+        model = build_unet(stage_cfg.model, val_x.shape[-1], name=kwargs.get("name", "stage"))
+        return train.StageResult(model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs",
+                                 extra={"epoch_seconds": [0.01]})
+
+    monkeypatch.setattr(train, "fit_stage", fit)
+
+
+def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_file, tmp_path, monkeypatch):
+    from marsseg.config import preset
+    from marsseg.pipeline.run import _Run, run
+    from marsseg.submission.formats import read_submission
+
+    _fake_fit(monkeypatch)
+
+    def broken(self):
+        raise RuntimeError("injected stage-2 failure")
+
+    monkeypatch.setattr(_Run, "stage2", broken)
+    lines = []
+    m = run(preset("smoke"), small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    assert m["final_stage"] == 1 and m["stage2_status"].startswith("failed: RuntimeError: injected")
+    morphology = m["post"]["stage1"]["morphology"]
+    assert m["val_miou_final"] == (morphology["with"] if morphology["used"] else morphology["without"])
+    assert any("stage-1 submission stands" in line for line in lines)
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_stage"] == 1
+
+
+@pytest.mark.parametrize("time_for_tta", [True, False, "fails"])
+def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file, tmp_path, monkeypatch,
+                                                                   time_for_tta):
+    """With stage 2 ahead, the fallback is written without TTA; if stage 1 stays final, TTA is added when the
+    budget allows, and otherwise the reported hold-out score is the one without TTA."""
+    from marsseg.config import override, preset
+    from marsseg.data.load import load_dataset
+    from marsseg.pipeline.run import _Run, run
+    from marsseg.pipeline.postprocess import labels_from_probs
+    from marsseg.submission.scoring import score_masks
+    from marsseg.pipeline.stages import ensemble_probs
+    from marsseg.submission.formats import read_submission
+    from marsseg.training.fit import network_input
+
+    _fake_fit(monkeypatch)
+    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    runs = []
+    add_tta = _Run.add_stage1_tta
+    monkeypatch.setattr(_Run, "add_stage1_tta", lambda self: (runs.append(self), add_tta(self)))
+    if not time_for_tta:
+        monkeypatch.setattr(_Run, "test_seconds", lambda self, *args: 1e6)
+    if time_for_tta == "fails":
+        def broken(self):
+            runs.append(self)
+            raise MemoryError("injected")
+
+        monkeypatch.setattr(_Run, "add_stage1_tta", broken)
+    cfg = override(preset("smoke"), ["post.tta=on", "post.morphology=off", "post.class_bias=off"])
+    lines = []
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    (state,) = runs
+    test_x = network_input(load_dataset(small_data_file[0]).test_images)
+    ensemble = lambda x: ensemble_probs(state.s1.models, x)  # noqa: E731
+    plain = ensemble(test_x)
+    stored = plain.astype(np.float16).astype(np.float32)  # the run keeps the test probabilities in float16
+    with_tta = labels_from_probs(0.5 * (stored + ensemble(np.ascontiguousarray(test_x[:, :, ::-1]))[:, :, ::-1]))
+    without = labels_from_probs(plain)
+    written = read_submission(tmp_path / "run" / "submission.csv", 24).masks
+    assert m["final_stage"] == 1 and m["post"]["stage1"]["tta"]["used"] is True
+    assert (with_tta != without).mean() > 0.001, "TTA must change some labels for this test to mean anything"
+    if time_for_tta is True:
+        assert (written == with_tta).all() and m["final_tta"] is True
+        assert m["val_miou_final"] == m["post"]["stage1"]["tta"]["with"]
+        assert any("stage 1 with flip TTA submission written" in line for line in lines)
+    else:
+        assert (written == without).all() and m["final_tta"] is False
+        assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1))["miou"]
+        assert any(("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)")
+                   in line for line in lines)
+        assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_tta"] is False
+
+
+def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_data_file, tmp_path, monkeypatch):
+    from marsseg.config import override, preset
+    from marsseg.data.load import load_dataset
+    from marsseg.pipeline.run import _Run, run
+    from marsseg.pipeline.postprocess import labels_from_probs
+    from marsseg.submission.scoring import score_masks
+    from marsseg.pipeline.stages import ensemble_probs
+    from marsseg.submission.formats import read_submission
+    from marsseg.training.fit import network_input
+
+    _fake_fit(monkeypatch)
+    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    runs = []
+    finish = _Run.finish
+    monkeypatch.setattr(_Run, "finish", lambda self: (runs.append(self), finish(self)))
+    cfg = override(preset("smoke"), ["post.tta=off", "post.morphology=off", "post.class_bias=on"])
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lambda line: None, submissions_dir=None, verbose=0)
+    (state,) = runs
+    chosen = m["post"]["stage1"]["class_bias"]
+    assert chosen["used"] is True and set(chosen["values"]) == {"soil", "bedrock", "sand", "big rock"}
+    assert chosen["with"] is not None and chosen["fitted"] >= chosen["without"]
+    bias = np.array([0.0] + list(chosen["values"].values()), np.float32)
+    np.testing.assert_array_equal(bias, state.choice1["bias_values"])
+    plain = ensemble_probs(state.s1.models, network_input(load_dataset(small_data_file[0]).test_images))
+    expected = labels_from_probs(plain, class_bias=bias)
+    assert (expected != labels_from_probs(plain)).mean() > 0.001, "the biases must change labels for this to mean anything"
+    assert (read_submission(tmp_path / "run" / "submission.csv", 24).masks == expected).all()
+    assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1, class_bias=bias))["miou"]
+
+
+def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):
+    from marsseg.config import preset
+    from marsseg.pipeline.run import run
+    from marsseg.submission.formats import read_submission
+
+    cfg = replace(preset("smoke"), budget_seconds=2.0)
+    lines = []
+    m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
+    assert m["final_stage"] == 1 and m["stage2_status"].startswith("skipped")
+    assert m["stage1"]["folds_trained"] == 1, "the second fold does not fit in the budget"
+    assert m["stage1"]["fold_stop_reason"] == ["budget"]
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
+    assert any("the stage-1 submission stands" in line for line in lines)
+
+
+def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
+    data = small_data_file[0]
+    assert "--budget" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
+                                                "--budget", "0"))
+    assert "stage1.train.epoch" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data,
+                                                          "--set", "stage1.train.epoch=3"))
+    assert "preset" in one_line_error(run_cli("train", "--preset", "huge", "--data", data))
+    assert "stage1_share" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                    tmp_path / "r", "--set", "stage1_share=1.5"))
+    assert "class_weight_power" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                          tmp_path / "r", "--set", "stage2.loss.class_weight_power=-1"))
+    assert "post.class_bias" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
+                                                       tmp_path / "r", "--set", "post.class_bias=maybe"))
+    assert not (tmp_path / "r").exists(), "a rejected setting writes nothing"
+    assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
+
+
+@pytest.mark.slow
+def test_train_command_end_to_end(small_data_file, tmp_path):
+    from marsseg.submission.formats import read_submission
+
+    result = run_cli("train", "--preset", "smoke", "--data", small_data_file[0], "--out", tmp_path / "run",
+                     "--set", "post.tta=off", "--quiet", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "hold-out mIoU" in result.stdout
+    assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
+    assert len(list((tmp_path / "submissions").glob("run-stage*.csv"))) == 1
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["post"]["stage1"]["tta"]["with"] is None and m["post"]["stage1"]["tta"]["used"] is False
+
+
+@pytest.mark.slow
+def test_demo_scores_the_pipeline_against_the_synthetic_truth(tmp_path):
+    from marsseg.config import preset
+    from marsseg.pipeline.demo import run_pipeline_demo
+
+    lines = []
+    out = run_pipeline_demo(tmp_path, preset("smoke"), n_train=80, n_test=20, log=lines.append)
+    assert 0.0 <= out["test"]["miou"] <= 1.0
+    assert any(line.startswith("test mIoU (classes 1-4) against the synthetic truth") for line in lines)

@@ -1,0 +1,129 @@
+"""The multi-device path: a tiny U-Net fits one step under data parallelism on two logical CPU devices.
+
+Logical devices must be configured before a backend initialises, so each case runs in its own subprocess.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FIT_ONE_STEP = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import keras
+    from marsseg.config import LossConfig, ModelConfig
+    from marsseg.training.distribute import distribution_scope
+    from marsseg.training.losses import build_loss
+    from marsseg.models import aux_loss_weights, build_unet, targets_for
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(depth=2, base_filters=4)
+    x = np.random.default_rng(0).random((4, 64, 128, 1), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 5, (4, 64, 128))
+    with distribution_scope(devices=DEVICES) as replicas:
+        model = build_unet(cfg, input_channels=1)
+        model.compile("adam", loss=[build_loss(LossConfig())] * len(model.outputs), loss_weights=aux_loss_weights(cfg))
+        history = model.fit(x, targets_for(model, y), batch_size=4, epochs=1, verbose=0).history
+        variable_devices = VARIABLE_DEVICES
+    print(json.dumps({"kind": replicas.kind, "replicas": replicas.num_replicas, "loss": history["loss"][-1],
+                      "describe": replicas.describe(), "variable_devices": variable_devices}))
+""")
+
+TENSORFLOW_SETUP = textwrap.dedent("""
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    DEVICES = [d.name for d in tf.config.list_logical_devices("CPU")]
+""")
+# A MirroredVariable keeps one copy per replica.
+TENSORFLOW_VARIABLES = "len(model.weights[0].value.values)"
+
+JAX_SETUP = "DEVICES = keras.distribution.list_devices('cpu')\n"
+# A replicated jax array lives on every device of the mesh.
+JAX_VARIABLES = "len(model.weights[0].value.sharding.device_set)"
+
+
+def _run(backend: str, setup: str, variables: str, extra_env=None):
+    script = FIT_ONE_STEP.replace("variable_devices = VARIABLE_DEVICES", f"variable_devices = {variables}")
+    return _run_script(backend, script.replace("from marsseg.config", setup + "from marsseg.config", 1), extra_env)
+
+
+def _run_script(backend: str, script: str, extra_env=None) -> dict:
+    """Run `script` in a fresh interpreter under `backend`; its last stdout line is JSON."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # ~20 s: TensorFlow start plus tracing one step per replica
+def test_mirrored_strategy_on_two_logical_cpus_fits_a_unet():
+    pytest.importorskip("tensorflow")
+    out = _run("tensorflow", TENSORFLOW_SETUP, TENSORFLOW_VARIABLES)
+    assert out["kind"] == "mirrored" and out["replicas"] == 2
+    assert out["variable_devices"] == 2
+    assert out["loss"] > 0 and out["loss"] < 100
+    assert "data parallel on 2 devices (MirroredStrategy" in out["describe"]
+
+
+FIT_STAGE_SCRIPT = textwrap.dedent("""
+    import json
+    from dataclasses import replace
+    import marsseg.training.distribute as distribute
+    from marsseg.config import preset
+    from marsseg.data.synth import make_synthetic
+    everywhere = distribute.distribution_scope
+    distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
+    from marsseg.training.fit import fit_stage, network_input
+    s = make_synthetic(48, 1, seed=1)
+    cfg = preset("cpu")
+    stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=2))
+    result = fit_stage(stage, s.images[:40], s.masks[:40], network_input(s.images[40:]), s.masks[40:],
+                       augment_cfg=cfg.augment, verbose=0, log=lambda line: None)
+    print(json.dumps({"replicas": result.extra["replicas"], "epochs": result.epochs_run,
+                      "val": result.history[result.monitor]}))
+""")
+
+
+@pytest.mark.slow  # ~25 s
+def test_fit_stage_feeds_augmented_batches_to_two_mirrored_replicas():
+    pytest.importorskip("tensorflow")
+    out = _run_script("tensorflow", TENSORFLOW_SETUP + FIT_STAGE_SCRIPT)
+    assert out["replicas"] == 2 and out["epochs"] == 2
+    assert len(out["val"]) == 2 and all(0.0 <= v <= 1.0 for v in out["val"])
+
+
+def _jax_importable() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import jax"], capture_output=True, env=os.environ)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+def test_keras_data_parallel_on_two_jax_cpu_devices_fits_a_unet():
+    if not _jax_importable():
+        pytest.skip("jax is not installed (optional: the GPU image and Kaggle have it)")
+    out = _run("jax", JAX_SETUP, JAX_VARIABLES, {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert out["kind"] == "data_parallel" and out["replicas"] == 2
+    assert out["variable_devices"] == 2
+    assert 0 < out["loss"] < 100
+
+
+def test_one_device_or_disabled_is_a_no_op():
+    keras = pytest.importorskip("keras")
+    from marsseg.training.distribute import distribution_scope
+
+    for kwargs in ({}, {"devices": ["cpu:0"]}, {"devices": ["a", "b"], "enabled": False}):
+        with distribution_scope(**kwargs) as replicas:
+            assert replicas.kind == "single" and replicas.num_replicas == 1
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+            assert model.count_params() == 10
+    assert replicas.describe() == "single device (no data parallelism)"
