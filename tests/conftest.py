@@ -30,8 +30,14 @@ def small_data_file(tmp_path_factory, small_synthetic):
 
 def run_cli(*args, cwd=None, env=None, timeout=120):
     """Run `python -m marsseg ARGS` in a subprocess; returns CompletedProcess (no check)."""
-    return subprocess.run([sys.executable, "-m", "marsseg", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "marsseg", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def one_line_error(result):

@@ -14,21 +14,32 @@ def test_presets_exist_and_round_trip(name, tmp_path):
 
 def test_override_coerces_types_and_leaves_original_untouched():
     base = preset("smoke")
-    cfg = override(base, ["stage1.train.epochs=7", "post.tta=off", "augment.elastic=yes",
-                          "stage2.train.learning_rate=0.01", "submission.format=pixels"])
+    cfg = override(
+        base,
+        [
+            "stage1.train.epochs=7",
+            "post.tta=off",
+            "augment.elastic=yes",
+            "stage2.train.learning_rate=0.01",
+            "submission.format=pixels",
+        ],
+    )
     assert cfg.stage1.train.epochs == 7 and cfg.post.tta == "off" and cfg.augment.elastic is True
     assert cfg.stage2.train.learning_rate == 0.01 and cfg.submission.format == "pixels"
     assert base.stage1.train.epochs == PRESETS["smoke"].stage1.train.epochs
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("stage1.train.epoch=3", "unknown setting 'stage1.train.epoch'"),
-    ("stage1.train.epochs=many", "wants a int"),
-    ("augment.elastic=maybe", "wants a bool"),
-    ("stage1=3", "is a section"),
-    ("noequals", "is not key=value"),
-    ("seed.x=1", "is a value, not a section"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("stage1.train.epoch=3", "unknown setting 'stage1.train.epoch'"),
+        ("stage1.train.epochs=many", "wants a int"),
+        ("augment.elastic=maybe", "wants a bool"),
+        ("stage1=3", "is a section"),
+        ("noequals", "is not key=value"),
+        ("seed.x=1", "is a value, not a section"),
+    ],
+)
 def test_bad_overrides_say_what_is_wrong(assignment, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         override(preset("smoke"), [assignment])

@@ -1,8 +1,8 @@
 """One frozen dataclass tree: named presets, `--set key=value` overrides, saved with every run.
 
-    cfg = preset("cpu")
-    cfg = override(cfg, ["stage1.train.epochs=5", "post.tta=off"])
-    save_config(cfg, run_dir / "config.json")
+cfg = preset("cpu")
+cfg = override(cfg, ["stage1.train.epochs=5", "post.tta=off"])
+save_config(cfg, run_dir / "config.json")
 """
 
 from __future__ import annotations
@@ -255,7 +255,9 @@ def _set(node, path: list[str], raw: str, full_key: str):
             raise ConfigError(f"unknown setting {full_key!r}: {name} is a value, not a section")
         return replace(node, **{name: _set(current, path[1:], raw, full_key)})
     if dataclasses.is_dataclass(current):
-        raise ConfigError(f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{dataclasses.fields(current)[0].name}=…")
+        raise ConfigError(
+            f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{dataclasses.fields(current)[0].name}=…"
+        )
     return replace(node, **{name: _coerce(raw, hints[name], full_key)})
 
 
@@ -320,8 +322,9 @@ def git_commit(style: str = "full", cwd=None) -> str:
 
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "-C", str(where), *_GIT_FORMATS[style]], capture_output=True, text=True,
-                             check=True, timeout=20)
+        out = subprocess.run(
+            ["git", "-C", str(where), *_GIT_FORMATS[style]], capture_output=True, text=True, check=True, timeout=20
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -29,8 +29,13 @@ def nvidia_gpu_names() -> list[str]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, check=True, timeout=30).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -54,7 +59,7 @@ def epoch_times(seconds: list[float]) -> tuple[float | None, float | None]:
     if len(seconds) < 2:
         return None, None
     later = seconds[1:]
-    steady = statistics.median(later[len(later) // 2:])
+    steady = statistics.median(later[len(later) // 2 :])
     return sum(max(t - steady, 0.0) for t in seconds), steady
 
 
@@ -66,30 +71,55 @@ def measure_stages(cfg, data_path: Path, epochs: int, log, stage2: bool = True) 
     from marsseg.training.fit import fit_stage, network_input, predict_probs
 
     quiet = lambda message: None  # noqa: E731
-    run = _Run(cfg, data_path, data_path.parent, Budget(cfg.budget_seconds, log=quiet), quiet, None, 0,
-               time.monotonic())
+    run = _Run(
+        cfg, data_path, data_path.parent, Budget(cfg.budget_seconds, log=quiet), quiet, None, 0, time.monotonic()
+    )
     run.load_and_clean()
     run.split()
     train, held = np.flatnonzero(run.fold_of != 0), np.flatnonzero(run.fold_of == 0)
     fixed = lambda stage: replace(stage, train=replace(stage.train, epochs=epochs, patience=epochs))  # noqa: E731
     log(f"gpu: stage 1, fold 1 of {run.fold_of.max() + 1}: {len(train)} images, {epochs} epochs")
-    one = fit_stage(fixed(cfg.stage1), run.dev_images[train], run.dev_masks[train],
-                    network_input(run.dev_images[held]), run.dev_masks[held], augment_cfg=cfg.augment, seed=cfg.seed,
-                    name="stage1_fold1", class_weights=run.class_weights["stage1"], verbose=0, log=log)
-    out = {"k": int(run.fold_of.max() + 1), "n_test": len(run.test_images),
-           "stage1": _timings("stage 1", one, len(train), log)}
+    one = fit_stage(
+        fixed(cfg.stage1),
+        run.dev_images[train],
+        run.dev_masks[train],
+        network_input(run.dev_images[held]),
+        run.dev_masks[held],
+        augment_cfg=cfg.augment,
+        seed=cfg.seed,
+        name="stage1_fold1",
+        class_weights=run.class_weights["stage1"],
+        verbose=0,
+        log=log,
+    )
+    out = {
+        "k": int(run.fold_of.max() + 1),
+        "n_test": len(run.test_images),
+        "stage1": _timings("stage 1", one, len(train), log),
+    }
     test_x = network_input(run.test_images)
     out["test_first"], out["test_again"] = (_timed(lambda: predict_probs(one.model, test_x)) for _ in range(2))
-    log(f"gpu: stage-1 test prediction, {len(test_x)} images: {out['test_first']:.1f} s, then "
-        f"{out['test_again']:.1f} s")
+    log(
+        f"gpu: stage-1 test prediction, {len(test_x)} images: {out['test_first']:.1f} s, then {out['test_again']:.1f} s"
+    )
     if stage2:
         log(f"gpu: stage 2: {len(run.dev_images)} images, {epochs} epochs")
         # Fold 1's probabilities stand in for the out-of-fold ones: the same shapes, so the same seconds.
         probs = predict_probs(one.model, network_input(run.dev_images))
-        two = fit_stage(fixed(cfg.stage2), run.dev_images, run.dev_masks,
-                        network_input(run.val_images, predict_probs(one.model, network_input(run.val_images))),
-                        run.val_masks, train_extras=probs, augment_cfg=cfg.augment, seed=cfg.seed + 1000,
-                        name="stage2", class_weights=run.class_weights["stage2"], verbose=0, log=log)
+        two = fit_stage(
+            fixed(cfg.stage2),
+            run.dev_images,
+            run.dev_masks,
+            network_input(run.val_images, predict_probs(one.model, network_input(run.val_images))),
+            run.val_masks,
+            train_extras=probs,
+            augment_cfg=cfg.augment,
+            seed=cfg.seed + 1000,
+            name="stage2",
+            class_weights=run.class_weights["stage2"],
+            verbose=0,
+            log=log,
+        )
         out["stage2"] = _timings("stage 2", two, len(run.dev_images), log)
     return out
 
@@ -105,8 +135,14 @@ def _timings(name: str, result, images: int, log) -> dict:
     compile_seconds, steady = epoch_times(seconds)
     # Logged as soon as known, so a run stopped later (a time-limited GPU session) still leaves the numbers.
     log(f"gpu: {name} epochs " + ", ".join(f"{t:.1f}" for t in seconds) + " s")
-    return {"images": images, "epoch_seconds": seconds, "compile": compile_seconds, "steady": steady,
-            "rate": steady and images / steady, "mixed": bool(result.extra.get("mixed_precision"))}
+    return {
+        "images": images,
+        "epoch_seconds": seconds,
+        "compile": compile_seconds,
+        "steady": steady,
+        "rate": steady and images / steady,
+        "mixed": bool(result.extra.get("mixed_precision")),
+    }
 
 
 def projected_seconds(cfg, timings: dict) -> dict | None:
@@ -126,12 +162,25 @@ def projected_seconds(cfg, timings: dict) -> dict | None:
     models = timings["k"] + (1 if stage2 else 0)
     predict_compile = max(timings.get("test_first", timings["test_again"]) - timings["test_again"], 0.0)
     test = models * (predict_compile + passes * timings["test_again"])
-    return {"stage1": stage1, "stage2": stage2, "test": test, "total": stage1 + stage2 + test,
-            "compile1": compile1, "compile2": compile2}
+    return {
+        "stage1": stage1,
+        "stage2": stage2,
+        "test": test,
+        "total": stage1 + stage2 + test,
+        "compile1": compile1,
+        "compile2": compile2,
+    }
 
 
-def section_gpu(repeats: int, log, gpu: str, preset_name: str = "kaggle", epochs: int = 4, n_train: int = N_TRAIN,
-                n_test: int = N_TEST) -> str:
+def section_gpu(
+    repeats: int,
+    log,
+    gpu: str,
+    preset_name: str = "kaggle",
+    epochs: int = 4,
+    n_train: int = N_TRAIN,
+    n_test: int = N_TEST,
+) -> str:
     """Epoch times of the preset's two stages on `gpu` (its name, for the report) on full-size synthetic data,
     and the full run projected from them."""
     import keras
@@ -155,8 +204,11 @@ def section_gpu(repeats: int, log, gpu: str, preset_name: str = "kaggle", epochs
     size = "Full-size synthetic data" if (n_train, n_test) == (N_TRAIN, N_TEST) else "Synthetic data"
 
     def row(name, t):
-        return (f"| {name} | {t['images']} | " + ", ".join(f"{v:.1f}" for v in t["epoch_seconds"])
-                + f" | {fmt(t['compile'], '.0f')} | {fmt(t['steady'])} | {fmt(t['rate'], '.0f', '')} |")
+        return (
+            f"| {name} | {t['images']} | "
+            + ", ".join(f"{v:.1f}" for v in t["epoch_seconds"])
+            + f" | {fmt(t['compile'], '.0f')} | {fmt(t['steady'])} | {fmt(t['rate'], '.0f', '')} |"
+        )
 
     lines = [
         f"## On a GPU: the `{preset_name}` preset ({gpu}, Keras backend {keras.backend.backend()})",
@@ -166,8 +218,7 @@ def section_gpu(repeats: int, log, gpu: str, preset_name: str = "kaggle", epochs
         f"stage 2 every development image (fold 1's probabilities standing in for the out-of-fold ones), "
         f"{epochs} epochs each with no deadline, batch {cfg.stage1.train.batch_size}, {mixed}; {wall:.0f} s in all.",
         "",
-        "| network | training images | epochs (s; training + validation) | compilation | steady epoch | "
-        "images/s |",
+        "| network | training images | epochs (s; training + validation) | compilation | steady epoch | images/s |",
         "|---|---:|---|---:|---:|---:|",
         row("stage 1 (one fold model)", s1),
         *([row("stage 2", s2)] if s2 else []),

@@ -39,39 +39,59 @@ N_TRAIN, N_TEST = 2615, 2000
 def plain_unet_run(cfg, images, masks, test_images, budget_seconds: float, log=print) -> dict:
     """Train and predict the plain reference within `budget_seconds`; returns test labels and rates."""
     from marsseg.config import LossConfig, StageConfig
-    from marsseg.prep.folds import holdout_split
     from marsseg.pipeline.postprocess import labels_from_probs
+    from marsseg.prep.folds import holdout_split
     from marsseg.training.fit import fit_stage, network_input, predict_probs
 
     started = time.monotonic()
-    stage = StageConfig(model=replace(cfg.stage1.model, attention=False, deep_supervision=False, input_stride=1),
-                        loss=LossConfig(name="ce", ignore_background=False, class_weights="none"),
-                        train=replace(cfg.stage1.train, epochs=1000, schedule="plateau"))
+    stage = StageConfig(
+        model=replace(cfg.stage1.model, attention=False, deep_supervision=False, input_stride=1),
+        loss=LossConfig(name="ce", ignore_background=False, class_weights="none"),
+        train=replace(cfg.stage1.train, epochs=1000, schedule="plateau"),
+    )
     train, val = holdout_split(masks, cfg.data.val_fraction, cfg.seed)
     # Keep back what predicting the test set will take (measured on the validation images after training).
     reserve = 0.12 * budget_seconds
-    result = fit_stage(stage, images[train], masks[train], network_input(images[val]), masks[val],
-                       augment_cfg=None, seed=cfg.seed, deadline=started + budget_seconds - reserve,
-                       name="plain_unet", verbose=0, log=log)
+    result = fit_stage(
+        stage,
+        images[train],
+        masks[train],
+        network_input(images[val]),
+        masks[val],
+        augment_cfg=None,
+        seed=cfg.seed,
+        deadline=started + budget_seconds - reserve,
+        name="plain_unet",
+        verbose=0,
+        log=log,
+    )
     t = time.monotonic()
-    probs = [predict_probs(result.model, network_input(test_images[i:i + 1024])) for i in range(0, len(test_images), 1024)]
+    probs = [
+        predict_probs(result.model, network_input(test_images[i : i + 1024])) for i in range(0, len(test_images), 1024)
+    ]
     infer_rate = len(test_images) / max(time.monotonic() - t, 1e-6)
     labels = np.concatenate([labels_from_probs(p, allow_background=True) for p in probs])
-    return {"labels": labels, "val_miou": result.best_val_miou, "epochs": result.epochs_run,
-            "train_samples_per_s": result.train_samples_per_s, "infer_samples_per_s": infer_rate,
-            "seconds": time.monotonic() - started}
+    return {
+        "labels": labels,
+        "val_miou": result.best_val_miou,
+        "epochs": result.epochs_run,
+        "train_samples_per_s": result.train_samples_per_s,
+        "infer_samples_per_s": infer_rate,
+        "seconds": time.monotonic() - started,
+    }
 
 
-def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float = QUALITY_BUDGET,
-                    device: str | None = None) -> str:
+def section_quality(
+    repeats: int, log, preset_name: str = "cpu", budget: float = QUALITY_BUDGET, device: str | None = None
+) -> str:
     import keras
 
-    from marsseg.prep.augment import augmentation_throughput
     from marsseg.config import preset
-    from marsseg.pipeline.run import run
-    from marsseg.submission.scoring import score_masks
-    from marsseg.submission.formats import read_submission
     from marsseg.data.synth import make_synthetic, save_synthetic
+    from marsseg.pipeline.run import run
+    from marsseg.prep.augment import augmentation_throughput
+    from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
 
     cfg = replace(preset(preset_name), budget_seconds=budget)
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-quality-"))
@@ -92,8 +112,9 @@ def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float =
     plain_score = score_masks(truth, plain["labels"])
 
     log("quality: augmentation throughput")
-    aug_rate = augmentation_throughput(n_batches=20, strength=cfg.augment.strength,
-                                       batch_size=cfg.stage1.train.batch_size)
+    aug_rate = augmentation_throughput(
+        n_batches=20, strength=cfg.augment.strength, batch_size=cfg.stage1.train.batch_size
+    )
     s1, s2 = metrics["stage1"], metrics.get("stage2", {})
     gain = kit["miou"] - plain_score["miou"]
     stage2 = metrics.get("val_miou_stage2")
@@ -116,7 +137,9 @@ def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float =
         "| model | test mIoU | " + " | ".join(names.values()) + " |",
         "|---|---:|" + "---:|" * 4,
         f"| kit (final) | {kit['miou']:.4f} | " + " | ".join(f"{kit['iou'][c]:.3f}" for c in names) + " |",
-        f"| plain U-Net | {plain_score['miou']:.4f} | " + " | ".join(f"{plain_score['iou'][c]:.3f}" for c in names) + " |",
+        f"| plain U-Net | {plain_score['miou']:.4f} | "
+        + " | ".join(f"{plain_score['iou'][c]:.3f}" for c in names)
+        + " |",
         "",
         f"Kit − plain: {gain:+.4f} test mIoU (target ≥ +0.05: {'met' if gain >= 0.05 else 'NOT met'}).",
         "",
@@ -125,12 +148,17 @@ def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float =
         "| stage 1 | stage 2 | final (after TTA / morphology choice) | stage 2 − stage 1 |",
         "|---:|---:|---:|---:|",
         f"| {fmt(metrics['val_miou_stage1'])} | {fmt(stage2)} | {fmt(metrics['val_miou_final'])} | "
-        + (f"{stage2 - metrics['val_miou_stage1']:+.4f}" if stage2 is not None else "n/a") + " |",
+        + (f"{stage2 - metrics['val_miou_stage1']:+.4f}" if stage2 is not None else "n/a")
+        + " |",
         "",
-        (f"Stage 2 ({'residual' if s2.get('residual') else 'from scratch'}): {s2['epochs']} epoch(s), best epoch "
-         f"{s2['best_epoch']} (0 = the untrained head, i.e. stage 1, kept), early-stopping mIoU "
-         f"{fmt(s2.get('before_training_val_miou'))} before training → {fmt(s2.get('early_stopping_val_miou'))}; "
-         f"status: {metrics['stage2_status']}." if s2 else f"Stage 2: {metrics['stage2_status']}."),
+        (
+            f"Stage 2 ({'residual' if s2.get('residual') else 'from scratch'}): {s2['epochs']} epoch(s), best epoch "
+            f"{s2['best_epoch']} (0 = the untrained head, i.e. stage 1, kept), early-stopping mIoU "
+            f"{fmt(s2.get('before_training_val_miou'))} before training → {fmt(s2.get('early_stopping_val_miou'))}; "
+            f"status: {metrics['stage2_status']}."
+            if s2
+            else f"Stage 2: {metrics['stage2_status']}."
+        ),
         "",
         "Throughput on this machine (samples/s; training counts augmented samples, median over steady epochs):",
         "",
@@ -142,16 +170,21 @@ def section_quality(repeats: int, log, preset_name: str = "cpu", budget: float =
         "",
         f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, "
         f"{aug_rate / max(s1.get('train_samples_per_s') or 1e-9, 1e-9):.0f}× stage-1 training: augmentation is not "
-        f"the bottleneck." if aug_rate > (s1.get("train_samples_per_s") or 0) else
-        f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, slower than stage-1 training.",
+        f"the bottleneck."
+        if aug_rate > (s1.get("train_samples_per_s") or 0)
+        else f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, slower than stage-1 training.",
         "",
         "Post-processing on the hold-out (without → with; kept only if it helps under `auto`; class biases: "
-        "fitted on one half of the hold-out and scored on the other): " + "; ".join(
+        "fitted on one half of the hold-out and scored on the other): "
+        + "; ".join(
             f"{stage} TTA {fmt(p['tta']['without'])} → {fmt(p['tta']['with'])} ({'kept' if p['tta']['used'] else 'dropped'}), "
             f"class bias {fmt(p['class_bias']['without'])} → {fmt(p['class_bias']['with'])} "
             f"({'kept' if p['class_bias']['used'] else 'dropped'}), "
             f"morphology {fmt(p['morphology']['without'])} → {fmt(p['morphology']['with'])} "
-            f"({'kept' if p['morphology']['used'] else 'dropped'})" for stage, p in metrics["post"].items()) + ".",
+            f"({'kept' if p['morphology']['used'] else 'dropped'})"
+            for stage, p in metrics["post"].items()
+        )
+        + ".",
     ]
     for path in sorted(tmp.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()

@@ -50,13 +50,16 @@ def machine_description() -> str:
 
     names = nvidia_gpu_names()
     gpu = f", GPU {' + '.join(names)}" if names else ""
-    return (f"{cpu}, {os.cpu_count()} cores{memory}{gpu}, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, NumPy {np.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}{gpu}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, NumPy {np.__version__}"
+    )
 
 
 # ------------------------------------------------------------------------- submission files
 def naive_rle_csv(masks: np.ndarray) -> bytes:
     """The straightforward per-image, per-class loop most notebooks use: the reference to beat."""
+
     def rle(binary):
         pixels = np.concatenate([[0], binary.T.flatten(), [0]])
         runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
@@ -77,13 +80,13 @@ def naive_rle_decode(text: bytes, n: int, h: int = 64, w: int = 128) -> np.ndarr
         image, label = map(int, ident.split("_"))
         values = list(map(int, field.split()))
         for start, length in zip(values[0::2], values[1::2]):
-            masks[image, start - 1:start - 1 + length] = label
+            masks[image, start - 1 : start - 1 + length] = label
     return masks.reshape(n, w, h).transpose(0, 2, 1)
 
 
 def section_submission(repeats: int, log) -> str:
-    from marsseg.submission.formats import decode_pixels, decode_rle, encode_pixels, encode_rle
     from marsseg.data.synth import make_synthetic
+    from marsseg.submission.formats import decode_pixels, decode_rle, encode_pixels, encode_rle
 
     masks = make_synthetic(n_train=1, n_test=10022, seed=11).test_labels
     n = len(masks)
@@ -106,26 +109,30 @@ def section_submission(repeats: int, log) -> str:
     log("submission: pandas to_csv reference (once)")
     pandas_t = _pandas_reference(masks, tmp / "pandas.csv")
     pandas_same = (tmp / "pandas.csv").read_bytes() == pix_path.read_bytes()
-    ok = np.array_equal(decode_rle(rle_path.read_bytes(), n), masks) and np.array_equal(decode_pixels(pix_path.read_bytes(), n), masks)
+    ok = np.array_equal(decode_rle(rle_path.read_bytes(), n), masks) and np.array_equal(
+        decode_pixels(pix_path.read_bytes(), n), masks
+    )
     sizes = rle_path.stat().st_size, pix_path.stat().st_size
     for path in tmp.iterdir():
         path.unlink()
     tmp.rmdir()
-    return "\n".join([
-        "## Submission files (10022 synthetic test masks)",
-        "",
-        f"Median of {repeats} runs (references: median of {max(1, repeats // 2)}, pandas once). Round trips exact: {ok}; "
-        f"the per-image loop writes byte-identical RLE: {same}; pandas writes byte-identical pixels CSV: {pandas_same}.",
-        "",
-        "| what | kit | reference | speed-up | target |",
-        "|---|---:|---:|---:|---|",
-        f"| RLE encode + write | {rle_t:.3f} s | {naive_t:.3f} s (per-image loop) | {naive_t / rle_t:.1f}× | ≤ 1 s and ≥ 4× |",
-        f"| RLE read + decode | {rle_d:.3f} s | {naive_d:.3f} s (per-row loop) | {naive_d / rle_d:.1f}× | ≤ 1 s |",
-        f"| pixels encode + write | {pix_t:.3f} s | {pandas_t:.3f} s (pandas `to_csv`) | {pandas_t / pix_t:.1f}× | ≤ 5 s |",
-        f"| pixels read + decode | {pix_d:.3f} s | | | ≤ 5 s |",
-        "",
-        f"File sizes: RLE {sizes[0] / 1e6:.1f} MB, pixels {sizes[1] / 1e6:.1f} MB.",
-    ])
+    return "\n".join(
+        [
+            "## Submission files (10022 synthetic test masks)",
+            "",
+            f"Median of {repeats} runs (references: median of {max(1, repeats // 2)}, pandas once). Round trips exact: {ok}; "
+            f"the per-image loop writes byte-identical RLE: {same}; pandas writes byte-identical pixels CSV: {pandas_same}.",
+            "",
+            "| what | kit | reference | speed-up | target |",
+            "|---|---:|---:|---:|---|",
+            f"| RLE encode + write | {rle_t:.3f} s | {naive_t:.3f} s (per-image loop) | {naive_t / rle_t:.1f}× | ≤ 1 s and ≥ 4× |",
+            f"| RLE read + decode | {rle_d:.3f} s | {naive_d:.3f} s (per-row loop) | {naive_d / rle_d:.1f}× | ≤ 1 s |",
+            f"| pixels encode + write | {pix_t:.3f} s | {pandas_t:.3f} s (pandas `to_csv`) | {pandas_t / pix_t:.1f}× | ≤ 5 s |",
+            f"| pixels read + decode | {pix_d:.3f} s | | | ≤ 5 s |",
+            "",
+            f"File sizes: RLE {sizes[0] / 1e6:.1f} MB, pixels {sizes[1] / 1e6:.1f} MB.",
+        ]
+    )
 
 
 def _pandas_reference(masks, path) -> float:
@@ -139,8 +146,9 @@ def _pandas_reference(masks, path) -> float:
 
 
 # ------------------------------------------------------------------------- networks
-def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32, device: str = "this CPU",
-                   mixed_precision: bool = False) -> str:
+def section_models(
+    repeats: int, log, presets=("cpu", "gpu"), batch: int = 32, device: str = "this CPU", mixed_precision: bool = False
+) -> str:
     """Parameters and seconds per batch (training step = forward + backward + update; inference) of the
     presets' stage-1 and stage-2 U-Nets, compiled as training compiles them (loss on every head); with
     `mixed_precision`, under the mixed_float16 policy that training uses on a GPU."""
@@ -152,37 +160,45 @@ def section_models(repeats: int, log, presets=("cpu", "gpu"), batch: int = 32, d
     if mixed_precision:
         keras.config.set_dtype_policy("mixed_float16")
     try:
-        rows = [_network_row(name, stage, channels, batch, repeats, rng, labels, log)
-                for name in presets for stage, channels in (("stage1", 1), ("stage2", 6))]
+        rows = [
+            _network_row(name, stage, channels, batch, repeats, rng, labels, log)
+            for name in presets
+            for stage, channels in (("stage1", 1), ("stage2", 6))
+        ]
     finally:
         keras.config.set_dtype_policy(previous_policy)
     precision = "mixed_float16" if mixed_precision else "float32"
-    return "\n".join([
-        f"## Networks on {device} (batch {batch}, {precision}, Keras backend {keras.backend.backend()})",
-        "",
-        f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
-        "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
-        "",
-        "| preset | stage | depth | base filters | input stride | parameters | train step | train img/s | "
-        "inference | infer img/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *rows,
-    ])
+    return "\n".join(
+        [
+            f"## Networks on {device} (batch {batch}, {precision}, Keras backend {keras.backend.backend()})",
+            "",
+            f"Median of {repeats} batches ({max(2, repeats // 2)} for base width ≥ 32) after one untimed tracing call. "
+            "Training step: forward + backward + AdamW update with the preset's loss on every deep-supervision head.",
+            "",
+            "| preset | stage | depth | base filters | input stride | parameters | train step | train img/s | "
+            "inference | infer img/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *rows,
+        ]
+    )
 
 
 def _network_row(name, stage, channels, batch, repeats, rng, labels, log) -> str:
     import keras
 
     from marsseg.config import preset
-    from marsseg.training.losses import build_loss
     from marsseg.models import aux_loss_weights, build_unet, main_head, targets_for
+    from marsseg.training.losses import build_loss
 
     cfg = getattr(preset(name), stage)
     log(f"models: {name} {stage}")
     keras.utils.set_random_seed(0)
     model = build_unet(cfg.model, input_channels=channels, name=f"{name}_{stage}")
-    model.compile(keras.optimizers.AdamW(1e-3), loss=[build_loss(cfg.loss)] * len(model.outputs),
-                  loss_weights=aux_loss_weights(cfg.model))
+    model.compile(
+        keras.optimizers.AdamW(1e-3),
+        loss=[build_loss(cfg.loss)] * len(model.outputs),
+        loss_weights=aux_loss_weights(cfg.model),
+    )
     x = rng.random((batch, 64, 128, channels), dtype=np.float32)
     y = targets_for(model, labels)
     predictor = main_head(model)
@@ -192,8 +208,10 @@ def _network_row(name, stage, channels, batch, repeats, rng, labels, log) -> str
     train_t, _ = median_seconds(lambda: model.train_on_batch(x, y), n)
     infer_t, _ = median_seconds(lambda: predictor.predict_on_batch(x), n)
     m = cfg.model
-    return (f"| {name} | {stage} | {m.depth} | {m.base_filters} | {m.input_stride} | {model.count_params():,} | "
-            f"{_seconds(train_t)} | {batch / train_t:.0f} | {_seconds(infer_t)} | {batch / infer_t:.0f} |")
+    return (
+        f"| {name} | {stage} | {m.depth} | {m.base_filters} | {m.input_stride} | {model.count_params():,} | "
+        f"{_seconds(train_t)} | {batch / train_t:.0f} | {_seconds(infer_t)} | {batch / infer_t:.0f} |"
+    )
 
 
 def _seconds(t: float) -> str:
@@ -206,9 +224,9 @@ def section_kaggle(repeats: int, log) -> str:
     import shutil
     import threading
 
+    from marsseg.data.synth import make_synthetic, save_synthetic
     from marsseg.kaggle.bundle import build_kernel
     from marsseg.kaggle.emulator import make_server
-    from marsseg.data.synth import make_synthetic, save_synthetic
 
     log("kaggle: bundle")
     build_t, _ = median_seconds(build_kernel, repeats)
@@ -221,9 +239,16 @@ def section_kaggle(repeats: int, log) -> str:
         script.write_text(kernel.text)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KAGGLE_", "MARSSEG_"))}
         log("kaggle: kernel smoke run")
-        run_t, _ = median_seconds(lambda: subprocess.run(
-            [sys.executable, str(script), "--data", str(data), "--out", str(tmp / "out"), "--preset", "smoke"],
-            cwd=tmp, env=env, capture_output=True, check=True), repeats)
+        run_t, _ = median_seconds(
+            lambda: subprocess.run(
+                [sys.executable, str(script), "--data", str(data), "--out", str(tmp / "out"), "--preset", "smoke"],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                check=True,
+            ),
+            repeats,
+        )
         metadata = Path("kernel-metadata.json")
         rounds = max(1, repeats // 2)
         round_trip = None
@@ -237,14 +262,27 @@ def section_kaggle(repeats: int, log) -> str:
             home = tmp / "home"
             (home / ".kaggle").mkdir(parents=True)
             src = str(Path(__file__).resolve().parents[1])
-            kit_env = {**{k: v for k, v in env.items() if k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}},
-                       "HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle"), "PYTHONPATH": src,
-                       "KAGGLE_USERNAME": "bench", "KAGGLE_KEY": os.urandom(16).hex(), "MARSSEG_KAGGLE_POLL": "0.2",
-                       "MARSSEG_KAGGLE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}
+            kit_env = {
+                **{k: v for k, v in env.items() if k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}},
+                "HOME": str(home),
+                "KAGGLE_CONFIG_DIR": str(home / ".kaggle"),
+                "PYTHONPATH": src,
+                "KAGGLE_USERNAME": "bench",
+                "KAGGLE_KEY": os.urandom(16).hex(),
+                "MARSSEG_KAGGLE_POLL": "0.2",
+                "MARSSEG_KAGGLE_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+            }
             try:
-                round_trip, _ = median_seconds(lambda: subprocess.run(
-                    [sys.executable, "-m", "marsseg", "submit"], cwd=project, env=kit_env, capture_output=True,
-                    check=True), rounds)
+                round_trip, _ = median_seconds(
+                    lambda: subprocess.run(
+                        [sys.executable, "-m", "marsseg", "submit"],
+                        cwd=project,
+                        env=kit_env,
+                        capture_output=True,
+                        check=True,
+                    ),
+                    rounds,
+                )
             finally:
                 server.shutdown()
                 server.server_close()
@@ -263,36 +301,51 @@ def section_kaggle(repeats: int, log) -> str:
         f"| kernel script, local smoke run (96 train / 32 test synthetic images, fresh interpreter) | {run_t:.2f} s | {repeats} |",
     ]
     if round_trip is not None:
-        rows.append(f"| `marsseg submit` against the emulator: bundle, rules, push, kernel run, fetch, submit, confirm, "
-                    f"record (real `kaggle` 2.2.4 CLI) | {round_trip:.1f} s | {rounds} |")
+        rows.append(
+            f"| `marsseg submit` against the emulator: bundle, rules, push, kernel run, fetch, submit, confirm, "
+            f"record (real `kaggle` 2.2.4 CLI) | {round_trip:.1f} s | {rounds} |"
+        )
     return "\n".join(rows)
 
 
 # ------------------------------------------------------------------------- augmentation
 def section_augment(repeats: int, log) -> str:
     """Augmented samples per second of the training sequence, batch 32, per strength (one thread)."""
-    from marsseg.prep.augment import albumentations_version, augmentation_throughput
     from marsseg.data.synth import make_synthetic
+    from marsseg.prep.augment import albumentations_version, augmentation_throughput
 
     synthetic = make_synthetic(n_train=512, n_test=1, seed=5)
     rows = []
-    for strength, extra, elastic in (("medium", 0, False), ("light", 0, False), ("strong", 0, True), ("medium", 5, False)):
+    for strength, extra, elastic in (
+        ("medium", 0, False),
+        ("light", 0, False),
+        ("strong", 0, True),
+        ("medium", 5, False),
+    ):
         log(f"augment: {strength}{' + elastic' if elastic else ''}, {1 + extra} channel(s)")
-        rates = [augmentation_throughput(20, strength, 32, extra, elastic, seed=r,
-                                         images=synthetic.images, masks=synthetic.masks) for r in range(repeats)]
-        rows.append(f"| {strength}{' + elastic/grid' if elastic else ''} | {1 + extra} | {statistics.median(rates):,.0f} | "
-                    f"{min(rates):,.0f}–{max(rates):,.0f} |")
-    return "\n".join([
-        "## Augmentation throughput (training sequence, batch 32)",
-        "",
-        f"albumentations {albumentations_version()}; one thread building 20 batches in order, median of {repeats} runs. "
-        "`SegmentationSequence(workers=N)` builds batches in N threads. The stage-1 training step's rate is "
-        "compared against the medium row by the training section.",
-        "",
-        "| strength | channels | samples/s (median) | range |",
-        "|---|---:|---:|---:|",
-        *rows,
-    ])
+        rates = [
+            augmentation_throughput(
+                20, strength, 32, extra, elastic, seed=r, images=synthetic.images, masks=synthetic.masks
+            )
+            for r in range(repeats)
+        ]
+        rows.append(
+            f"| {strength}{' + elastic/grid' if elastic else ''} | {1 + extra} | {statistics.median(rates):,.0f} | "
+            f"{min(rates):,.0f}–{max(rates):,.0f} |"
+        )
+    return "\n".join(
+        [
+            "## Augmentation throughput (training sequence, batch 32)",
+            "",
+            f"albumentations {albumentations_version()}; one thread building 20 batches in order, median of {repeats} runs. "
+            "`SegmentationSequence(workers=N)` builds batches in N threads. The stage-1 training step's rate is "
+            "compared against the medium row by the training section.",
+            "",
+            "| strength | channels | samples/s (median) | range |",
+            "|---|---:|---:|---:|",
+            *rows,
+        ]
+    )
 
 
 SECTIONS = {"submission": section_submission}
@@ -322,20 +375,32 @@ class _MovingLeaderboard:
                 if float(sub["publicScore"]) > self.scores["us"]:
                     self.scores["us"], self.dates["us"] = float(sub["publicScore"]), sub["date"]
         if self.tick % 5 == 0:
-            self.subs.append({"ref": 1000 + self.tick, "fileName": "submission.csv", "date": f"2025-02-{1 + self.tick // 24:02d}T{self.tick % 24:02d}:00:00Z",
-                              "description": f"run {self.tick}", "status": "PENDING", "publicScore": "", "privateScore": "", "teamName": "us"})
+            self.subs.append(
+                {
+                    "ref": 1000 + self.tick,
+                    "fileName": "submission.csv",
+                    "date": f"2025-02-{1 + self.tick // 24:02d}T{self.tick % 24:02d}:00:00Z",
+                    "description": f"run {self.tick}",
+                    "status": "PENDING",
+                    "publicScore": "",
+                    "privateScore": "",
+                    "teamName": "us",
+                }
+            )
 
     def leaderboard(self, competition):
-        return [{"teamId": i, "teamName": name, "submissionDate": self.dates[name], "score": f"{score:.5f}"}
-                for i, (name, score) in enumerate(self.scores.items())]
+        return [
+            {"teamId": i, "teamName": name, "submissionDate": self.dates[name], "score": f"{score:.5f}"}
+            for i, (name, score) in enumerate(self.scores.items())
+        ]
 
     def submissions(self, competition):
         return [dict(sub) for sub in reversed(self.subs)]
 
 
 def section_tracking(repeats: int, log) -> str:
-    from marsseg.tracking.plots import plot_history
     from marsseg.tracking.history import LEADERBOARD, SNAPSHOTS, SUBMISSIONS, read_history, snapshot
+    from marsseg.tracking.plots import plot_history
 
     teams, movers, count = 200, 10, 300
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-bench-"))
@@ -359,23 +424,25 @@ def section_tracking(repeats: int, log) -> str:
     for path in sorted(tmp.iterdir(), reverse=True):
         path.unlink()
     tmp.rmdir()
-    return "\n".join([
-        f"## Leaderboard tracking ({count} hourly snapshots, {teams} teams, {movers} improving per snapshot)",
-        "",
-        f"Every snapshot rewrites each history file whole and atomically. {len(history.submissions())} own submissions.",
-        "",
-        "| what | time |",
-        "|---|---:|",
-        f"| one snapshot, history of 10 snapshots (median of the first 10) | {statistics.median(times[:10]) * 1e3:.0f} ms |",
-        f"| one snapshot, history of {count} snapshots (median of the last 10) | {statistics.median(times[-10:]) * 1e3:.0f} ms |",
-        f"| all {count} snapshots | {total:.1f} s |",
-        f"| read the history (replay every snapshot; median of {repeats}) | {read_t * 1e3:.0f} ms |",
-        f"| draw the four plots (median of {max(1, repeats // 2)}) | {plot_t:.2f} s |",
-        "",
-        f"Sizes: `{LEADERBOARD}` {lines[LEADERBOARD]} rows, {sizes[LEADERBOARD] / 1e3:.0f} kB (a full copy per snapshot "
-        f"would be {full} rows, {full / max(1, lines[LEADERBOARD]):.0f}× more); `{SUBMISSIONS}` {lines[SUBMISSIONS]} rows, "
-        f"{sizes[SUBMISSIONS] / 1e3:.0f} kB; `{SNAPSHOTS}` {lines[SNAPSHOTS]} rows, {sizes[SNAPSHOTS] / 1e3:.0f} kB.",
-    ])
+    return "\n".join(
+        [
+            f"## Leaderboard tracking ({count} hourly snapshots, {teams} teams, {movers} improving per snapshot)",
+            "",
+            f"Every snapshot rewrites each history file whole and atomically. {len(history.submissions())} own submissions.",
+            "",
+            "| what | time |",
+            "|---|---:|",
+            f"| one snapshot, history of 10 snapshots (median of the first 10) | {statistics.median(times[:10]) * 1e3:.0f} ms |",
+            f"| one snapshot, history of {count} snapshots (median of the last 10) | {statistics.median(times[-10:]) * 1e3:.0f} ms |",
+            f"| all {count} snapshots | {total:.1f} s |",
+            f"| read the history (replay every snapshot; median of {repeats}) | {read_t * 1e3:.0f} ms |",
+            f"| draw the four plots (median of {max(1, repeats // 2)}) | {plot_t:.2f} s |",
+            "",
+            f"Sizes: `{LEADERBOARD}` {lines[LEADERBOARD]} rows, {sizes[LEADERBOARD] / 1e3:.0f} kB (a full copy per snapshot "
+            f"would be {full} rows, {full / max(1, lines[LEADERBOARD]):.0f}× more); `{SUBMISSIONS}` {lines[SUBMISSIONS]} rows, "
+            f"{sizes[SUBMISSIONS] / 1e3:.0f} kB; `{SNAPSHOTS}` {lines[SNAPSHOTS]} rows, {sizes[SNAPSHOTS] / 1e3:.0f} kB.",
+        ]
+    )
 
 
 SECTIONS["tracking"] = section_tracking
@@ -452,8 +519,10 @@ def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, l
         body = SECTIONS[name](repeats, log)
         if body is None:
             continue
-        stamp = (f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit('short', cwd=Path.cwd())} "
-                 f"in {time.perf_counter() - started:.0f} s on {machine} (`marsseg bench --only {name}`)._")
+        stamp = (
+            f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit('short', cwd=Path.cwd())} "
+            f"in {time.perf_counter() - started:.0f} s on {machine} (`marsseg bench --only {name}`)._"
+        )
         blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
     ordered = [blocks[name] for name in SECTIONS if name in blocks]
     header = [

@@ -11,6 +11,7 @@ def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
         def run(repeats, log):
             calls.append(name)
             return f"## {name}\n\nvalue {len(calls)}"
+
         return run
 
     monkeypatch.setattr(bench, "SECTIONS", {"a": section("a"), "b": section("b")})
@@ -74,8 +75,13 @@ def test_projection_counts_compilation_once_per_model_and_every_epoch():
     assert epoch_times([30.0, 16.0, 7.0, 6.0, 6.0]) == (24.0 + 10.0 + 1.0, 6.0)
     assert epoch_times([30.0, 5.0]) == (25.0, 5.0)
     assert epoch_times([30.0]) == (None, None) and epoch_times([]) == (None, None)
-    timings = {"k": 5, "test_first": 10.0, "test_again": 3.0, "stage1": {"compile": 25.0, "steady": 6.0},
-               "stage2": {"compile": 20.0, "steady": 4.0}}
+    timings = {
+        "k": 5,
+        "test_first": 10.0,
+        "test_again": 3.0,
+        "stage1": {"compile": 25.0, "steady": 6.0},
+        "stage2": {"compile": 20.0, "steady": 4.0},
+    }
     p = projected_seconds(cfg, timings)
     assert p["compile1"] == 25.0 and p["compile2"] == 20.0
     assert p["stage1"] == 5 * (25.0 + 100 * 6.0)
@@ -116,8 +122,9 @@ def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
     from marsseg_bench.gpu import nvidia_gpu_names
 
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
-        a, 0, stdout="Tesla T4\nTesla T4\n"))
+    monkeypatch.setattr(
+        subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout="Tesla T4\nTesla T4\n")
+    )
     assert nvidia_gpu_names() == ["Tesla T4", "Tesla T4"]
     assert ", GPU Tesla T4 + Tesla T4," in bench.machine_description()
     monkeypatch.setattr(shutil, "which", lambda name: None)

@@ -26,7 +26,9 @@ def test_loads_a_valid_file(tmp_path):
 
 def test_accepts_whole_number_floats(tmp_path):
     train, test = _good()
-    ds = load_dataset(_write(tmp_path / "f.npz", training_set=train.astype(np.float32), test_set=test.astype(np.float64)))
+    ds = load_dataset(
+        _write(tmp_path / "f.npz", training_set=train.astype(np.float32), test_set=test.astype(np.float64))
+    )
     assert ds.images.dtype == np.uint8
 
 
@@ -64,9 +66,14 @@ def test_truncated_file(tmp_path):
         load_dataset(cut)
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty"), (b"hello, this is text", "not a zip archive"), (b"\x93NUMPY\x01\x00", "single-array .npy"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"hello, this is text", "not a zip archive"),
+        (b"\x93NUMPY\x01\x00", "single-array .npy"),
+    ],
+)
 def test_non_npz_files(tmp_path, content, message):
     path = tmp_path / "x.npz"
     path.write_bytes(content)

@@ -1,8 +1,8 @@
 import numpy as np
 
-from marsseg.prep.analysis import class_stats
 from marsseg.data.load import load_dataset
 from marsseg.data.synth import make_synthetic
+from marsseg.prep.analysis import class_stats
 from tests.conftest import run_cli
 
 

@@ -42,8 +42,12 @@ def cache_dir() -> Path:
 
 def _is_python(candidate: str) -> bool:
     try:
-        out = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and out.stdout.strip() == PYTHON_VERSION
@@ -52,8 +56,11 @@ def _is_python(candidate: str) -> bool:
 def find_python() -> str | None:
     """A Python 3.10 interpreter: $MARSSEG_PYTHON310, python3.10 on PATH, else pyenv's; None if there is none."""
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates = [os.environ.get("MARSSEG_PYTHON310"), shutil.which(f"python{PYTHON_VERSION}"),
-                  *sorted(glob.glob(f"{pyenv_root}/versions/{PYTHON_VERSION}.*/bin/python"), reverse=True)]
+    candidates = [
+        os.environ.get("MARSSEG_PYTHON310"),
+        shutil.which(f"python{PYTHON_VERSION}"),
+        *sorted(glob.glob(f"{pyenv_root}/versions/{PYTHON_VERSION}.*/bin/python"), reverse=True),
+    ]
     return next((c for c in candidates if c and _is_python(c)), None)
 
 
@@ -68,8 +75,16 @@ def ensure_env(python: str, log=print) -> Path:
             shutil.rmtree(env, ignore_errors=True)  # a build that was interrupted half way
             log(f">> building the Kaggle-image environment in {env} (about a minute, once)")
             subprocess.run([python, "-m", "venv", str(env)], check=True)
-            pip = [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                   "--progress-bar", "off"]
+            pip = [
+                str(env / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "--progress-bar",
+                "off",
+            ]
             result = subprocess.run([*pip, *PINS], capture_output=True, text=True)
             if result.returncode != 0:
                 tail = "\n".join(line for line in result.stderr.splitlines() if "Location" not in line)[-2000:]
@@ -91,30 +106,42 @@ def smoke_run(python: Path, work: Path, kernel: Path = KERNEL) -> subprocess.Com
 
     data = work / "data.npz"
     save_synthetic(make_synthetic(n_train=96, n_test=24, seed=7), data)
-    return subprocess.run([str(python), str(kernel), "--data", str(data), "--out", str(work / "out"),
-                           "--preset", "smoke"], cwd=work, env=clean_env(), capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [str(python), str(kernel), "--data", str(data), "--out", str(work / "out"), "--preset", "smoke"],
+        cwd=work,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def main() -> int:
     python = find_python()
     if python is None:
-        print(f"test-kaggle-image: skipped: no Python {PYTHON_VERSION} here (install it, e.g. `pyenv install "
-              f"{PYTHON_VERSION}`, or point MARSSEG_PYTHON310 at one)")
+        print(
+            f"test-kaggle-image: skipped: no Python {PYTHON_VERSION} here (install it, e.g. `pyenv install "
+            f"{PYTHON_VERSION}`, or point MARSSEG_PYTHON310 at one)"
+        )
         return 0
     interpreter = ensure_env(python)
     with tempfile.TemporaryDirectory(prefix="marsseg-kaggle-image-") as work:
         result = smoke_run(interpreter, Path(work))
         if result.returncode != 0:
             print(result.stdout[-3000:] + result.stderr[-6000:], file=sys.stderr)
-            print(f"test-kaggle-image: FAILED: the kernel's smoke run exited {result.returncode} on Python "
-                  f"{PYTHON_VERSION} with {' '.join(PINS)}", file=sys.stderr)
+            print(
+                f"test-kaggle-image: FAILED: the kernel's smoke run exited {result.returncode} on Python "
+                f"{PYTHON_VERSION} with {' '.join(PINS)}",
+                file=sys.stderr,
+            )
             return 1
         from marsseg.submission.formats import read_submission
 
         info = read_submission(Path(work) / "out" / "submission.csv", 24)
-    print(f"test-kaggle-image: ok: the kernel ran its smoke run on Python {PYTHON_VERSION} with {' '.join(PINS)} "
-          f"and wrote a valid {info.layout} submission of {info.n_images} images")
+    print(
+        f"test-kaggle-image: ok: the kernel ran its smoke run on Python {PYTHON_VERSION} with {' '.join(PINS)} "
+        f"and wrote a valid {info.layout} submission of {info.n_images} images"
+    )
     return 0
 
 

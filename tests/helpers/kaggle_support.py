@@ -34,10 +34,19 @@ def kit_env(tmp: Path, endpoint: str | None, credentials: bool = True, **extra) 
     """Environment for kit commands and the real client: isolated HOME/config, no ambient Kaggle settings."""
     home = tmp / "home"
     (home / ".kaggle").mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE_", "MARSSEG_"))
-           and k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}}
-    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"), PYTHONPATH=str(ROOT / "src"),
-               MARSSEG_KAGGLE_POLL="0.2", MARSSEG_KAGGLE_BACKOFF="0.05", MARSSEG_KAGGLE_RETRIES="3")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KAGGLE_", "MARSSEG_")) and k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}
+    }
+    env.update(
+        HOME=str(home),
+        KAGGLE_CONFIG_DIR=str(home / ".kaggle"),
+        PYTHONPATH=str(ROOT / "src"),
+        MARSSEG_KAGGLE_POLL="0.2",
+        MARSSEG_KAGGLE_BACKOFF="0.05",
+        MARSSEG_KAGGLE_RETRIES="3",
+    )
     env.pop("XDG_CONFIG_HOME", None)
     if endpoint:
         env["MARSSEG_KAGGLE_ENDPOINT"] = endpoint

@@ -14,17 +14,38 @@ import sys
 
 def board(scores: dict[str, float], day: int = 1) -> list[dict]:
     """Leaderboard rows for {team name: score}; team ids derive from the names."""
-    rows = [{"teamId": _team_id(name), "teamName": name, "submissionDate": f"2025-01-{day:02d}T10:00:00.000Z",
-             "score": f"{score:.5f}"} for name, score in scores.items()]
+    rows = [
+        {
+            "teamId": _team_id(name),
+            "teamName": name,
+            "submissionDate": f"2025-01-{day:02d}T10:00:00.000Z",
+            "score": f"{score:.5f}",
+        }
+        for name, score in scores.items()
+    ]
     return sorted(rows, key=lambda r: -float(r["score"]))
 
 
-def submission(ref: int, day: int, status: str = "COMPLETE", public: float | None = None, team: str = "us",
-               file_name: str | None = None, description: str | None = None, hour: int = 12) -> dict:
-    return {"ref": ref, "fileName": file_name or f"submission-{ref}.csv",
-            "date": f"2025-01-{day:02d}T{hour:02d}:00:00.000Z", "description": description or f"run {ref}",
-            "status": status, "publicScore": "" if public is None else f"{public:.5f}", "privateScore": "",
-            "teamName": team}
+def submission(
+    ref: int,
+    day: int,
+    status: str = "COMPLETE",
+    public: float | None = None,
+    team: str = "us",
+    file_name: str | None = None,
+    description: str | None = None,
+    hour: int = 12,
+) -> dict:
+    return {
+        "ref": ref,
+        "fileName": file_name or f"submission-{ref}.csv",
+        "date": f"2025-01-{day:02d}T{hour:02d}:00:00.000Z",
+        "description": description or f"run {ref}",
+        "status": status,
+        "publicScore": "" if public is None else f"{public:.5f}",
+        "privateScore": "",
+        "teamName": team,
+    }
 
 
 def _team_id(name: str) -> int:
@@ -53,13 +74,22 @@ class ScriptedKaggle:
 def three_steps() -> list[dict]:
     """A leaderboard that changes between snapshots: 'us' enters at rank 3 with a pending second
     submission, then that submission scores and takes rank 1 while 'delta' enters and 'gamma' leaves."""
-    first = {"leaderboard": board({"alpha": 0.71, "beta": 0.66, "us": 0.62, "gamma": 0.55}),
-             "submissions": [submission(101, 1, public=0.62), submission(102, 2, status="PENDING")]}
-    second = {"leaderboard": board({"alpha": 0.71, "beta": 0.66, "us": 0.62, "gamma": 0.55}),
-              "submissions": [submission(101, 1, public=0.62), submission(102, 2, status="PENDING")]}
-    third = {"leaderboard": board({"us": 0.74, "alpha": 0.71, "beta": 0.69, "delta": 0.60}),
-             "submissions": [submission(101, 1, public=0.62), submission(102, 2, public=0.74),
-                             submission(103, 3, status="ERROR")]}
+    first = {
+        "leaderboard": board({"alpha": 0.71, "beta": 0.66, "us": 0.62, "gamma": 0.55}),
+        "submissions": [submission(101, 1, public=0.62), submission(102, 2, status="PENDING")],
+    }
+    second = {
+        "leaderboard": board({"alpha": 0.71, "beta": 0.66, "us": 0.62, "gamma": 0.55}),
+        "submissions": [submission(101, 1, public=0.62), submission(102, 2, status="PENDING")],
+    }
+    third = {
+        "leaderboard": board({"us": 0.74, "alpha": 0.71, "beta": 0.69, "delta": 0.60}),
+        "submissions": [
+            submission(101, 1, public=0.62),
+            submission(102, 2, public=0.74),
+            submission(103, 3, status="ERROR"),
+        ],
+    }
     third["leaderboard"][0]["submissionDate"] = "2025-01-02T12:00:00.000Z"
     return [first, second, third]
 

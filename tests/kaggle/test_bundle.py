@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from marsseg.kaggle.bundle import (KERNEL_PATH, build_kernel, collect_sources, embedded_sources, entry_text, import_closure,
-                            stale_reason, write_kernel)
 from marsseg.errors import UserError
+from marsseg.kaggle.bundle import (
+    KERNEL_PATH,
+    build_kernel,
+    collect_sources,
+    embedded_sources,
+    entry_text,
+    import_closure,
+    stale_reason,
+    write_kernel,
+)
 from tests.conftest import one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +41,12 @@ def test_kernel_compiles_and_has_its_settings_on_top():
     text = build_kernel(PACKAGE).text
     compile(text, "marsseg_kernel.py", "exec")
     head = entry_text(text)
-    assert head.index('PRESET = "kaggle"') < head.index("def locate(") < head.index("def main(") < head.index("def unpack_package(")
+    assert (
+        head.index('PRESET = "kaggle"')
+        < head.index("def locate(")
+        < head.index("def main(")
+        < head.index("def unpack_package(")
+    )
     assert "BUDGET_SECONDS = None" in head and "OVERRIDES = []" in head
     assert head.count('"/kaggle/input"') == 1 and head.count('"/kaggle/working"') == 1  # the one switch
     assert "pip install" not in head and "subprocess" not in head
@@ -49,12 +62,26 @@ def test_same_sources_give_byte_identical_script(tmp_path):
 
 def test_candidate_sources_are_every_py_file_recursively_and_nothing_else(tmp_path):
     package = tmp_path / "pkg"
-    for name in ("__init__.py", "a.py", "sub/__init__.py", "sub/deep/b.py", "__pycache__/a.cpython-311.py",
-                 "tests/test_a.py", "data/x.py", "notes.txt", "sub/weights.h5"):
+    for name in (
+        "__init__.py",
+        "a.py",
+        "sub/__init__.py",
+        "sub/deep/b.py",
+        "__pycache__/a.cpython-311.py",
+        "tests/test_a.py",
+        "data/x.py",
+        "notes.txt",
+        "sub/weights.h5",
+    ):
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text("x = 1\n")
-    assert list(collect_sources(package)) == ["pkg/__init__.py", "pkg/a.py", "pkg/data/x.py", "pkg/sub/__init__.py",
-                                              "pkg/sub/deep/b.py"]
+    assert list(collect_sources(package)) == [
+        "pkg/__init__.py",
+        "pkg/a.py",
+        "pkg/data/x.py",
+        "pkg/sub/__init__.py",
+        "pkg/sub/deep/b.py",
+    ]
 
 
 def _package(tmp_path, files: dict) -> Path:
@@ -65,20 +92,31 @@ def _package(tmp_path, files: dict) -> Path:
 
 
 def test_closure_follows_every_import_node_and_leaves_the_rest_out(tmp_path):
-    package = _package(tmp_path, {
-        "__init__.py": "",
-        "a.py": "import numpy\nfrom pkg import b\n",
-        "b.py": "def f():\n    from .sub.deep import c  # function-level and relative\n",
-        "sub/__init__.py": "",
-        "sub/deep/__init__.py": "from pkg.sub.deep.d import x\n",
-        "sub/deep/c.py": "from .. import e\n",
-        "sub/deep/d.py": "x = 1\n",
-        "sub/e.py": "",
-        "tool.py": "import pkg.a\n",  # imports the kernel's modules, but nothing imports it
-    })
+    package = _package(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a.py": "import numpy\nfrom pkg import b\n",
+            "b.py": "def f():\n    from .sub.deep import c  # function-level and relative\n",
+            "sub/__init__.py": "",
+            "sub/deep/__init__.py": "from pkg.sub.deep.d import x\n",
+            "sub/deep/c.py": "from .. import e\n",
+            "sub/deep/d.py": "x = 1\n",
+            "sub/e.py": "",
+            "tool.py": "import pkg.a\n",  # imports the kernel's modules, but nothing imports it
+        },
+    )
     names = list(import_closure("import os\nfrom pkg.a import numpy as np\n", package))
-    assert names == ["pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/sub/__init__.py", "pkg/sub/deep/__init__.py",
-                     "pkg/sub/deep/c.py", "pkg/sub/deep/d.py", "pkg/sub/e.py"]
+    assert names == [
+        "pkg/__init__.py",
+        "pkg/a.py",
+        "pkg/b.py",
+        "pkg/sub/__init__.py",
+        "pkg/sub/deep/__init__.py",
+        "pkg/sub/deep/c.py",
+        "pkg/sub/deep/d.py",
+        "pkg/sub/e.py",
+    ]
 
 
 @pytest.mark.parametrize("code", ["import pkg.missing", "from pkg.missing import x", "from pkg.a.b import c"])
@@ -90,7 +128,12 @@ def test_closure_refuses_an_import_of_the_package_that_names_no_module(tmp_path,
 
 def test_the_kernel_embeds_what_it_runs_and_no_tooling():
     names = set(embedded_sources(build_kernel(PACKAGE).text))
-    assert {"marsseg/__init__.py", "marsseg/pipeline/run.py", "marsseg/models/unet.py", "marsseg/training/fit.py"} <= names
+    assert {
+        "marsseg/__init__.py",
+        "marsseg/pipeline/run.py",
+        "marsseg/models/unet.py",
+        "marsseg/training/fit.py",
+    } <= names
     tooling = ("kaggle/", "tracking", "cli", "bench", "quality", "plots", "bundle", "rules", "emulator")
     assert not [n for n in names if any(t in n for t in tooling)], names
     assert not any("__pycache__" in n or "/tests/" in n for n in names)
@@ -134,12 +177,13 @@ def test_kernel_imports_its_own_package_not_the_working_tree(tmp_path, small_dat
         print("UNPACKED", unpacked)
         print("FILES", *files, sep="\\n")
     """)
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=clean_env(), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     unpacked = lines[lines.index(next(l for l in lines if l.startswith("UNPACKED")))].split(" ", 1)[1]
-    files = lines[lines.index("FILES") + 1:]
+    files = lines[lines.index("FILES") + 1 :]
     assert len(files) >= 5 and all(f.startswith(unpacked) for f in files), files
     assert not any(str(ROOT) in f for f in files)
 
@@ -150,8 +194,14 @@ def test_kernel_runs_end_to_end_and_writes_a_valid_submission(tmp_path, small_da
     data, _ = small_data_file
     kernel = tmp_path / "marsseg_kernel.py"
     kernel.write_text(build_kernel(PACKAGE).text)
-    result = subprocess.run([sys.executable, str(kernel), "--data", str(data), "--out", "out", "--preset", "smoke"],
-                            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(kernel), "--data", str(data), "--out", "out", "--preset", "smoke"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     info = read_submission(tmp_path / "out" / "submission.csv", 24)
     assert info.layout == "rle" and info.n_images == 24
@@ -166,10 +216,18 @@ def test_kernel_uses_kaggle_folders_through_the_one_switch(tmp_path, small_data_
     (tmp_path / "input" / "comp").mkdir(parents=True)
     shutil.copyfile(data, tmp_path / "input" / "comp" / "mars_for_students.npz")
     (tmp_path / "working").mkdir()
-    result = subprocess.run([sys.executable, str(kernel)], cwd=tmp_path / "working", capture_output=True, text=True,
-                            env=clean_env(MARSSEG_KAGGLE_INPUT=str(tmp_path / "input"),
-                                          MARSSEG_KAGGLE_WORKING=str(tmp_path / "working"),
-                                          MARSSEG_KERNEL_PRESET="smoke"), timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(kernel)],
+        cwd=tmp_path / "working",
+        capture_output=True,
+        text=True,
+        env=clean_env(
+            MARSSEG_KAGGLE_INPUT=str(tmp_path / "input"),
+            MARSSEG_KAGGLE_WORKING=str(tmp_path / "working"),
+            MARSSEG_KERNEL_PRESET="smoke",
+        ),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "working" / "submission.csv").is_file()
 
@@ -178,8 +236,14 @@ def test_kernel_reports_bad_data_in_one_line(tmp_path):
     kernel = tmp_path / "k.py"
     kernel.write_text(build_kernel(PACKAGE).text)
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
-    result = subprocess.run([sys.executable, str(kernel), "--data", "bad.npz", "--preset", "smoke"], cwd=tmp_path,
-                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(kernel), "--data", "bad.npz", "--preset", "smoke"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("marsseg: error: bad.npz: not an npz file")
 
@@ -199,6 +263,9 @@ def test_bundled_modules_import_only_what_kaggles_image_ships():
                 tops = [node.module.split(".")[0]]
             else:
                 continue
-            outside |= {f"{name}: {t}" for t in tops
-                        if t not in sys.stdlib_module_names and t not in KAGGLE_IMAGE and t != "marsseg"}
+            outside |= {
+                f"{name}: {t}"
+                for t in tops
+                if t not in sys.stdlib_module_names and t not in KAGGLE_IMAGE and t != "marsseg"
+            }
     assert not outside, sorted(outside)

@@ -75,8 +75,14 @@ def test_make_submit_round_trip_push_run_fetch_submit_record(tmp_path, emulator)
 
 @pytest.mark.slow
 def test_make_submit_recovers_from_faults_on_every_leg(tmp_path, emulator):
-    for spec in ("SaveKernel:429:1", "GetKernelSessionStatus:500:1", "output-file:500:1", "ListSubmissions:429:1",
-                 "blob-upload:500:1", "CreateSubmission:503:1"):
+    for spec in (
+        "SaveKernel:429:1",
+        "GetKernelSessionStatus:500:1",
+        "output-file:500:1",
+        "ListSubmissions:429:1",
+        "blob-upload:500:1",
+        "CreateSubmission:503:1",
+    ):
         emulator.state.add_fault(parse_fault(spec))
     project = make_project(tmp_path)
     result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)), timeout=180)
@@ -180,7 +186,7 @@ def test_plain_kaggle_cli_routed_by_print_env(tmp_path, emulator):
     routed = {}
     for line in print_env(port).splitlines():
         if line.startswith("export "):
-            for pair in line[len("export "):].split():
+            for pair in line[len("export ") :].split():
                 key, _, value = pair.partition("=")
                 routed[key] = value
     assert routed["MARSSEG_KAGGLE_ENDPOINT"] == f"http://127.0.0.1:{port}" and routed["no_proxy"] == ""
@@ -196,7 +202,9 @@ def test_plain_kaggle_cli_routed_by_print_env(tmp_path, emulator):
     assert scores == sorted(scores, reverse=True)
     none = kaggle_cli(env, "competitions", "submissions", "-c", COMPETITION)
     assert none.returncode == 0
-    download = kaggle_cli(env, "competitions", "leaderboard", "-c", COMPETITION, "--download", "-p", str(tmp_path / "lb"))
+    download = kaggle_cli(
+        env, "competitions", "leaderboard", "-c", COMPETITION, "--download", "-p", str(tmp_path / "lb")
+    )
     assert download.returncode == 0, download.stderr
     import zipfile
 
@@ -217,8 +225,9 @@ def test_kernel_status_follows_the_process(tmp_path, small_data_file):
     data, truth = small_data_file
     with running_emulator(tmp_path / "emu", data_path=data, truth_path=truth, queue_seconds=0.5) as server:
         kernel = Path(__file__).resolve().parents[2] / "kernels" / "marsseg_kernel.py"
-        answer = server.state.save_kernel("me", {"slug": "me/kernel-one", "text": kernel.read_text(),
-                                                 "competitionDataSources": [COMPETITION]})
+        answer = server.state.save_kernel(
+            "me", {"slug": "me/kernel-one", "text": kernel.read_text(), "competitionDataSources": [COMPETITION]}
+        )
         run = server.state.kernels["me/kernel-one"]
         assert answer["versionNumber"] == 1 and run.status == "QUEUED"
         seen = {run.status}
@@ -234,13 +243,15 @@ def test_kernel_status_follows_the_process(tmp_path, small_data_file):
 def test_emulator_answers_absolute_form_targets_and_binds_loopback_only(emulator):
     host, port = emulator.server_address
     assert host == "127.0.0.1"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
-                                     data=b'{"token": "t"}', method="POST")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken", data=b'{"token": "t"}', method="POST"
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert json.loads(answer.read()) == {"active": True, "username": "emulator-user"}
     proxy = urllib.request.build_opener(urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
-    unauthorised = urllib.request.Request("http://localhost/api/v1/competitions.CompetitionApiService/ListSubmissions",
-                                          data=b"{}", method="POST")
+    unauthorised = urllib.request.Request(
+        "http://localhost/api/v1/competitions.CompetitionApiService/ListSubmissions", data=b"{}", method="POST"
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
         proxy.open(unauthorised, timeout=10)
     assert caught.value.code == 401
@@ -267,14 +278,22 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
     env = kit_env(tmp_path, None)
     printed = run_cli("emulator", "--print-env", "--port", "7123", env=env)
     assert printed.returncode == 0 and "export MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:7123" in printed.stdout
-    process = subprocess.Popen([sys.executable, "-m", "marsseg", "emulator", "--port", "0", "--root", str(tmp_path / "emu")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "marsseg", "emulator", "--port", "0", "--root", str(tmp_path / "emu")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         first = process.stdout.readline()
         assert first.startswith("Kaggle emulator on http://127.0.0.1:"), first
         port = int(first.split("127.0.0.1:")[1].split(" ")[0])
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
-                                         data=b'{"token": "t"}', method="POST")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
+            data=b'{"token": "t"}',
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert json.loads(answer.read())["active"] is True
     finally:

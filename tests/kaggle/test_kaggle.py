@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from marsseg.errors import UserError
-from marsseg.kaggle.client import (CredentialsError, KaggleError, KaggleSession, find_credentials, routing_env)
+from marsseg.kaggle.client import CredentialsError, KaggleError, KaggleSession, find_credentials, routing_env
 from marsseg.kaggle.records import FIELDS, append_record, latest_records, read_records
 from tests.conftest import one_line_error, run_cli
 from tests.helpers.kaggle_support import kit_env, make_project
@@ -26,8 +26,14 @@ def test_credentials_in_the_clients_order(tmp_path):
     (config / "kaggle.json").write_text(json.dumps({"username": "alice", "key": KEY}))
     found = find_credentials({"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(config)})
     assert (found.username, found.source) == ("alice", str(config / "kaggle.json"))
-    both = find_credentials({"HOME": str(tmp_path), "KAGGLE_CONFIG_DIR": str(config), "KAGGLE_USERNAME": "bob",
-                             "KAGGLE_KEY": "other-key-123456"})
+    both = find_credentials(
+        {
+            "HOME": str(tmp_path),
+            "KAGGLE_CONFIG_DIR": str(config),
+            "KAGGLE_USERNAME": "bob",
+            "KAGGLE_KEY": "other-key-123456",
+        }
+    )
     assert (both.username, both.source) == ("bob", "KAGGLE_USERNAME/KAGGLE_KEY")
     token = find_credentials({"HOME": str(tmp_path), "KAGGLE_API_TOKEN": "tok-123456789"})
     assert token.source == "KAGGLE_API_TOKEN" and token.username is None
@@ -62,22 +68,34 @@ def test_routing_to_an_emulator_sets_exactly_what_the_client_honours():
 
 def _flaky_command(tmp_path, failures: int, message: str) -> list[str]:
     counter = tmp_path / "count"
-    code = (f"import pathlib, sys\np = pathlib.Path({str(counter)!r})\nn = int(p.read_text()) if p.exists() else 0\n"
-            f"p.write_text(str(n + 1))\nif n < {failures}:\n    print({message!r}, file=sys.stderr); sys.exit(1)\n"
-            "print('ok')")
+    code = (
+        f"import pathlib, sys\np = pathlib.Path({str(counter)!r})\nn = int(p.read_text()) if p.exists() else 0\n"
+        f"p.write_text(str(n + 1))\nif n < {failures}:\n    print({message!r}, file=sys.stderr); sys.exit(1)\n"
+        "print('ok')"
+    )
     return [sys.executable, "-c", code]
 
 
 def _session(tmp_path, retries=3):
     delays = []
-    session = KaggleSession(env={"HOME": str(tmp_path), "KAGGLE_USERNAME": "me", "KAGGLE_KEY": KEY}, retries=retries,
-                            backoff=0.5, log=lambda *_: None, sleep=delays.append)
+    session = KaggleSession(
+        env={"HOME": str(tmp_path), "KAGGLE_USERNAME": "me", "KAGGLE_KEY": KEY},
+        retries=retries,
+        backoff=0.5,
+        log=lambda *_: None,
+        sleep=delays.append,
+    )
     return session, delays
 
 
-@pytest.mark.parametrize("message", ["429 Client Error: Too Many Requests for url: http://localhost/api/v1/x",
-                                     "500 Server Error: Internal Server Error for url: x",
-                                     "requests.exceptions.ConnectionError: ('Connection aborted.', RemoteDisconnected())"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "429 Client Error: Too Many Requests for url: http://localhost/api/v1/x",
+        "500 Server Error: Internal Server Error for url: x",
+        "requests.exceptions.ConnectionError: ('Connection aborted.', RemoteDisconnected())",
+    ],
+)
 def test_transient_failures_are_retried_with_exponential_backoff(tmp_path, message):
     session, delays = _session(tmp_path)
     assert session._run(_flaky_command(tmp_path, 3, message), "test").strip() == "ok"
@@ -87,8 +105,13 @@ def test_transient_failures_are_retried_with_exponential_backoff(tmp_path, messa
 def test_persistent_failure_gives_up_with_one_clear_line(tmp_path):
     session, delays = _session(tmp_path, retries=2)
     with pytest.raises(KaggleError) as caught:
-        session._run(_flaky_command(tmp_path, 99, "503 Server Error: Service Unavailable for url: x"), "competitions submit")
-    assert str(caught.value) == "kaggle competitions submit failed after 3 tries: 503 Server Error: Service Unavailable for url: x"
+        session._run(
+            _flaky_command(tmp_path, 99, "503 Server Error: Service Unavailable for url: x"), "competitions submit"
+        )
+    assert (
+        str(caught.value)
+        == "kaggle competitions submit failed after 3 tries: 503 Server Error: Service Unavailable for url: x"
+    )
     assert len(delays) == 2 and not caught.value.retryable
 
 
@@ -130,8 +153,17 @@ def test_cli_status_without_credentials_exits_2(tmp_path):
 
 def test_cli_data_without_credentials_says_how_and_makes_synthetic_data(tmp_path):
     project = make_project(tmp_path)
-    result = run_cli("data", "--dir", "data", "--train", "40", "--test", "8", cwd=project,
-                     env=kit_env(tmp_path, None, credentials=False))
+    result = run_cli(
+        "data",
+        "--dir",
+        "data",
+        "--train",
+        "40",
+        "--test",
+        "8",
+        cwd=project,
+        env=kit_env(tmp_path, None, credentials=False),
+    )
     assert result.returncode == 0, result.stderr
     assert "no Kaggle credentials" in result.stdout and "kaggle.json" in result.stdout
     from marsseg.data.load import load_dataset

@@ -21,10 +21,13 @@ def interpreter():
 
 
 def test_the_environment_is_pinned_like_kaggles_image(interpreter):
-    probe = "import sys, keras, sklearn, numpy, tensorflow; print(sys.version_info[:2], keras.__version__, " \
-            "sklearn.__version__, numpy.__version__, tensorflow.__version__)"
-    versions = subprocess.run([str(interpreter), "-c", probe], capture_output=True, text=True, check=True,
-                              env=kaggle_image.clean_env()).stdout.split()
+    probe = (
+        "import sys, keras, sklearn, numpy, tensorflow; print(sys.version_info[:2], keras.__version__, "
+        "sklearn.__version__, numpy.__version__, tensorflow.__version__)"
+    )
+    versions = subprocess.run(
+        [str(interpreter), "-c", probe], capture_output=True, text=True, check=True, env=kaggle_image.clean_env()
+    ).stdout.split()
     assert versions == ["(3,", "10)", "3.5.0", "1.2.2", "1.26.4", "2.17.1"]
 
 

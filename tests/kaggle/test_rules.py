@@ -12,24 +12,27 @@ ROOT = Path(__file__).resolve().parents[2]
 GOOD_META = load_metadata(ROOT / "kernel-metadata.json")
 
 
-@pytest.mark.parametrize("code, words", [
-    ("keras.applications.ResNet50(weights='imagenet')", "weights='imagenet'"),
-    ("m = ResNet50(include_top=False, weights=path)", "ResNet50(weights=…)"),
-    ("from keras.applications import EfficientNetB0", "keras.applications"),
-    ("from keras import applications", "keras.applications"),
-    ("import tensorflow as tf\nnet = tf.keras.applications.MobileNetV2()", "tf.keras.applications"),
-    ("import tensorflow_hub as hub", "tensorflow_hub"),
-    ("layer = hub.KerasLayer(handle)", "KerasLayer"),
-    ("model = hub.load(handle)", "hub.load"),
-    ("import kagglehub", "kagglehub"),
-    ("model = AutoModel.from_pretrained('unet')", "from_pretrained"),
-    ("net = create_model('unet', pretrained=True)", "pretrained"),
-    ("path = keras.utils.get_file('w.h5', origin)", "get_file"),
-    ("data = urllib.request.urlopen(url).read()", "urlopen"),
-    ("r = requests.get(url)", "requests.get"),
-    ("subprocess.run(['pip', 'install', 'segmentation-models'])", "pip install"),
-    ("os.system('pip install timm')", "pip install"),
-])
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        ("keras.applications.ResNet50(weights='imagenet')", "weights='imagenet'"),
+        ("m = ResNet50(include_top=False, weights=path)", "ResNet50(weights=…)"),
+        ("from keras.applications import EfficientNetB0", "keras.applications"),
+        ("from keras import applications", "keras.applications"),
+        ("import tensorflow as tf\nnet = tf.keras.applications.MobileNetV2()", "tf.keras.applications"),
+        ("import tensorflow_hub as hub", "tensorflow_hub"),
+        ("layer = hub.KerasLayer(handle)", "KerasLayer"),
+        ("model = hub.load(handle)", "hub.load"),
+        ("import kagglehub", "kagglehub"),
+        ("model = AutoModel.from_pretrained('unet')", "from_pretrained"),
+        ("net = create_model('unet', pretrained=True)", "pretrained"),
+        ("path = keras.utils.get_file('w.h5', origin)", "get_file"),
+        ("data = urllib.request.urlopen(url).read()", "urlopen"),
+        ("r = requests.get(url)", "requests.get"),
+        ("subprocess.run(['pip', 'install', 'segmentation-models'])", "pip install"),
+        ("os.system('pip install timm')", "pip install"),
+    ],
+)
 def test_each_forbidden_pattern_is_caught_with_a_reason(code, words):
     found = check_source(code + "\n", "model.py")
     assert found, code
@@ -37,15 +40,18 @@ def test_each_forbidden_pattern_is_caught_with_a_reason(code, words):
     assert any(words in v.reason for v in found), [str(v) for v in found]
 
 
-@pytest.mark.parametrize("code", [
-    "m = build_unet(weights=None)",
-    "m = UNet(weights=None)",
-    "mean = np.average(x, weights=w)",
-    "counts = np.bincount(y, weights=w)",
-    "loss = Loss(class_weights='auto')",
-    "text = 'keras.applications is forbidden'",
-    "keras.utils.get_file('x', url)  # rules: allow",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "m = build_unet(weights=None)",
+        "m = UNet(weights=None)",
+        "mean = np.average(x, weights=w)",
+        "counts = np.bincount(y, weights=w)",
+        "loss = Loss(class_weights='auto')",
+        "text = 'keras.applications is forbidden'",
+        "keras.utils.get_file('x', url)  # rules: allow",
+    ],
+)
 def test_allowed_code_passes(code):
     assert check_source(code + "\n", "ok.py") == []
 
@@ -79,8 +85,13 @@ def test_metadata_rules():
 def test_committed_metadata_is_a_template_without_anyones_name():
     assert GOOD_META["id"].startswith("{username}/")
     assert GOOD_META["code_file"] == "kernels/marsseg_kernel.py"
-    assert (GOOD_META["kernel_type"], GOOD_META["language"], GOOD_META["is_private"], GOOD_META["enable_gpu"],
-            GOOD_META["enable_internet"]) == ("script", "python", True, True, False)
+    assert (
+        GOOD_META["kernel_type"],
+        GOOD_META["language"],
+        GOOD_META["is_private"],
+        GOOD_META["enable_gpu"],
+        GOOD_META["enable_internet"],
+    ) == ("script", "python", True, True, False)
 
 
 def test_the_kit_itself_passes():
@@ -115,7 +126,13 @@ def test_cli_check_rules_lists_violations_and_exits_2_in_one_line(tmp_path):
 
 
 def test_cli_check_rules_passes_on_the_kit():
-    result = run_cli("check-rules", "--kernel", ROOT / "kernels" / "marsseg_kernel.py", "--metadata",
-                     ROOT / "kernel-metadata.json", env={"PYTHONPATH": str(ROOT / "src"), "KAGGLE_CONFIG_DIR": "/nonexistent"})
+    result = run_cli(
+        "check-rules",
+        "--kernel",
+        ROOT / "kernels" / "marsseg_kernel.py",
+        "--metadata",
+        ROOT / "kernel-metadata.json",
+        env={"PYTHONPATH": str(ROOT / "src"), "KAGGLE_CONFIG_DIR": "/nonexistent"},
+    )
     assert result.returncode == 0, result.stderr
     assert "rules check passed" in result.stdout

@@ -26,27 +26,47 @@ TINY = dict(depth=2, base_filters=4)
 def _forward(model, x):
     """Inference outputs as numpy (a list under deep supervision); eager, so tiny tests skip tracing."""
     out = model(x, training=False)
-    return [keras.ops.convert_to_numpy(o) for o in out] if isinstance(out, (list, tuple)) else keras.ops.convert_to_numpy(out)
+    return (
+        [keras.ops.convert_to_numpy(o) for o in out]
+        if isinstance(out, (list, tuple))
+        else keras.ops.convert_to_numpy(out)
+    )
 
 
 def _images(n=3, channels=1, seed=0):
     return np.random.default_rng(seed).random((n, 64, 128, channels), dtype=np.float32)
 
 
-VARIANTS = [
-    pytest.param(channels, attention, deep, False, 1,
-                 id=f"{channels}ch-{'att' if attention else 'noatt'}-{'ds' if deep else 'nods'}")
-    for channels in (1, 6) for attention in (True, False) for deep in (True, False)
-] + [pytest.param(6, True, deep, True, 1, id=f"6ch-att-{'ds' if deep else 'nods'}-residual") for deep in (True, False)] + [
-    pytest.param(1, True, True, False, 2, id="1ch-att-ds-stride2"),
-    pytest.param(6, False, False, True, 2, id="6ch-noatt-nods-residual-stride2"),
-]
+VARIANTS = (
+    [
+        pytest.param(
+            channels,
+            attention,
+            deep,
+            False,
+            1,
+            id=f"{channels}ch-{'att' if attention else 'noatt'}-{'ds' if deep else 'nods'}",
+        )
+        for channels in (1, 6)
+        for attention in (True, False)
+        for deep in (True, False)
+    ]
+    + [
+        pytest.param(6, True, deep, True, 1, id=f"6ch-att-{'ds' if deep else 'nods'}-residual")
+        for deep in (True, False)
+    ]
+    + [
+        pytest.param(1, True, True, False, 2, id="1ch-att-ds-stride2"),
+        pytest.param(6, False, False, True, 2, id="6ch-noatt-nods-residual-stride2"),
+    ]
+)
 
 
 @pytest.mark.parametrize("channels,attention,deep,residual,stride", VARIANTS)
 def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, attention, deep, residual, stride):
-    cfg = ModelConfig(**TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual,
-                      input_stride=stride)
+    cfg = ModelConfig(
+        **TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual, input_stride=stride
+    )
     model = build_unet(cfg, input_channels=channels, name=f"stage{1 if channels == 1 else 2}")
     x = _images(channels=channels)
     # Every weight (batch-norm statistics included) moved off its initial value, so reload is tested on weights
@@ -129,14 +149,17 @@ def test_attention_adds_gates_and_batch_norm_switches_off():
     assert any("norm" in w.path for w in gated.weights)
 
 
-@pytest.mark.parametrize("bad,message", [
-    (dict(depth=1), "depth 1 is out of range"),
-    (dict(depth=6), "depth 6 is out of range"),
-    (dict(base_filters=0), "base_filters"),
-    (dict(dropout=1.0), "dropout"),
-    (dict(input_stride=3), "input_stride must be 1 or 2"),
-    (dict(input_stride=0), "input_stride must be 1 or 2"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        (dict(depth=1), "depth 1 is out of range"),
+        (dict(depth=6), "depth 6 is out of range"),
+        (dict(base_filters=0), "base_filters"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(input_stride=3), "input_stride must be 1 or 2"),
+        (dict(input_stride=0), "input_stride must be 1 or 2"),
+    ],
+)
 def test_impossible_settings_are_user_errors(bad, message):
     with pytest.raises(ConfigError, match=message):
         build_unet(ModelConfig(**{**TINY, **bad}), input_channels=1)
@@ -185,15 +208,21 @@ def test_a_model_saved_under_mixed_precision_reloads_under_float32(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-PRETRAINED = re.compile(r"keras\.applications|applications\.|weights\s*=\s*['\"]imagenet|from_preset|load_weights|"
-                        r"keras_hub|tensorflow_hub|hf_hub|torch\.hub|pretrained\s*=\s*True")
+PRETRAINED = re.compile(
+    r"keras\.applications|applications\.|weights\s*=\s*['\"]imagenet|from_preset|load_weights|"
+    r"keras_hub|tensorflow_hub|hf_hub|torch\.hub|pretrained\s*=\s*True"
+)
 
 
 def test_no_pretrained_weights_anywhere_in_the_package():
     # rules.py is the competition-rules checker: it names what it forbids (and `check-rules` runs it on the bundle).
-    offenders = [f"{path.relative_to(SRC)}:{n}" for path in SRC.rglob("*.py") if path.name != "rules.py"
-                 for n, line in enumerate(path.read_text().splitlines(), 1)
-                 if PRETRAINED.search(line) and not line.lstrip().startswith("#")]
+    offenders = [
+        f"{path.relative_to(SRC)}:{n}"
+        for path in SRC.rglob("*.py")
+        if path.name != "rules.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if PRETRAINED.search(line) and not line.lstrip().startswith("#")
+    ]
     assert not offenders, offenders
 
 

@@ -32,7 +32,8 @@ def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
     copies = list(subs.glob("run-stage*-*.csv"))
     assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission.csv").read_bytes()
     assert (out / "metrics.json").read_text() and json.loads((out / "metrics.json").read_text()) == json.loads(
-        json.dumps(metrics, default=str))
+        json.dumps(metrics, default=str)
+    )
 
 
 def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
@@ -100,8 +101,16 @@ def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
 
     import time
 
-    outcome = stage1_folds(images, masks, fold_of, preset("smoke"), stage_end=time.monotonic() + 60, fit=fit,
-                           predict=predict, log=lambda m: None)
+    outcome = stage1_folds(
+        images,
+        masks,
+        fold_of,
+        preset("smoke"),
+        stage_end=time.monotonic() + 60,
+        fit=fit,
+        predict=predict,
+        log=lambda m: None,
+    )
     assert outcome.covered.all() and len(outcome.folds) == 3
     assert (outcome.oof[..., 0] == 0).all(), "an image's stage-2 input came from a model trained on it"
     seeds = np.array([preset("smoke").seed + f for f in range(3)])
@@ -120,8 +129,9 @@ def _fake_fit(monkeypatch):
         from marsseg.models import build_unet
 
         model = build_unet(stage_cfg.model, val_x.shape[-1], name=kwargs.get("name", "stage"))
-        return train.StageResult(model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs",
-                                 extra={"epoch_seconds": [0.01]})
+        return train.StageResult(
+            model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs", extra={"epoch_seconds": [0.01]}
+        )
 
     monkeypatch.setattr(train, "fit_stage", fit)
 
@@ -148,17 +158,16 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
 
 
 @pytest.mark.parametrize("time_for_tta", [True, False, "fails"])
-def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file, tmp_path, monkeypatch,
-                                                                   time_for_tta):
+def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file, tmp_path, monkeypatch, time_for_tta):
     """With stage 2 ahead, the fallback is written without TTA; if stage 1 stays final, TTA is added when the
     budget allows, and otherwise the reported hold-out score is the one without TTA."""
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
-    from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.postprocess import labels_from_probs
-    from marsseg.submission.scoring import score_masks
+    from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
     from marsseg.training.fit import network_input
 
     _fake_fit(monkeypatch)
@@ -169,6 +178,7 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     if not time_for_tta:
         monkeypatch.setattr(_Run, "test_seconds", lambda self, *args: 1e6)
     if time_for_tta == "fails":
+
         def broken(self):
             runs.append(self)
             raise MemoryError("injected")
@@ -194,19 +204,21 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     else:
         assert (written == without).all() and m["final_tta"] is False
         assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1))["miou"]
-        assert any(("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)")
-                   in line for line in lines)
+        assert any(
+            ("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)") in line
+            for line in lines
+        )
         assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_tta"] is False
 
 
 def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
-    from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.postprocess import labels_from_probs
-    from marsseg.submission.scoring import score_masks
+    from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
     from marsseg.training.fit import network_input
 
     _fake_fit(monkeypatch)
@@ -224,9 +236,14 @@ def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_d
     np.testing.assert_array_equal(bias, state.choice1["bias_values"])
     plain = ensemble_probs(state.s1.models, network_input(load_dataset(small_data_file[0]).test_images))
     expected = labels_from_probs(plain, class_bias=bias)
-    assert (expected != labels_from_probs(plain)).mean() > 0.001, "the biases must change labels for this to mean anything"
+    assert (expected != labels_from_probs(plain)).mean() > 0.001, (
+        "the biases must change labels for this to mean anything"
+    )
     assert (read_submission(tmp_path / "run" / "submission.csv", 24).masks == expected).all()
-    assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1, class_bias=bias))["miou"]
+    assert (
+        m["val_miou_final"]
+        == score_masks(state.val_masks, labels_from_probs(state.val_probs1, class_bias=bias))["miou"]
+    )
 
 
 def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):
@@ -246,17 +263,32 @@ def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_fi
 
 def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
     data = small_data_file[0]
-    assert "--budget" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r",
-                                                "--budget", "0"))
-    assert "stage1.train.epoch" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data,
-                                                          "--set", "stage1.train.epoch=3"))
+    assert "--budget" in one_line_error(
+        run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r", "--budget", "0")
+    )
+    assert "stage1.train.epoch" in one_line_error(
+        run_cli("train", "--preset", "smoke", "--data", data, "--set", "stage1.train.epoch=3")
+    )
     assert "preset" in one_line_error(run_cli("train", "--preset", "huge", "--data", data))
-    assert "stage1_share" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
-                                                    tmp_path / "r", "--set", "stage1_share=1.5"))
-    assert "class_weight_power" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
-                                                          tmp_path / "r", "--set", "stage2.loss.class_weight_power=-1"))
-    assert "post.class_bias" in one_line_error(run_cli("train", "--preset", "smoke", "--data", data, "--out",
-                                                       tmp_path / "r", "--set", "post.class_bias=maybe"))
+    assert "stage1_share" in one_line_error(
+        run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r", "--set", "stage1_share=1.5")
+    )
+    assert "class_weight_power" in one_line_error(
+        run_cli(
+            "train",
+            "--preset",
+            "smoke",
+            "--data",
+            data,
+            "--out",
+            tmp_path / "r",
+            "--set",
+            "stage2.loss.class_weight_power=-1",
+        )
+    )
+    assert "post.class_bias" in one_line_error(
+        run_cli("train", "--preset", "smoke", "--data", data, "--out", tmp_path / "r", "--set", "post.class_bias=maybe")
+    )
     assert not (tmp_path / "r").exists(), "a rejected setting writes nothing"
     assert "no such file" in one_line_error(run_cli("train", "--preset", "smoke", "--data", tmp_path / "none.npz"))
 
@@ -265,8 +297,20 @@ def test_train_command_rejects_bad_input_in_one_line(small_data_file, tmp_path):
 def test_train_command_end_to_end(small_data_file, tmp_path):
     from marsseg.submission.formats import read_submission
 
-    result = run_cli("train", "--preset", "smoke", "--data", small_data_file[0], "--out", tmp_path / "run",
-                     "--set", "post.tta=off", "--quiet", cwd=tmp_path, timeout=600)
+    result = run_cli(
+        "train",
+        "--preset",
+        "smoke",
+        "--data",
+        small_data_file[0],
+        "--out",
+        tmp_path / "run",
+        "--set",
+        "post.tta=off",
+        "--quiet",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "hold-out mIoU" in result.stdout
     assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24

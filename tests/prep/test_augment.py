@@ -3,9 +3,16 @@ import concurrent.futures
 import numpy as np
 import pytest
 
-from marsseg.prep.augment import (STRENGTHS, Augmenter, bigrock_copies, epoch_length, epoch_order, sampling_weights,
-                             with_copies)
 from marsseg.data.synth import make_synthetic
+from marsseg.prep.augment import (
+    STRENGTHS,
+    Augmenter,
+    bigrock_copies,
+    epoch_length,
+    epoch_order,
+    sampling_weights,
+    with_copies,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +103,7 @@ def test_bigrock_copies_remember_their_source(data):
     assert np.array_equal(copies.images, again.images)
     all_images, all_masks, groups = with_copies(images, masks, copies)
     assert len(all_images) == len(all_masks) == len(groups) == len(images) + len(copies.images)
-    assert np.array_equal(groups[len(images):], copies.source_index)
+    assert np.array_equal(groups[len(images) :], copies.source_index)
 
 
 def test_sequence_batches_shapes_epochs_and_determinism(data):
@@ -146,8 +153,8 @@ def test_throughput_is_positive():
 
 
 def test_sequence_from_config(data):
-    from marsseg.prep.augment import sequence_from_config
     from marsseg.config import preset
+    from marsseg.prep.augment import sequence_from_config
 
     images, masks = data
     cfg = preset("smoke").augment

@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from marsseg.prep.clean import duplicate_mask_groups, find_outliers, precision_recall
 from marsseg.config import CleanConfig
 from marsseg.data.synth import make_synthetic
+from marsseg.prep.clean import duplicate_mask_groups, find_outliers, precision_recall
 from tests.conftest import one_line_error, run_cli
 
 
@@ -82,8 +82,9 @@ def test_cli_clean_writes_data_report_and_bigrock_copies(tmp_path, small_data_fi
 
     data, truth = small_data_file
     out, report = tmp_path / "clean.npz", tmp_path / "report"
-    result = run_cli("clean", data, "--out", out, "--report", report, "--truth", truth, "--augment-bigrock",
-                     "--preset", "smoke")
+    result = run_cli(
+        "clean", data, "--out", out, "--report", report, "--truth", truth, "--augment-bigrock", "--preset", "smoke"
+    )
     assert result.returncode == 0, result.stderr
     assert "precision 1.0000  recall 1.0000" in result.stdout
     cleaned = load_dataset(out)
@@ -103,9 +104,11 @@ def test_cli_clean_imports_no_keras(tmp_path, small_data_file):
     import subprocess
 
     data, _ = small_data_file
-    code = ("import sys; from marsseg.cli.main import main; "
-            f"main(['clean', {str(data)!r}, '--out', {str(tmp_path / 'c.npz')!r}]); "
-            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from marsseg.cli.main import main; "
+        f"main(['clean', {str(data)!r}, '--out', {str(tmp_path / 'c.npz')!r}]); "
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
@@ -131,8 +134,14 @@ def test_cli_clean_bad_input_is_one_line(tmp_path, small_data_file, case):
     elif case == "out_dir":
         args[2] = tmp_path
     line = one_line_error(run_cli("clean", *args))
-    assert {"missing": "no such file", "same": "input file", "truth_key": "outlier_indices",
-            "truth_range": "outlier_indices", "report_file": "is a file", "out_dir": "directory"}[case] in line
+    assert {
+        "missing": "no such file",
+        "same": "input file",
+        "truth_key": "outlier_indices",
+        "truth_range": "outlier_indices",
+        "report_file": "is a file",
+        "out_dir": "directory",
+    }[case] in line
     assert not (tmp_path / "c.npz").exists()
 
 

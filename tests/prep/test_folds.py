@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from marsseg.prep.folds import fold_ids, holdout_split, make_folds, strata
 from marsseg.data.synth import make_synthetic
+from marsseg.prep.folds import fold_ids, holdout_split, make_folds, strata
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,12 @@ from hypothesis.extra.numpy import arrays
 
 from marsseg.errors import SubmissionError
 from marsseg.submission.formats import (
-    decode_pixels, decode_rle, encode_pixels, encode_rle, read_submission, rle_runs,
+    decode_pixels,
+    decode_rle,
+    encode_pixels,
+    encode_rle,
+    read_submission,
+    rle_runs,
 )
 from tests.conftest import one_line_error, run_cli
 
@@ -21,7 +26,7 @@ def _blocky(draw_blocks):
     masks = np.zeros((len(draw_blocks), H, W), np.uint8)
     for i, blocks in enumerate(draw_blocks):
         for label, y, x, h, w in blocks:
-            masks[i, y:y + h, x:x + w] = label
+            masks[i, y : y + h, x : x + w] = label
     return masks
 
 
@@ -85,23 +90,31 @@ def _rle(*rows, n=1):
     return "id,EncodedPixels\n" + "\n".join(body) + "\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("id,Pixels\n", "line 1: header"),
-    (_rle((0, "0_1,1 2 9")), "line 2: odd number of values"),
-    (_rle((1, "0_2,0 5")), "line 3: run 'start 0 length 5' starts before pixel 1"),
-    (_rle((2, "0_3,8190 5")), "runs past the last pixel (8192)"),
-    (_rle((0, "0_1,10 5 12 3")), "out of order or overlaps"),
-    (_rle((0, "0_1,50 5 10 3")), "out of order or overlaps"),
-    (_rle((0, "0_1,10 5"), (3, "0_4,12 2")), "covered by runs of two classes"),
-    (_rle((0, "0_1,1 x")), "line 2: runs must be whole numbers"),
-    (_rle((0, "0_1,1  2")), "separated by single spaces"),
-    (_rle((0, "0_1,-1 2")), "line 2: runs must be whole numbers"),
-    (_rle((0, "0_1,1 0")), "has a length below 1"),
-    (_rle((2, "0_5,")), "line 4: id '0_5', expected '0_3'"),
-    (_rle((0, "0_1,1 2,3")), "more than two columns"),
-    (_rle((0, "0_1"),), "no comma after the id"),
-    ("id,EncodedPixels\n0_1,\n0_2,\n", "2 rows is not a whole number of images"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id,Pixels\n", "line 1: header"),
+        (_rle((0, "0_1,1 2 9")), "line 2: odd number of values"),
+        (_rle((1, "0_2,0 5")), "line 3: run 'start 0 length 5' starts before pixel 1"),
+        (_rle((2, "0_3,8190 5")), "runs past the last pixel (8192)"),
+        (_rle((0, "0_1,10 5 12 3")), "out of order or overlaps"),
+        (_rle((0, "0_1,50 5 10 3")), "out of order or overlaps"),
+        (_rle((0, "0_1,10 5"), (3, "0_4,12 2")), "covered by runs of two classes"),
+        (_rle((0, "0_1,1 x")), "line 2: runs must be whole numbers"),
+        (_rle((0, "0_1,1  2")), "separated by single spaces"),
+        (_rle((0, "0_1,-1 2")), "line 2: runs must be whole numbers"),
+        (_rle((0, "0_1,1 0")), "has a length below 1"),
+        (_rle((2, "0_5,")), "line 4: id '0_5', expected '0_3'"),
+        (_rle((0, "0_1,1 2,3")), "more than two columns"),
+        (
+            _rle(
+                (0, "0_1"),
+            ),
+            "no comma after the id",
+        ),
+        ("id,EncodedPixels\n0_1,\n0_2,\n", "2 rows is not a whole number of images"),
+    ],
+)
 def test_rle_validator_names_the_row(text, message):
     with pytest.raises(SubmissionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         decode_rle(text)
@@ -125,12 +138,15 @@ def _pixels(rows):
 ZEROS = ",".join(["0"] * (H * W))
 
 
-@pytest.mark.parametrize("text, message", [
-    (_pixels([ZEROS, ZEROS.replace("0", "7", 1)]), "line 3, column '0': '7' is not a class 0–4"),
-    (_pixels([ZEROS[:-2]]), "line 2: 8191 labels, expected 8192"),
-    (_pixels([ZEROS.replace("0", "1.0", 1)]), "'1.0' is not a class"),
-    (_pixels([ZEROS]).replace("\n0,", "\n5,"), "line 2: id '5', expected '0'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (_pixels([ZEROS, ZEROS.replace("0", "7", 1)]), "line 3, column '0': '7' is not a class 0–4"),
+        (_pixels([ZEROS[:-2]]), "line 2: 8191 labels, expected 8192"),
+        (_pixels([ZEROS.replace("0", "1.0", 1)]), "'1.0' is not a class"),
+        (_pixels([ZEROS]).replace("\n0,", "\n5,"), "line 2: id '5', expected '0'"),
+    ],
+)
 def test_pixels_validator_names_the_row(text, message):
     with pytest.raises(SubmissionError, match=message):
         decode_pixels(text)

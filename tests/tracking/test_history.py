@@ -12,12 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marsseg.tracking import history as tracking
-from marsseg.tracking.history import (LEADERBOARD, SNAPSHOTS, SUBMISSIONS, TrackingError, format_history,
-                              format_leaderboard, parse_interval, read_history, snapshot, track)
 from marsseg.kaggle.records import append_record
+from marsseg.tracking import history as tracking
+from marsseg.tracking.history import (
+    LEADERBOARD,
+    SNAPSHOTS,
+    SUBMISSIONS,
+    TrackingError,
+    format_history,
+    format_leaderboard,
+    parse_interval,
+    read_history,
+    snapshot,
+    track,
+)
 from tests.conftest import ROOT, one_line_error, run_cli
-from tests.helpers.tracking_fakes import ScriptedKaggle, board, submission, three_steps
+from tests.helpers.tracking_fakes import ScriptedKaggle, board, three_steps
 
 COMP = "test-comp"
 FAKES = Path(__file__).parents[1] / "helpers" / "tracking_fakes.py"
@@ -52,7 +62,11 @@ def test_history_replays_the_leaderboard_at_every_snapshot(three_snapshots):
     assert board_state(history.boards[1]) == board_state(history.boards[0])
     assert board_state(history.boards[2]) == [("us", 0.74), ("alpha", 0.71), ("beta", 0.69), ("delta", 0.60)]
     assert [history.team_entry(i)[0] for i in range(3)] == [3, 3, 1]
-    assert [(r.snapshot.rank, r.snapshot.teams, r.snapshot.team) for r in results] == [(3, 4, "us"), (3, 4, "us"), (1, 4, "us")]
+    assert [(r.snapshot.rank, r.snapshot.teams, r.snapshot.team) for r in results] == [
+        (3, 4, "us"),
+        (3, 4, "us"),
+        (1, 4, "us"),
+    ]
     assert results[2].snapshot.best_score == pytest.approx(0.74)
 
 
@@ -61,12 +75,20 @@ def test_only_changes_are_stored(three_snapshots):
     changes = [(r["snapshot"], r["change"], r["team_name"]) for r in rows(directory / LEADERBOARD)]
     assert changes[:4] == [("1", "entered", n) for n in ("alpha", "beta", "us", "gamma")]
     # snapshot 2 saw the same leaderboard: no rows; snapshot 3: us and beta improved, delta entered, gamma left
-    assert sorted(changes[4:]) == [("3", "entered", "delta"), ("3", "left", "gamma"), ("3", "updated", "beta"),
-                                   ("3", "updated", "us")]
+    assert sorted(changes[4:]) == [
+        ("3", "entered", "delta"),
+        ("3", "left", "gamma"),
+        ("3", "updated", "beta"),
+        ("3", "updated", "us"),
+    ]
     assert [(r.leaderboard_rows, r.submission_rows) for r in results] == [(4, 2), (0, 0), (4, 2)]
     subs = [(r["snapshot"], r["ref"], r["status"], r["public_score"]) for r in rows(directory / SUBMISSIONS)]
-    assert subs == [("1", "101", "COMPLETE", "0.620000"), ("1", "102", "PENDING", ""),
-                    ("3", "102", "COMPLETE", "0.740000"), ("3", "103", "ERROR", "")]
+    assert subs == [
+        ("1", "101", "COMPLETE", "0.620000"),
+        ("1", "102", "PENDING", ""),
+        ("3", "102", "COMPLETE", "0.740000"),
+        ("3", "103", "ERROR", ""),
+    ]
     assert [r["snapshot"] for r in rows(directory / SNAPSHOTS)] == ["1", "2", "3"]
 
 
@@ -93,14 +115,44 @@ def test_a_pending_submission_that_scores_is_one_submission_with_two_rows(three_
 
 def test_submissions_are_linked_to_their_run_record(tmp_path):
     records = tmp_path / "records.csv"
-    append_record({"id": "20250101-a", "file": "submissions/20250101-a/submission.csv", "preset": "gpu",
-                   "git_commit": "abc1234def", "status": "started", "message": "run 101"}, records)
-    append_record({"id": "20250101-a", "file": "submissions/20250101-a/submission.csv", "preset": "gpu",
-                   "git_commit": "abc1234def", "val_miou_stage1": 0.58, "val_miou_stage2": 0.61,
-                   "val_miou_final": 0.63, "kaggle_ref": "101", "status": "complete", "message": "x"}, records)
+    append_record(
+        {
+            "id": "20250101-a",
+            "file": "submissions/20250101-a/submission.csv",
+            "preset": "gpu",
+            "git_commit": "abc1234def",
+            "status": "started",
+            "message": "run 101",
+        },
+        records,
+    )
+    append_record(
+        {
+            "id": "20250101-a",
+            "file": "submissions/20250101-a/submission.csv",
+            "preset": "gpu",
+            "git_commit": "abc1234def",
+            "val_miou_stage1": 0.58,
+            "val_miou_stage2": 0.61,
+            "val_miou_final": 0.63,
+            "kaggle_ref": "101",
+            "status": "complete",
+            "message": "x",
+        },
+        records,
+    )
     # no Kaggle ref (the submit was not confirmed): found through the record id its message names
-    append_record({"id": "20250102-b", "preset": "kaggle", "git_commit": "fff0000", "val_miou_final": 0.70,
-                   "status": "submit_failed", "message": "marsseg 20250102-b preset=kaggle"}, records)
+    append_record(
+        {
+            "id": "20250102-b",
+            "preset": "kaggle",
+            "git_commit": "fff0000",
+            "val_miou_final": 0.70,
+            "status": "submit_failed",
+            "message": "marsseg 20250102-b preset=kaggle",
+        },
+        records,
+    )
     steps = three_steps()
     for step in steps:
         step["submissions"][1]["description"] = "marsseg 20250102-b preset=kaggle val=0.70"
@@ -110,7 +162,11 @@ def test_submissions_are_linked_to_their_run_record(tmp_path):
     subs = {s.ref: s for s in read_history(tmp_path).submissions()}
     assert subs["101"].link["preset"] == "gpu" and subs["101"].link["git_commit"] == "abc1234def"
     assert subs["101"].link["local_file"] == "submissions/20250101-a/submission.csv"
-    assert [float(subs["101"].link[k]) for k in ("val_miou_stage1", "val_miou_stage2", "val_miou_final")] == [0.58, 0.61, 0.63]
+    assert [float(subs["101"].link[k]) for k in ("val_miou_stage1", "val_miou_stage2", "val_miou_final")] == [
+        0.58,
+        0.61,
+        0.63,
+    ]
     assert subs["102"].link["preset"] == "kaggle" and subs["102"].val_miou_final == pytest.approx(0.70)
     assert subs["103"].link["preset"] == ""
     stored = {r["ref"]: r for r in rows(tmp_path / SUBMISSIONS) if r["snapshot"] == "1"}
@@ -174,8 +230,18 @@ def test_leaderboard_table_shows_top_n_rank_and_best(three_snapshots):
 
 
 def test_history_table_shows_local_and_public_scores(tmp_path):
-    append_record({"id": "r102", "kaggle_ref": "102", "preset": "gpu", "git_commit": "0123456789abc",
-                   "val_miou_stage1": 0.7, "val_miou_stage2": 0.72, "val_miou_final": 0.73}, tmp_path / "records.csv")
+    append_record(
+        {
+            "id": "r102",
+            "kaggle_ref": "102",
+            "preset": "gpu",
+            "git_commit": "0123456789abc",
+            "val_miou_stage1": 0.7,
+            "val_miou_stage2": 0.72,
+            "val_miou_final": 0.73,
+        },
+        tmp_path / "records.csv",
+    )
     fake = ScriptedKaggle(three_steps())
     take(fake, tmp_path, 1)
     take(fake.advance().advance(), tmp_path, 3)
@@ -208,11 +274,14 @@ def test_a_foreign_csv_is_a_one_line_error(tmp_path):
 
 def test_views_import_neither_pandas_nor_matplotlib(three_snapshots):
     directory, _ = three_snapshots
-    code = ("import sys; from marsseg.cli.main import main; main(['history', '--history-dir', sys.argv[1], "
-            "'--competition', 'test-comp']); import marsseg.tracking.plots; "
-            "print(sorted(m for m in ('pandas', 'matplotlib', 'tensorflow', 'keras') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True, text=True,
-                            env=_env(), timeout=60)
+    code = (
+        "import sys; from marsseg.cli.main import main; main(['history', '--history-dir', sys.argv[1], "
+        "'--competition', 'test-comp']); import marsseg.tracking.plots; "
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(directory)], capture_output=True, text=True, env=_env(), timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -255,14 +324,21 @@ def test_track_command_rejects_a_bad_interval():
 # ------------------------------------------------------------------------ crash safety, concurrency
 def _env(**extra):
     env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
     return env
 
 
 def _start_snapshot(steps_file, step, directory, pause=None):
     env = _env(**({tracking.PAUSE_ENV: str(pause)} if pause else {}))
-    return subprocess.Popen([sys.executable, str(FAKES), str(steps_file), str(step), str(directory)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(FAKES), str(steps_file), str(step), str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _wait_for_line(process, text, timeout=60):
@@ -359,9 +435,15 @@ def test_competitions_are_kept_apart_in_one_history(tmp_path):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
-                                st.sampled_from([0.1, 0.2, 0.30001, 0.4, 0.5]), max_size=6),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["a", "b", "c", "d", "e", "f"]), st.sampled_from([0.1, 0.2, 0.30001, 0.4, 0.5]), max_size=6
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_replaying_the_changes_gives_back_every_fetched_leaderboard(boards):
     with tempfile.TemporaryDirectory() as directory:
         for day, scores in enumerate(boards, start=1):
@@ -371,8 +453,9 @@ def test_replaying_the_changes_gives_back_every_fetched_leaderboard(boards):
             assert again.leaderboard_rows == 0 and first.snapshot.teams == len(scores)
         history = read_history(directory)
         replayed = [board_state(b) for b in history.boards[::2]]
-        expected = [sorted(((n, round(s, 5)) for n, s in scores.items()), key=lambda p: (-p[1], p[0]))
-                    for scores in boards]
+        expected = [
+            sorted(((n, round(s, 5)) for n, s in scores.items()), key=lambda p: (-p[1], p[0])) for scores in boards
+        ]
         # equal scores tie-break by date then team id, so compare as sets per score
         assert [sorted(r) for r in replayed] == [sorted(e) for e in expected]
         assert [[s for _, s in r] for r in replayed] == [[s for _, s in e] for e in expected]

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from marsseg.kaggle.records import append_record
-from marsseg.tracking.plots import PLOTS, pearson, plot_history
 from marsseg.tracking.history import TrackingError, read_history, snapshot
+from marsseg.tracking.plots import PLOTS, pearson, plot_history
 from tests.conftest import run_cli
 from tests.helpers.tracking_fakes import ScriptedKaggle, board, submission, three_steps
 
@@ -40,8 +40,10 @@ def test_plots_of_a_hundred_submissions(tmp_path):
         status = "ERROR" if ref % 23 == 5 else "COMPLETE"
         public = None if status == "ERROR" else local - 0.02 + rng.gauss(0, 0.015)
         subs.append(submission(ref, day, status=status, public=public, hour=hour))
-        append_record({"id": f"r{ref}", "kaggle_ref": str(ref), "preset": "gpu", "val_miou_final": local},
-                      tmp_path / "records.csv")
+        append_record(
+            {"id": f"r{ref}", "kaggle_ref": str(ref), "preset": "gpu", "val_miou_final": local},
+            tmp_path / "records.csv",
+        )
         if public is not None:
             teams["us"] = max(teams.get("us", 0.0), public)
         teams = {name: score + rng.random() * 0.002 for name, score in teams.items()}

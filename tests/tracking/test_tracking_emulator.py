@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from marsseg.kaggle.records import latest_records
-from marsseg.tracking.plots import PLOTS
 from marsseg.tracking.history import LEADERBOARD, PagedKaggle, read_history, snapshot
+from marsseg.tracking.plots import PLOTS
 from tests.conftest import run_cli
 from tests.helpers.kaggle_support import endpoint_of, kit_env, make_project, running_emulator
 
@@ -37,7 +37,9 @@ def _runs(tmp_path, small_data_file):
     n_test = len(np.load(truth)["test_labels"])
     write_submission(weak / "submission.csv", np.ones((n_test, 64, 128), np.uint8), "pixels")
     (weak / "config.json").write_text(json.dumps({"preset": "cpu"}))
-    (weak / "metrics.json").write_text(json.dumps({"val_miou_stage1": 0.1, "val_miou_stage2": 0.12, "val_miou_final": 0.15}))
+    (weak / "metrics.json").write_text(
+        json.dumps({"val_miou_stage1": 0.1, "val_miou_stage2": 0.12, "val_miou_final": 0.15})
+    )
     return tmp_path / "run-good" / "submission.csv", weak / "submission.csv"
 
 
@@ -84,7 +86,9 @@ def test_submissions_and_snapshots_against_the_emulator(tmp_path, small_data_fil
     assert good_sub.link["git_commit"] == records[good_sub.ref]["git_commit"]
     assert good_sub.public_score > weak_sub.public_score
     for sub in subs:
-        assert sub.public_score == pytest.approx(float(scored_emulator.state.submissions[int(sub.ref) - 50001]["publicScore"]))
+        assert sub.public_score == pytest.approx(
+            float(scored_emulator.state.submissions[int(sub.ref) - 50001]["publicScore"])
+        )
 
     # The views agree with the history; the team's rank is where its best score sits on the board.
     rank, entry = history.team_entry(3)
@@ -108,10 +112,22 @@ def test_snapshots_through_the_real_client_page_and_dedupe(tmp_path, scored_emul
     from marsseg.kaggle.client import KaggleSession
 
     state = scored_emulator.state
-    state.submissions.append({"ref": 50001, "fileName": "submission.csv", "date": "2025-01-03T04:05:06.000Z",
-                              "description": "marsseg x", "status": "COMPLETE", "publicScore": "0.90000",
-                              "privateScore": "", "errorDescription": "", "totalBytes": 1, "teamName": "tester",
-                              "submittedBy": "tester", "url": ""})
+    state.submissions.append(
+        {
+            "ref": 50001,
+            "fileName": "submission.csv",
+            "date": "2025-01-03T04:05:06.000Z",
+            "description": "marsseg x",
+            "status": "COMPLETE",
+            "publicScore": "0.90000",
+            "privateScore": "",
+            "errorDescription": "",
+            "totalBytes": 1,
+            "teamName": "tester",
+            "submittedBy": "tester",
+            "url": "",
+        }
+    )
     fetcher = PagedKaggle(KaggleSession(env=kit_env(tmp_path, endpoint_of(scored_emulator))), page_size=4)
     first = snapshot(fetcher, COMPETITION, tmp_path / "h")
     second = snapshot(fetcher, COMPETITION, tmp_path / "h")

@@ -154,8 +154,9 @@ def test_fit_stage_trains_evaluates_the_main_head_and_predicts_probabilities(sma
     cfg = preset("smoke")
     s = small_synthetic
     x_val = network_input(s.images[32:48])
-    result = fit_stage(cfg.stage1, s.images[:32], s.masks[:32], x_val, s.masks[32:48], augment_cfg=cfg.augment,
-                       seed=3, verbose=0)
+    result = fit_stage(
+        cfg.stage1, s.images[:32], s.masks[:32], x_val, s.masks[32:48], augment_cfg=cfg.augment, seed=3, verbose=0
+    )
     assert result.monitor == "val_main_miou" and "val_main_miou" in result.history
     assert result.epochs_run == 1 and result.best_epoch == 1 and result.stop_reason == "epochs"
     assert 0.0 <= result.best_val_miou <= 1.0
@@ -174,9 +175,18 @@ def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch
     cfg = preset("smoke")
     s = small_synthetic
     extras = np.full((48, 64, 128, 5), 0.2, np.float32)
-    result = fit_stage(cfg.stage2, s.images[:48], s.masks[:48], network_input(s.images[48:56], extras[:8]),
-                       s.masks[48:56], train_extras=extras, augment_cfg=None, seed=1, verbose=0,
-                       deadline=time.monotonic() - 1)
+    result = fit_stage(
+        cfg.stage2,
+        s.images[:48],
+        s.masks[:48],
+        network_input(s.images[48:56], extras[:8]),
+        s.masks[48:56],
+        train_extras=extras,
+        augment_cfg=None,
+        seed=1,
+        verbose=0,
+        deadline=time.monotonic() - 1,
+    )
     assert result.stop_reason == "budget" and result.epochs_run == 1
     assert result.monitor == "val_miou", "stage 2 of the smoke preset has a single head"
     assert result.model.input_shape[-1] == 6
@@ -199,8 +209,17 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
     extras = onehot + rng.uniform(0, 0.8, onehot.shape).astype(np.float32)
     extras /= extras.sum(-1, keepdims=True)
     x_val = network_input(s.images[48:56], extras[48:56])
-    result = fit_stage(stage, s.images[:48], s.masks[:48], x_val, s.masks[48:56], train_extras=extras[:48],
-                       augment_cfg=None, seed=1, verbose=0)
+    result = fit_stage(
+        stage,
+        s.images[:48],
+        s.masks[:48],
+        x_val,
+        s.masks[48:56],
+        train_extras=extras[:48],
+        augment_cfg=None,
+        seed=1,
+        verbose=0,
+    )
     # The Keras metric ignores background and averages the classes present, as the leaderboard does.
     prior_score = score_masks(s.masks[48:56], labels_from_probs(extras[48:56], allow_background=True))["miou"]
     assert result.extra["baseline_val_miou"] == pytest.approx(prior_score, abs=1e-4)
@@ -212,8 +231,8 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
 def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_the_next_epoch(small_synthetic):
     import keras
 
-    from marsseg.prep.augment import sequence_from_config
     from marsseg.config import AugmentConfig
+    from marsseg.prep.augment import sequence_from_config
     from marsseg.training.fit import NextEpoch, training_data
 
     if keras.backend.backend() != "tensorflow":
@@ -240,8 +259,8 @@ def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_
 def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(small_synthetic, monkeypatch):
     import keras
 
-    from marsseg.prep.augment import sequence_from_config
     from marsseg.config import AugmentConfig
+    from marsseg.prep.augment import sequence_from_config
     from marsseg.training.fit import training_data
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")

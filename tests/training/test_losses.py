@@ -36,6 +36,7 @@ def one_hot(labels, k):
 
 # --- hand-computed values --------------------------------------------------------------------------------------
 
+
 def test_cross_entropy_by_hand():
     assert value(F.cross_entropy_loss, LABELS, PROBS, 3) == pytest.approx(-(LN7 + LN6) / 2, rel=1e-5)
     # class weights multiply each pixel's term; the mean still divides by the pixel count
@@ -118,7 +119,8 @@ def test_focal_with_gamma_zero_is_cross_entropy():
     weights = [0.0, 1.0, 2.0, 0.5, 3.0]
     for kw in ({}, {"class_weights": weights}, {"ignore_background": True}):
         assert value(F.focal_loss, labels, probs, 5, gamma=0.0, **kw) == pytest.approx(
-            value(F.cross_entropy_loss, labels, probs, 5, **kw), rel=1e-6)
+            value(F.cross_entropy_loss, labels, probs, 5, **kw), rel=1e-6
+        )
     # and gamma > 0 only ever shrinks each term
     assert value(F.focal_loss, labels, probs, 5, gamma=2.0) < value(F.cross_entropy_loss, labels, probs, 5)
 
@@ -134,12 +136,15 @@ def test_clipping_keeps_a_zero_probability_finite():
 
 # --- background ignoring ----------------------------------------------------------------------------------------
 
+
 def test_ignoring_background_drops_those_pixels_from_cross_entropy():
     labels = np.array([[[0, 1, 2]]])
     probs = np.array([[[[0.01, 0.98, 0.01], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6]]]], np.float32)
     everything = -(math.log(0.01) + LN7 + LN6) / 3
     assert value(F.cross_entropy_loss, labels, probs, 3) == pytest.approx(everything, rel=1e-5)
-    assert value(F.cross_entropy_loss, labels, probs, 3, ignore_background=True) == pytest.approx(-(LN7 + LN6) / 2, rel=1e-5)
+    assert value(F.cross_entropy_loss, labels, probs, 3, ignore_background=True) == pytest.approx(
+        -(LN7 + LN6) / 2, rel=1e-5
+    )
 
 
 def test_ignoring_background_in_dice_drops_its_pixels_and_its_class():
@@ -171,6 +176,7 @@ def test_all_background_batch_gives_zero_pixel_loss_not_nan():
 
 # --- class weights ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ALL)
 def test_uniform_class_weights_scale_the_loss(name):
     labels, probs = _random_batch(seed=5)
@@ -200,6 +206,7 @@ def test_wrong_number_of_class_weights_is_refused():
 
 # --- input forms and precision ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ALL)
 def test_labels_with_a_channel_axis_and_float16_probabilities(name):
     labels, probs = _random_batch(seed=7)
@@ -211,6 +218,7 @@ def test_labels_with_a_channel_axis_and_float16_probabilities(name):
 
 # --- wrappers and build_loss ------------------------------------------------------------------------------------
 
+
 def test_parse_loss_name():
     assert parse_loss_name("focal_tversky+focal") == [(1.0, "focal_tversky"), (1.0, "focal")]
     assert parse_loss_name(" 0.5*dice + ce ") == [(0.5, "dice"), (1.0, "ce")]
@@ -219,14 +227,23 @@ def test_parse_loss_name():
             parse_loss_name(bad)
 
 
-@pytest.mark.parametrize("name,cls", [("ce", CrossEntropyLoss), ("focal", FocalLoss), ("dice", DiceLoss),
-                                      ("focal_tversky", FocalTverskyLoss), ("focal_tversky+focal", SumLoss),
-                                      ("0.5*dice+ce", SumLoss)])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("ce", CrossEntropyLoss),
+        ("focal", FocalLoss),
+        ("dice", DiceLoss),
+        ("focal_tversky", FocalTverskyLoss),
+        ("focal_tversky+focal", SumLoss),
+        ("0.5*dice+ce", SumLoss),
+    ],
+)
 def test_build_loss_serialises_and_matches_the_functions(name, cls):
     labels, probs = _random_batch(seed=8)
     weights = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
-    cfg = LossConfig(name=name, ignore_background=True, focal_gamma=1.5, tversky_alpha=0.6, tversky_beta=0.4,
-                     tversky_gamma=0.8)
+    cfg = LossConfig(
+        name=name, ignore_background=True, focal_gamma=1.5, tversky_alpha=0.6, tversky_beta=0.4, tversky_gamma=0.8
+    )
     loss = build_loss(cfg, class_weights=weights)
     assert type(loss) is cls
     kw = dict(ignore_background=True)
@@ -249,7 +266,9 @@ def test_class_weights_none_switches_weights_off():
     weights = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
     off = build_loss(LossConfig(name="ce", class_weights="none"), class_weights=weights)
     assert off.class_weights is None
-    assert float(off(labels, probs)) == pytest.approx(value(F.cross_entropy_loss, labels, probs, 5, ignore_background=True))
+    assert float(off(labels, probs)) == pytest.approx(
+        value(F.cross_entropy_loss, labels, probs, 5, ignore_background=True)
+    )
     with pytest.raises(ConfigError, match="auto or none"):
         build_loss(LossConfig(class_weights="inverse"))
 
@@ -260,8 +279,13 @@ def test_loss_decreases_when_fitting_a_tiny_model(name):
     rng = np.random.default_rng(0)
     x = rng.random((4, 64, 128, 1), dtype=np.float32)
     labels = np.digitize(x[..., 0], [0.2, 0.4, 0.6, 0.8])  # class = intensity band: learnable per pixel
-    model = keras.Sequential([keras.Input((64, 128, 1)), keras.layers.Conv2D(8, 1, activation="relu"),
-                              keras.layers.Conv2D(5, 1, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((64, 128, 1)),
+            keras.layers.Conv2D(8, 1, activation="relu"),
+            keras.layers.Conv2D(5, 1, activation="softmax"),
+        ]
+    )
     loss = build_loss(LossConfig(name=name), class_weights=np.array([0.0, 1.0, 1.0, 1.0, 1.0]))
     model.compile(keras.optimizers.Adam(0.05), loss=loss)
     history = model.fit(x, labels, batch_size=4, epochs=30, verbose=0).history["loss"]
@@ -289,11 +313,19 @@ def test_model_loss_and_metric_code_never_touches_tensorflow():
     from pathlib import Path
 
     src = Path(__file__).resolve().parents[2] / "src" / "marsseg"
-    files = [p for name in BACKEND_FREE for p in ([src / name] if name.endswith(".py") else sorted((src / name).rglob("*.py")))]
+    files = [
+        p
+        for name in BACKEND_FREE
+        for p in ([src / name] if name.endswith(".py") else sorted((src / name).rglob("*.py")))
+    ]
     assert len(files) >= 5
     pattern = re.compile(r"\btf\.|import\s+tensorflow|from\s+tensorflow|\btorch\b|\bjax\b")
-    offenders = [f"{p.name}:{n}: {line.strip()}" for p in files for n, line in enumerate(p.read_text().splitlines(), 1)
-                 if pattern.search(line)]
+    offenders = [
+        f"{p.name}:{n}: {line.strip()}"
+        for p in files
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not offenders, offenders
 
 
@@ -334,7 +366,11 @@ def test_losses_give_the_same_values_and_train_under_jax():
     if not _jax_importable():
         pytest.skip("jax is not installed (optional: the GPU image and Kaggle have it)")
     src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+    }
     result = subprocess.run([sys.executable, "-c", JAX_LOSSES], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

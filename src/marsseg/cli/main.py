@@ -31,8 +31,10 @@ def cmd_synth(args) -> int:
         raise UserError("--train and --test must be at least 1")
     synthetic = make_synthetic(args.train, args.test, args.seed)
     save_synthetic(synthetic, args.out, args.truth)
-    print(f"wrote {args.out}: {args.train} train, {args.test} test, {len(synthetic.outlier_indices)} planted outliers"
-          + (f"; truth in {args.truth}" if args.truth else ""))
+    print(
+        f"wrote {args.out}: {args.train} train, {args.test} test, {len(synthetic.outlier_indices)} planted outliers"
+        + (f"; truth in {args.truth}" if args.truth else "")
+    )
     return 0
 
 
@@ -45,8 +47,8 @@ def _add_inspect(sub):
 
 
 def cmd_inspect(args) -> int:
-    from marsseg.prep.analysis import class_stats, format_table
     from marsseg.data.load import find_data, load_dataset
+    from marsseg.prep.analysis import class_stats, format_table
 
     dataset = load_dataset(find_data(args.data))
     stats = class_stats(dataset.images, dataset.masks)
@@ -58,7 +60,11 @@ def cmd_inspect(args) -> int:
         written = write_class_report(stats, args.plot, f"{dataset.source.name}: {dataset.n_train} training images")
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps({"file": str(dataset.source), "n_train": dataset.n_train, "n_test": dataset.n_test, **stats}, indent=2))
+        print(
+            json.dumps(
+                {"file": str(dataset.source), "n_train": dataset.n_train, "n_test": dataset.n_test, **stats}, indent=2
+            )
+        )
         return 0
     print(f"{dataset.source}: training_set {dataset.n_train}×2×64×128 uint8, test_set {dataset.n_test}×64×128 uint8")
     print(format_table(stats))
@@ -125,8 +131,8 @@ def _add_score(sub):
 
 def cmd_score(args) -> int:
     from marsseg.data.load import load_masks
-    from marsseg.submission.scoring import score_masks
     from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
 
     truth = load_masks(args.truth, key="test_labels")
     info = read_submission(args.submission, len(truth))
@@ -136,7 +142,9 @@ def cmd_score(args) -> int:
     else:
         from marsseg.competition import MARS
 
-        print(f"mIoU {score['miou']:.4f}  " + "  ".join(f"{MARS.class_names[c]} {v:.4f}" for c, v in score["iou"].items()))
+        print(
+            f"mIoU {score['miou']:.4f}  " + "  ".join(f"{MARS.class_names[c]} {v:.4f}" for c, v in score["iou"].items())
+        )
     return 0
 
 
@@ -146,7 +154,9 @@ def _add_demo(sub):
     p.add_argument("--preset", default="cpu", help="configuration preset (default cpu: under 10 minutes on 2 cores)")
     p.add_argument("--train", type=int, default=DEMO_TRAIN, help=f"synthetic training images (default {DEMO_TRAIN})")
     p.add_argument("--test", type=int, default=DEMO_TEST, help=f"synthetic test images (default {DEMO_TEST})")
-    p.add_argument("--budget", type=float, help="wall-clock seconds for training and prediction (default: the preset's)")
+    p.add_argument(
+        "--budget", type=float, help="wall-clock seconds for training and prediction (default: the preset's)"
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--baseline", action="store_true", help="the network-free nearest-centroid reference instead")
     p.set_defaults(func=cmd_demo)
@@ -179,8 +189,12 @@ def _add_bench(sub):
     p = sub.add_parser("bench", help="measure speed and quality; write BENCHMARKS.md")
     p.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--only", action="append", metavar="SECTION",
-                   help="run only this section (repeatable); the others already in --out stay")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="SECTION",
+        help="run only this section (repeatable); the others already in --out stay",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -192,8 +206,12 @@ def cmd_bench(args) -> int:
 
 
 def _add_history_dir(p):
-    p.add_argument("--history-dir", type=Path, default=Path("submissions"),
-                   help="where the leaderboard history lives (default submissions/)")
+    p.add_argument(
+        "--history-dir",
+        type=Path,
+        default=Path("submissions"),
+        help="where the leaderboard history lives (default submissions/)",
+    )
     p.add_argument("--competition", default=None, help="competition slug (default: the profile's)")
 
 
@@ -291,8 +309,13 @@ def _add_check_rules(sub):
     p = sub.add_parser("check-rules", help="check the kernel and kernel-metadata.json against the competition rules")
     p.add_argument("--kernel", type=Path, default=Path("kernels/marsseg_kernel.py"))
     p.add_argument("--metadata", type=Path, default=Path("kernel-metadata.json"))
-    p.add_argument("--allow-source", action="append", default=[], metavar="SLUG",
-                   help="a data source besides the competition that the rules allow (repeatable)")
+    p.add_argument(
+        "--allow-source",
+        action="append",
+        default=[],
+        metavar="SLUG",
+        help="a data source besides the competition that the rules allow (repeatable)",
+    )
     p.set_defaults(func=cmd_check_rules)
 
 
@@ -309,7 +332,9 @@ def cmd_check_rules(args) -> int:
 
 
 def _add_submit(sub):
-    p = sub.add_parser("submit", help="bundle, rules check, push the kernel, wait, fetch, validate, convert, submit, record")
+    p = sub.add_parser(
+        "submit", help="bundle, rules check, push the kernel, wait, fetch, validate, convert, submit, record"
+    )
     p.add_argument("--file", type=Path, help="submit this local CSV instead of running the kernel (make submit-csv)")
     p.add_argument("--preset", help="with --file: the preset that made it (default: from its config.json)")
     p.add_argument("--images", type=int, help="expected number of test images (checked before submitting)")
@@ -325,8 +350,9 @@ def cmd_submit(args) -> int:
     if args.file:
         submit_csv(args.file, preset=args.preset, allowed_sources=tuple(args.allow_source), images=args.images)
     else:
-        submit_kernel(allowed_sources=tuple(args.allow_source), images=args.images, poll=args.poll,
-                      skip_push=args.skip_push)
+        submit_kernel(
+            allowed_sources=tuple(args.allow_source), images=args.images, poll=args.poll, skip_push=args.skip_push
+        )
     return 0
 
 
@@ -360,12 +386,19 @@ def cmd_data(args) -> int:
 def _add_emulator(sub):
     p = sub.add_parser("emulator", help="a loopback Kaggle for dry runs (the real kaggle client talks to it)")
     p.add_argument("--port", type=int, default=7777)
-    p.add_argument("--print-env", action="store_true", help="print the lines that route the kit and `kaggle` here, and exit")
+    p.add_argument(
+        "--print-env", action="store_true", help="print the lines that route the kit and `kaggle` here, and exit"
+    )
     p.add_argument("--data", type=Path, help="competition data to serve and run kernels on (default: small synthetic)")
     p.add_argument("--truth", type=Path, help="test labels to score submissions with (synthetic truth by default)")
     p.add_argument("--kernel-preset", default="smoke", help="preset the pushed kernel runs with (default smoke)")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="inject a fault: METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault: METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]",
+    )
     p.add_argument("--root", type=Path, help="folder for kernel runs and synthetic data (default: a temporary one)")
     p.set_defaults(func=cmd_emulator)
 
@@ -378,8 +411,14 @@ def cmd_emulator(args) -> int:
         return 0
     if args.data and not args.data.is_file():
         raise UserError(f"{args.data}: no such file; pass a competition .npz (or omit --data for synthetic data)")
-    serve(args.port, args.root, tuple(args.fault), data_path=args.data, truth_path=args.truth,
-          kernel_preset=args.kernel_preset)
+    serve(
+        args.port,
+        args.root,
+        tuple(args.fault),
+        data_path=args.data,
+        truth_path=args.truth,
+        kernel_preset=args.kernel_preset,
+    )
     return 0
 
 
@@ -388,18 +427,29 @@ def _add_clean(sub):
     p.add_argument("data", type=Path, help="dataset .npz (training_set, test_set)")
     p.add_argument("--out", type=Path, required=True, help="cleaned dataset .npz (same schema; test set untouched)")
     p.add_argument("--report", type=Path, metavar="DIR", help="write outliers.json and removed.png here")
-    p.add_argument("--truth", type=Path, help=".npz with outlier_indices (marsseg synth --truth): print precision/recall")
-    p.add_argument("--augment-bigrock", action="store_true",
-                   help="also write OUT.bigrock.npz: augment.bigrock_offline_copies augmented copies per big-rock image")
+    p.add_argument(
+        "--truth", type=Path, help=".npz with outlier_indices (marsseg synth --truth): print precision/recall"
+    )
+    p.add_argument(
+        "--augment-bigrock",
+        action="store_true",
+        help="also write OUT.bigrock.npz: augment.bigrock_offline_copies augmented copies per big-rock image",
+    )
     p.add_argument("--preset", default="gpu", help="configuration preset (default gpu)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. clean.template_threshold=0.85 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. clean.template_threshold=0.85 (repeatable)",
+    )
     p.set_defaults(func=cmd_clean)
 
 
 def cmd_clean(args) -> int:
-    from marsseg.prep.clean import run_clean
     from marsseg.config import override, preset
+    from marsseg.prep.clean import run_clean
 
     cfg = override(preset(args.preset), args.overrides)
     if args.out.resolve() == args.data.resolve():
@@ -413,15 +463,27 @@ def cmd_clean(args) -> int:
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="the whole two-stage run: clean, folds, stage 1, stage 2, post-processing, submission")
+    p = sub.add_parser(
+        "train", help="the whole two-stage run: clean, folds, stage 1, stage 2, post-processing, submission"
+    )
     p.add_argument("--preset", default="gpu", help="smoke | cpu | gpu | kaggle (default gpu)")
     p.add_argument("--data", type=Path, help="dataset .npz (default: found in data/ or /kaggle/input)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<time>)")
     p.add_argument("--budget", type=float, help="wall-clock seconds for the whole run (default: the preset's)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set stage1.train.epochs=5 (repeatable)")
-    p.add_argument("--submissions", type=Path, default=Path("submissions"),
-                   help="folder that gets a copy of the submission named by run and time (default submissions/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set stage1.train.epochs=5 (repeatable)",
+    )
+    p.add_argument(
+        "--submissions",
+        type=Path,
+        default=Path("submissions"),
+        help="folder that gets a copy of the submission named by run and time (default submissions/)",
+    )
     p.add_argument("--quiet", action="store_true", help="phase lines only, no per-epoch Keras lines")
     p.set_defaults(func=cmd_train)
 
@@ -442,8 +504,10 @@ def cmd_train(args) -> int:
     from marsseg.pipeline.run import run
 
     metrics = run(cfg, data, out, submissions_dir=args.submissions, verbose=0 if args.quiet else 2)
-    print(f"run {out}: hold-out mIoU {metrics['val_miou_final']:.4f} (stage {metrics['final_stage']}); "
-          f"submission {metrics['submission']}")
+    print(
+        f"run {out}: hold-out mIoU {metrics['val_miou_final']:.4f} (stage {metrics['final_stage']}); "
+        f"submission {metrics['submission']}"
+    )
     return 0
 
 

@@ -31,13 +31,18 @@ class Dataset:
         return len(self.test_images)
 
 
-def find_data(explicit: str | os.PathLike | None = None, competition: Competition = MARS,
-              search_dirs: tuple[Path, ...] = (Path("data"), KAGGLE_INPUT)) -> Path:
+def find_data(
+    explicit: str | os.PathLike | None = None,
+    competition: Competition = MARS,
+    search_dirs: tuple[Path, ...] = (Path("data"), KAGGLE_INPUT),
+) -> Path:
     """An explicit path, else `data/<file>`, else anywhere under /kaggle/input."""
     if explicit:
         path = Path(explicit)
         if not path.exists():
-            raise DataError(f"{path}: no such file; pass the path of {competition.data_filename} (make data fetches it)")
+            raise DataError(
+                f"{path}: no such file; pass the path of {competition.data_filename} (make data fetches it)"
+            )
         if path.is_dir():
             return find_data(None, competition, (path,))
         return path

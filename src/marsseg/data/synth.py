@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,13 @@ class Synthetic:
     outlier_indices: np.ndarray  # sorted indices into images
 
 
-def make_synthetic(n_train: int = 2615, n_test: int = 10022, seed: int = 0,
-                   outlier_fraction: float = OUTLIER_FRACTION, competition: Competition = MARS) -> Synthetic:
+def make_synthetic(
+    n_train: int = 2615,
+    n_test: int = 10022,
+    seed: int = 0,
+    outlier_fraction: float = OUTLIER_FRACTION,
+    competition: Competition = MARS,
+) -> Synthetic:
     """Deterministic per seed: the same arguments give the same arrays."""
     h, w = competition.shape
     rng = np.random.default_rng(seed)
@@ -60,7 +65,7 @@ def _scenes_in_chunks(rng, n, h, w):
     return images, masks
 
 
-@lru_cache(maxsize=None)
+@cache
 def _basis(out: int, knots: int) -> np.ndarray:
     """Gaussian interpolation from `knots` random values to `out` pixels: smooth, not polygonal."""
     centres = np.linspace(-0.5, out - 0.5, knots)
@@ -85,7 +90,9 @@ def _scenes(rng, n, h, w):
 
     # Terrain regions: argmax of three smooth fields, with irregular edges and per-image preferences.
     regions = _smooth(rng, n, 3, (3, 5), h, w) + 0.45 * _smooth(rng, n, 3, (7, 12), h, w)
-    preference = rng.normal(0, 0.7, (n, 3, 1, 1)).astype(np.float32) + np.array([0.25, 0.0, -0.1], np.float32)[:, None, None]
+    preference = (
+        rng.normal(0, 0.7, (n, 3, 1, 1)).astype(np.float32) + np.array([0.25, 0.0, -0.1], np.float32)[:, None, None]
+    )
     labels = (np.argmax(regions + preference, axis=1) + 1).astype(np.uint8)  # 1 soil, 2 bedrock, 3 sand
 
     # Textures, with brightness that differs by class but overlaps across images.
@@ -111,7 +118,7 @@ def _scenes(rng, n, h, w):
             ry, rx = rng.uniform(3, 8), rng.uniform(4, 12)
             inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
             shadow = (((yy - cy - 0.5 * ry) / ry) ** 2 + ((xx - cx - 0.6 * rx) / rx) ** 2 <= 1.0) & ~inside
-            shade = ((xx - cx) / rx * -0.6 + (yy - cy) / ry * -0.8)
+            shade = (xx - cx) / rx * -0.6 + (yy - cy) / ry * -0.8
             image[i] = np.where(shadow, image[i] - 40, image[i])
             image[i] = np.where(inside, rng.uniform(85, 150) + 28 * shade + 6 * white[i], image[i])
             labels[i][inside] = 4
@@ -139,14 +146,16 @@ def _normal_quantile(p):
     return ndtri(np.clip(p, 1e-6, 1 - 1e-6)).astype(np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _alien(h, w):
     """The fixed sprite, its opacity and the one label mask every outlier shares."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx = h * 0.42, w * 0.5
     head = ((yy - cy) / (h * 0.34)) ** 2 + ((xx - cx) / (w * 0.16)) ** 2 <= 1
     body = ((yy - h * 0.92) / (h * 0.22)) ** 2 + ((xx - cx) / (w * 0.22)) ** 2 <= 1
-    eyes = ((((yy - cy + 2) / 6) ** 2 + ((xx - cx + 9) / 7) ** 2) <= 1) | ((((yy - cy + 2) / 6) ** 2 + ((xx - cx - 9) / 7) ** 2) <= 1)
+    eyes = ((((yy - cy + 2) / 6) ** 2 + ((xx - cx + 9) / 7) ** 2) <= 1) | (
+        (((yy - cy + 2) / 6) ** 2 + ((xx - cx - 9) / 7) ** 2) <= 1
+    )
     antennae = (np.abs(xx - cx - (cy - yy) * 0.5) < 1.2) | (np.abs(xx - cx + (cy - yy) * 0.5) < 1.2)
     antennae &= yy < h * 0.12
     alpha = (head | body | antennae).astype(np.float32)

@@ -115,13 +115,13 @@ def unpack_package():
 
 '''
 
-FOOTER = '''
+FOOTER = """
 
 if __name__ == "__main__":
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     unpack_package()
     main()
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -219,9 +219,11 @@ def kernel_sources(root: Path | None = None) -> dict[str, bytes]:
 
 def build_kernel(root: Path | None = None) -> Kernel:
     sources = kernel_sources(root)
-    digest = hashlib.sha256(b"".join(name.encode() + b"\0" + data + b"\0" for name, data in sources.items())).hexdigest()
+    digest = hashlib.sha256(
+        b"".join(name.encode() + b"\0" + data + b"\0" for name, data in sources.items())
+    ).hexdigest()
     encoded = base64.b64encode(pack(sources)).decode("ascii")
-    lines = "\n".join(encoded[i:i + 100] for i in range(0, len(encoded), 100))
+    lines = "\n".join(encoded[i : i + 100] for i in range(0, len(encoded), 100))
     head = ENTRY.format(n_files=len(sources), digest=digest[:16], kernel_name=KERNEL_PATH.as_posix())
     text = head + PAYLOAD_BEGIN + lines + "\n" + PAYLOAD_END + FOOTER
     return Kernel(text=text, files=tuple(sources), digest=digest)
@@ -245,7 +247,7 @@ def entry_text(kernel_text: str) -> str:
     if start < 0:
         return kernel_text
     end = kernel_text.find(PAYLOAD_END, start + len(PAYLOAD_BEGIN))
-    return kernel_text[:start] + kernel_text[end + len(PAYLOAD_END):]
+    return kernel_text[:start] + kernel_text[end + len(PAYLOAD_END) :]
 
 
 def write_kernel(path: Path = KERNEL_PATH, root: Path | None = None, log=print) -> tuple[Path, bool]:
@@ -258,7 +260,9 @@ def write_kernel(path: Path = KERNEL_PATH, root: Path | None = None, log=print) 
         log(f"{path}: up to date ({len(kernel.files)} modules, {len(kernel.text) // 1024} KiB)")
         return path, False
     atomic_write_text(path, kernel.text)
-    log(f"wrote {path}: {len(kernel.files)} modules, {len(kernel.text) // 1024} KiB, sources sha256 {kernel.digest[:16]}")
+    log(
+        f"wrote {path}: {len(kernel.files)} modules, {len(kernel.text) // 1024} KiB, sources sha256 {kernel.digest[:16]}"
+    )
     return path, True
 
 

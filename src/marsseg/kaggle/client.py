@@ -38,7 +38,9 @@ HOW_TO_CREDENTIALS = (
 _TRANSIENT = re.compile(
     r"\b(429|500|502|503|504)\b|Too Many Requests|Internal Server Error|Service Unavailable|Bad Gateway|"
     r"Gateway Time-?out|ConnectionError|Connection refused|Connection aborted|Connection reset|RemoteDisconnected|"
-    r"Max retries exceeded|ProxyError|timed out|Temporary failure in name resolution", re.I)
+    r"Max retries exceeded|ProxyError|timed out|Temporary failure in name resolution",
+    re.I,
+)
 _UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|authenticate|API credentials", re.I)
 
 
@@ -94,7 +96,9 @@ def find_credentials(env: dict | None = None, require: bool = True) -> Credentia
                 data = json.loads(path.read_text(encoding="utf-8"))
                 username, key = data.get("username") or None, data.get("key") or ""
             except (OSError, ValueError, AttributeError):
-                raise CredentialsError(f"{path}: not a readable kaggle.json; download a new one ({HOW_TO_CREDENTIALS})") from None
+                raise CredentialsError(
+                    f"{path}: not a readable kaggle.json; download a new one ({HOW_TO_CREDENTIALS})"
+                ) from None
             json_source = str(path)
             break
     if env.get("KAGGLE_USERNAME"):
@@ -125,18 +129,30 @@ def routing_env(endpoint: str | None, base: dict | None = None) -> dict:
     if endpoint:
         parsed = urlparse(endpoint)
         if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
-            raise UserError(f"{ENDPOINT_VAR}={endpoint!r}: expected http://127.0.0.1:PORT (the address `marsseg emulator` prints)")
+            raise UserError(
+                f"{ENDPOINT_VAR}={endpoint!r}: expected http://127.0.0.1:PORT (the address `marsseg emulator` prints)"
+            )
         endpoint = f"http://{parsed.hostname}:{parsed.port}"
-        env.update(KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=endpoint, http_proxy=endpoint, NO_PROXY="", no_proxy="")
+        env.update(
+            KAGGLE_API_ENVIRONMENT="LOCALHOST", HTTP_PROXY=endpoint, http_proxy=endpoint, NO_PROXY="", no_proxy=""
+        )
     return env
 
 
 class KaggleSession:
     """One user's conversation with Kaggle (or an emulator) through the real client."""
 
-    def __init__(self, endpoint: str | None = None, env: dict | None = None, retries: int | None = None,
-                 backoff: float | None = None, max_backoff: float = 60.0, timeout: float = 1800.0, log=print,
-                 sleep=time.sleep):
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        env: dict | None = None,
+        retries: int | None = None,
+        backoff: float | None = None,
+        max_backoff: float = 60.0,
+        timeout: float = 1800.0,
+        log=print,
+        sleep=time.sleep,
+    ):
         base = dict(os.environ if env is None else env)
         self.endpoint = endpoint if endpoint is not None else (base.get(ENDPOINT_VAR) or None)
         self.env = routing_env(self.endpoint, base)
@@ -167,8 +183,10 @@ class KaggleSession:
 
     def _introspect_username(self) -> str:
         # A bare token: ask the client whom it belongs to (it calls IntrospectToken while authenticating).
-        code = ("from kaggle.api.kaggle_api_extended import KaggleApi\n"
-                "api = KaggleApi(); api.authenticate(); print(api.config_values.get('username', ''))")
+        code = (
+            "from kaggle.api.kaggle_api_extended import KaggleApi\n"
+            "api = KaggleApi(); api.authenticate(); print(api.config_values.get('username', ''))"
+        )
         out = self._run([sys.executable, "-c", code], "token introspection")
         name = out.strip().splitlines()[-1].strip() if out.strip() else ""
         if not name:
@@ -194,14 +212,16 @@ class KaggleSession:
                 return proc.stdout
             summary = self.mask(_summarise(output))
             if _TRANSIENT.search(output) and attempt < self.retries:
-                delay = min(self.max_backoff, self.backoff * 2 ** attempt)
+                delay = min(self.max_backoff, self.backoff * 2**attempt)
                 attempt += 1
                 self.log(f"[kaggle] {what}: {summary}; retry {attempt}/{self.retries} in {delay:.1f} s")
                 self.sleep(delay)
                 continue
             if _UNAUTHORIZED.search(output) and not _TRANSIENT.search(output):
-                raise CredentialsError(f"{self.where} rejected the credentials from {self.credentials().source} "
-                                       f"during {what}; {HOW_TO_CREDENTIALS}")
+                raise CredentialsError(
+                    f"{self.where} rejected the credentials from {self.credentials().source} "
+                    f"during {what}; {HOW_TO_CREDENTIALS}"
+                )
             tries = f" after {attempt + 1} tries" if attempt else ""
             raise KaggleError(f"kaggle {what} failed{tries}: {summary}", retryable=False)
 
@@ -213,16 +233,20 @@ class KaggleSession:
             try:
                 return action()
             except KaggleError as exc:
-                if (isinstance(exc, CredentialsError) or not exc.retryable or not transient(exc)
-                        or attempt >= self.retries):
+                if (
+                    isinstance(exc, CredentialsError)
+                    or not exc.retryable
+                    or not transient(exc)
+                    or attempt >= self.retries
+                ):
                     raise
-                delay = min(self.max_backoff, self.backoff * 2 ** attempt)
+                delay = min(self.max_backoff, self.backoff * 2**attempt)
                 attempt += 1
                 self.log(f"[kaggle] {what}: {exc}; retry {attempt}/{self.retries} in {delay:.1f} s")
                 self.sleep(delay)
 
     def mask(self, text: str) -> str:
-        for secret in (self._credentials.secrets() if self._credentials else ()):
+        for secret in self._credentials.secrets() if self._credentials else ():
             text = text.replace(secret, "***")
         return text
 
@@ -257,20 +281,30 @@ class KaggleSession:
     # ----------------------------------------------------------------------- competitions
     def submit(self, competition: str, path: Path, message: str) -> str:
         """Upload and create a submission; the client's answer. Confirm it with `submissions()`."""
-        out = self.kaggle("competitions", "submit", "-c", competition, "-f", str(path), "-m", message,
-                          what="competitions submit")
+        out = self.kaggle(
+            "competitions", "submit", "-c", competition, "-f", str(path), "-m", message, what="competitions submit"
+        )
         if "Could not submit" in out:
             raise KaggleError(f"kaggle competitions submit: the upload failed ({self.mask(_summarise(out))})")
         return out.strip()
 
     def submissions(self, competition: str) -> list[dict]:
-        out = self.kaggle("competitions", "submissions", "-c", competition, "--format", "json",
-                          what="competitions submissions")
+        out = self.kaggle(
+            "competitions", "submissions", "-c", competition, "--format", "json", what="competitions submissions"
+        )
         return _json_list(out, "competitions submissions")
 
     def leaderboard(self, competition: str) -> list[dict]:
-        out = self.kaggle("competitions", "leaderboard", "-c", competition, "--show", "--format", "json",
-                          what="competitions leaderboard")
+        out = self.kaggle(
+            "competitions",
+            "leaderboard",
+            "-c",
+            competition,
+            "--show",
+            "--format",
+            "json",
+            what="competitions leaderboard",
+        )
         return _json_list(out, "competitions leaderboard")
 
     def download_competition(self, competition: str, dest: Path) -> Path:
@@ -278,12 +312,15 @@ class KaggleSession:
         import zipfile
 
         dest.mkdir(parents=True, exist_ok=True)
-        self.kaggle("competitions", "download", "-c", competition, "-p", str(dest), "-o", "-q",
-                    what="competitions download")
+        self.kaggle(
+            "competitions", "download", "-c", competition, "-p", str(dest), "-o", "-q", what="competitions download"
+        )
         archive = dest / f"{competition}.zip"
         if not archive.is_file():
-            raise KaggleError(f"kaggle competitions download: {archive} was not written; accept the competition's "
-                              f"rules at kaggle.com/competitions/{competition} first")
+            raise KaggleError(
+                f"kaggle competitions download: {archive} was not written; accept the competition's "
+                f"rules at kaggle.com/competitions/{competition} first"
+            )
         if not zipfile.is_zipfile(archive):
             head = archive.read_bytes()[:120].decode("utf-8", "replace").strip()
             archive.unlink()
@@ -307,6 +344,6 @@ def _json_list(out: str, what: str) -> list[dict]:
 def _summarise(output: str) -> str:
     """The informative last line of a CLI answer (not a traceback frame), shortened."""
     lines = [l.strip() for l in output.strip().splitlines() if l.strip()]
-    useful = [l for l in lines if not l.startswith(("File \"", "Traceback", "^", "~"))]
+    useful = [l for l in lines if not l.startswith(('File "', "Traceback", "^", "~"))]
     line = (useful or lines or ["no output"])[-1]
     return line if len(line) <= 300 else line[:300] + "…"

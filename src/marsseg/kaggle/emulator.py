@@ -45,12 +45,24 @@ from marsseg.competition import MARS, Competition
 from marsseg.errors import UserError
 
 DEFAULT_PORT = 7777
-_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+_REASONS = {
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+}
 _EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
 _RIVALS = (  # (team, score at tick 0, final gain, tick it joins)
-    ("Olympus Mons", 0.612, 0.064, 0), ("Jezero Crater", 0.574, 0.071, 0), ("Valles Marineris", 0.541, 0.052, 0),
-    ("Gale Crater", 0.498, 0.083, 0), ("Elysium Planitia", 0.455, 0.040, 0), ("Utopia Planitia", 0.402, 0.095, 0),
+    ("Olympus Mons", 0.612, 0.064, 0),
+    ("Jezero Crater", 0.574, 0.071, 0),
+    ("Valles Marineris", 0.541, 0.052, 0),
+    ("Gale Crater", 0.498, 0.083, 0),
+    ("Elysium Planitia", 0.455, 0.040, 0),
+    ("Utopia Planitia", 0.402, 0.095, 0),
     ("Late Rover", 0.380, 0.220, 3),
 )
 
@@ -62,13 +74,15 @@ def iso(moment: datetime) -> str:
 def print_env(port: int) -> str:
     """Shell lines that route the kit (and a plain `kaggle` command) to an emulator on PORT."""
     endpoint = f"http://127.0.0.1:{port}"
-    return "\n".join([
-        f"export MARSSEG_KAGGLE_ENDPOINT={endpoint}",
-        "export KAGGLE_API_ENVIRONMENT=LOCALHOST",
-        f"export HTTP_PROXY={endpoint} http_proxy={endpoint}",
-        "export NO_PROXY= no_proxy=",
-        "# any credentials work, e.g.: export KAGGLE_USERNAME=me KAGGLE_KEY=dummy-key",
-    ])
+    return "\n".join(
+        [
+            f"export MARSSEG_KAGGLE_ENDPOINT={endpoint}",
+            "export KAGGLE_API_ENVIRONMENT=LOCALHOST",
+            f"export HTTP_PROXY={endpoint} http_proxy={endpoint}",
+            "export NO_PROXY= no_proxy=",
+            "# any credentials work, e.g.: export KAGGLE_USERNAME=me KAGGLE_KEY=dummy-key",
+        ]
+    )
 
 
 @dataclass
@@ -90,15 +104,28 @@ def parse_fault(spec: str) -> Fault:
             return Fault(target, delay=float(what[5:]), times=times)
         return Fault(target, status=int(what), times=times)
     except (IndexError, ValueError):
-        raise UserError(f"fault {spec!r}: expected METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES] "
-                        "or kernel-error[:TIMES] (e.g. SaveKernel:429:2)") from None
+        raise UserError(
+            f"fault {spec!r}: expected METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES] "
+            "or kernel-error[:TIMES] (e.g. SaveKernel:429:2)"
+        ) from None
 
 
 class KernelRun:
     """One pushed version, executed in a subprocess; status follows the process."""
 
-    def __init__(self, owner: str, slug: str, version: int, text: str, root: Path, data_path: Path,
-                 competition: Competition, preset: str, queue_seconds: float, corrupt: bool):
+    def __init__(
+        self,
+        owner: str,
+        slug: str,
+        version: int,
+        text: str,
+        root: Path,
+        data_path: Path,
+        competition: Competition,
+        preset: str,
+        queue_seconds: float,
+        corrupt: bool,
+    ):
         self.owner, self.slug, self.version = owner, slug, version
         self.folder = root / "kernels" / owner / slug / f"v{version}"
         self.script = self.folder / "script.py"
@@ -123,19 +150,34 @@ class KernelRun:
         self.thread.start()
 
     def _environment(self) -> dict:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("KAGGLE_", "MARSSEG_", "PYTHON")) and k.lower() not in {"http_proxy", "https_proxy"}}
-        env.update(MARSSEG_KAGGLE_INPUT=str(self.input), MARSSEG_KAGGLE_WORKING=str(self.working),
-                   MARSSEG_KERNEL_PRESET=self.preset, PYTHONNOUSERSITE="1", PYTHONUNBUFFERED="1",
-                   KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KAGGLE_", "MARSSEG_", "PYTHON")) and k.lower() not in {"http_proxy", "https_proxy"}
+        }
+        env.update(
+            MARSSEG_KAGGLE_INPUT=str(self.input),
+            MARSSEG_KAGGLE_WORKING=str(self.working),
+            MARSSEG_KERNEL_PRESET=self.preset,
+            PYTHONNOUSERSITE="1",
+            PYTHONUNBUFFERED="1",
+            KERAS_BACKEND="tensorflow",
+            TF_CPP_MIN_LOG_LEVEL="3",
+        )
         return env
 
     def _run(self) -> None:
         time.sleep(self.queue_seconds)
         with open(self.log_path, "wb") as log:
             # As Kaggle does: the script alone, from its working folder, with no arguments.
-            self.process = subprocess.Popen([sys.executable, str(self.script)], cwd=self.working, env=self._environment(),
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, str(self.script)],
+                cwd=self.working,
+                env=self._environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
             self.status = "RUNNING"
             code = self.process.wait()
         if code == 0:
@@ -163,10 +205,21 @@ class KernelRun:
 
 
 class EmulatorState:
-    def __init__(self, root: Path, data_path: Path | None = None, truth_path: Path | None = None,
-                 competition: Competition = MARS, kernel_preset: str = "smoke", queue_seconds: float = 0.3,
-                 n_train: int = 96, n_test: int = 32, seed: int = 0, token_user: str = "emulator-user",
-                 daily_limit: int = 5, log=print):
+    def __init__(
+        self,
+        root: Path,
+        data_path: Path | None = None,
+        truth_path: Path | None = None,
+        competition: Competition = MARS,
+        kernel_preset: str = "smoke",
+        queue_seconds: float = 0.3,
+        n_train: int = 96,
+        n_test: int = 32,
+        seed: int = 0,
+        token_user: str = "emulator-user",
+        daily_limit: int = 5,
+        log=print,
+    ):
         self.root = Path(root)
         self.competition = competition
         self.kernel_preset, self.queue_seconds = kernel_preset, queue_seconds
@@ -226,12 +279,29 @@ class EmulatorState:
             previous = self.kernels.get(slug)
             if previous:
                 previous.stop()
-            self.kernels[slug] = KernelRun(owner, name, version, str(body.get("text", "")), self.root, self.data_path,
-                                           self.competition, self.kernel_preset, self.queue_seconds, corrupt)
-        self.log(f"[emulator] {slug} v{version} pushed (internet {'on' if body.get('enableInternet') else 'off'}, "
-                 f"gpu {'on' if body.get('enableGpu') else 'off'}); running it with preset {self.kernel_preset}")
-        return {"ref": f"/code/{slug}", "url": f"https://www.kaggle.com/code/{slug}", "versionNumber": version,
-                "kernelId": 1000 + len(self.versions), "invalidCompetitionSources": invalid}
+            self.kernels[slug] = KernelRun(
+                owner,
+                name,
+                version,
+                str(body.get("text", "")),
+                self.root,
+                self.data_path,
+                self.competition,
+                self.kernel_preset,
+                self.queue_seconds,
+                corrupt,
+            )
+        self.log(
+            f"[emulator] {slug} v{version} pushed (internet {'on' if body.get('enableInternet') else 'off'}, "
+            f"gpu {'on' if body.get('enableGpu') else 'off'}); running it with preset {self.kernel_preset}"
+        )
+        return {
+            "ref": f"/code/{slug}",
+            "url": f"https://www.kaggle.com/code/{slug}",
+            "versionNumber": version,
+            "kernelId": 1000 + len(self.versions),
+            "invalidCompetitionSources": invalid,
+        }
 
     def kernel(self, body: dict) -> KernelRun | None:
         return self.kernels.get(f"{body.get('userName', '')}/{body.get('kernelSlug', '')}")
@@ -248,18 +318,29 @@ class EmulatorState:
         status, public, error = self._score(data)
         with self.lock:
             ref = 50000 + len(self.submissions) + 1
-            self.submissions.append({
-                "ref": ref, "fileName": meta.get("fileName", "submission.csv"), "date": iso(datetime.now(timezone.utc)),
-                "description": body.get("submissionDescription", ""), "status": status,
-                "publicScore": public, "privateScore": "", "errorDescription": error, "totalBytes": len(data),
-                "teamName": user, "submittedBy": user, "url": f"/submissions/{ref}"})
+            self.submissions.append(
+                {
+                    "ref": ref,
+                    "fileName": meta.get("fileName", "submission.csv"),
+                    "date": iso(datetime.now(timezone.utc)),
+                    "description": body.get("submissionDescription", ""),
+                    "status": status,
+                    "publicScore": public,
+                    "privateScore": "",
+                    "errorDescription": error,
+                    "totalBytes": len(data),
+                    "teamName": user,
+                    "submittedBy": user,
+                    "url": f"/submissions/{ref}",
+                }
+            )
         self.log(f"[emulator] submission {ref} by {user}: {status} {public or error}")
         return {"message": "Successfully submitted to " + self.competition.title, "ref": ref}
 
     def _score(self, data: bytes) -> tuple[str, str, str]:
         from marsseg.errors import SubmissionError
-        from marsseg.submission.scoring import score_masks
         from marsseg.submission.formats import decode
+        from marsseg.submission.scoring import score_masks
 
         try:
             info = decode(data, None if self.truth is None else len(self.truth), self.competition)
@@ -286,8 +367,14 @@ class EmulatorState:
         for i, (team, start, gain, joins) in enumerate(_RIVALS):
             if tick >= joins:
                 score = start + gain * (1 - 0.8 ** (tick - joins))
-                rows.append({"teamId": 101 + i, "teamName": team,
-                             "submissionDate": iso(_EPOCH + timedelta(hours=6 * tick + i)), "score": f"{score:.5f}"})
+                rows.append(
+                    {
+                        "teamId": 101 + i,
+                        "teamName": team,
+                        "submissionDate": iso(_EPOCH + timedelta(hours=6 * tick + i)),
+                        "score": f"{score:.5f}",
+                    }
+                )
         for j, (team, s) in enumerate(sorted(mine.items())):
             rows.append({"teamId": 900 + j, "teamName": team, "submissionDate": s["date"], "score": s["publicScore"]})
         return sorted(rows, key=lambda r: -float(r["score"]))
@@ -441,7 +528,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"code": 400, "message": "the body is not JSON"}, 400)
         if path == "/_emulator/faults":
             try:
-                for spec in ([request["spec"]] if isinstance(request.get("spec"), str) else request.get("specs", [])):
+                for spec in [request["spec"]] if isinstance(request.get("spec"), str) else request.get("specs", []):
                     self.state.add_fault(parse_fault(spec))
             except UserError as exc:
                 return self._json({"code": 400, "message": str(exc)}, 400)
@@ -453,10 +540,16 @@ class Handler(BaseHTTPRequestHandler):
         return self._json({"code": 404, "message": f"no such control {path}"}, 404)
 
     def _summary(self) -> dict:
-        return {"kernels": {k: {"version": r.version, "status": r.status, "failure": r.failure}
-                            for k, r in self.state.kernels.items()},
-                "submissions": self.state.submissions, "tick": self.state.tick,
-                "faults": [vars(f) for f in self.state.faults if f.times > 0], "requests": len(self.state.requests)}
+        return {
+            "kernels": {
+                k: {"version": r.version, "status": r.status, "failure": r.failure}
+                for k, r in self.state.kernels.items()
+            },
+            "submissions": self.state.submissions,
+            "tick": self.state.tick,
+            "faults": [vars(f) for f in self.state.faults if f.times > 0],
+            "requests": len(self.state.requests),
+        }
 
     # ------------------------------------------------------------------------- kernels
     def api_SaveKernel(self, user, request):
@@ -476,9 +569,13 @@ class Handler(BaseHTTPRequestHandler):
         if run is None:
             return self._json({"code": 404, "message": "Kernel not found"}, 404)
         base = self._base()
-        files = [{"fileName": p.relative_to(run.working).as_posix(),
-                  "url": f"{base}/_emulator/kernels/{run.owner}/{run.slug}/output/{p.relative_to(run.working).as_posix()}"}
-                 for p in run.output_files()]
+        files = [
+            {
+                "fileName": p.relative_to(run.working).as_posix(),
+                "url": f"{base}/_emulator/kernels/{run.owner}/{run.slug}/output/{p.relative_to(run.working).as_posix()}",
+            }
+            for p in run.output_files()
+        ]
         page, token = _page(files, request)
         answer = {"files": page, "nextPageToken": token}
         if not request.get("pageToken"):
@@ -499,7 +596,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def api_GetSubmissionLimits(self, user, request):
         used = sum(1 for s in self.state.submissions if s["submittedBy"] == user)
-        return self._json({"numAllowedNow": max(0, self.state.daily_limit - used), "numAllowedPerDay": self.state.daily_limit})
+        return self._json(
+            {"numAllowedNow": max(0, self.state.daily_limit - used), "numAllowedPerDay": self.state.daily_limit}
+        )
 
     def api_ListSubmissions(self, user, request):
         mine = [s for s in reversed(self.state.submissions) if s["submittedBy"] == user]
@@ -513,7 +612,8 @@ class Handler(BaseHTTPRequestHandler):
     def api_DownloadLeaderboard(self, user, request):
         rows = self.state.leaderboard()
         csv = "Rank,TeamId,TeamName,LastSubmissionDate,Score\n" + "".join(
-            f"{i + 1},{r['teamId']},{r['teamName']},{r['submissionDate']},{r['score']}\n" for i, r in enumerate(rows))
+            f"{i + 1},{r['teamId']},{r['teamName']},{r['submissionDate']},{r['score']}\n" for i, r in enumerate(rows)
+        )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr(f"{self.state.competition.slug}-publicleaderboard.csv", csv)
@@ -521,8 +621,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def api_ListDataFiles(self, user, request):
         data = self.state.data_path
-        files = [{"name": self.state.competition.data_filename, "totalBytes": data.stat().st_size,
-                  "creationDate": iso(_EPOCH)}]
+        files = [
+            {
+                "name": self.state.competition.data_filename,
+                "totalBytes": data.stat().st_size,
+                "creationDate": iso(_EPOCH),
+            }
+        ]
         page, token = _page(files, request)
         return self._json({"files": page, "nextPageToken": token})
 
@@ -542,7 +647,9 @@ def make_server(port: int = DEFAULT_PORT, root: Path | None = None, **state_opti
     return server
 
 
-def serve(port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **state_options) -> None:
+def serve(
+    port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **state_options
+) -> None:
     """`marsseg emulator`: serve until interrupted (Ctrl-C or SIGTERM), then stop any running kernel."""
     import functools
     import signal
@@ -565,8 +672,10 @@ def serve(port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str,
         server.state.add_fault(parse_fault(spec))
     actual = server.server_address[1]
     state = server.state
-    log(f"Kaggle emulator on http://127.0.0.1:{actual} (competition {state.competition.slug}, data {state.data_path}, "
-        f"kernels run with preset {state.kernel_preset}); route the kit with:")
+    log(
+        f"Kaggle emulator on http://127.0.0.1:{actual} (competition {state.competition.slug}, data {state.data_path}, "
+        f"kernels run with preset {state.kernel_preset}); route the kit with:"
+    )
     log(print_env(actual))
     try:
         server.serve_forever()

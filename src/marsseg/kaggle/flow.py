@@ -34,6 +34,7 @@ OUTPUT_FILES = r"^(submission\.csv|metrics\.json|config\.json)$"
 @dataclass
 class Attempt:
     """One submission attempt: what goes into each record row."""
+
     id: str
     competition: str
     fields: dict = field(default_factory=dict)
@@ -41,7 +42,9 @@ class Attempt:
 
     def record(self, status: str, **changes) -> dict:
         self.fields.update(changes)
-        return append_record({"id": self.id, "competition": self.competition, **self.fields, "status": status}, self.records)
+        return append_record(
+            {"id": self.id, "competition": self.competition, **self.fields, "status": status}, self.records
+        )
 
     def fail(self, status: str, exc: Exception):
         self.record(status, detail=str(exc))
@@ -49,7 +52,10 @@ class Attempt:
 
 
 def new_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
+    return (
+        datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-")
+        + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -89,8 +95,10 @@ def kernel_ref_from_metadata(meta: dict, username: str) -> str:
     ident = str(meta.get("id", "{username}/mars-segmentation-kit")).replace("{username}", username)
     owner, _, slug = ident.partition("/")
     if not slug or owner != username:
-        raise UserError(f"kernel-metadata.json: id {meta.get('id')!r} should be '{{username}}/<slug>'; "
-                        "the username is filled in from your credentials at push time")
+        raise UserError(
+            f"kernel-metadata.json: id {meta.get('id')!r} should be '{{username}}/<slug>'; "
+            "the username is filled in from your credentials at push time"
+        )
     if len(slug) < 5:
         raise UserError(f"kernel-metadata.json: the kernel slug {slug!r} needs at least 5 characters")
     return ident
@@ -117,8 +125,10 @@ def wait_for_kernel(session: KaggleSession, ref: str, poll: float, timeout: floa
         if status in TERMINAL:
             return status, failure
         if elapsed > timeout:
-            raise KaggleError(f"{ref} still {status} after {timeout:.0f} s; check it with `make status` and "
-                              "fetch it later with `marsseg submit --skip-push`")
+            raise KaggleError(
+                f"{ref} still {status} after {timeout:.0f} s; check it with `make status` and "
+                "fetch it later with `marsseg submit --skip-push`"
+            )
         session.sleep(delay)
         delay = min(delay * 1.5, 60.0)
 
@@ -133,8 +143,9 @@ def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
     return f"its log is in {logs[0]}" if logs else f"its output is in {dest}"
 
 
-def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None,
-                 log=print) -> Path:
+def fetch_output(
+    session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None, log=print
+) -> Path:
     """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
     from marsseg.submission.formats import read_submission
 
@@ -163,8 +174,9 @@ def fetch_output(session: KaggleSession, ref: str, dest: Path, competition: Comp
 
 
 # ------------------------------------------------------------------------------------ submit
-def stage_submission(source: Path, attempt: Attempt, competition: Competition, images: int | None,
-                     submissions_dir: Path) -> Path:
+def stage_submission(
+    source: Path, attempt: Attempt, competition: Competition, images: int | None, submissions_dir: Path
+) -> Path:
     """Validate, convert to the profile's layout and keep the file under submissions/<id>/."""
     from marsseg.submission.formats import convert
 
@@ -202,22 +214,39 @@ def submit_and_confirm(session: KaggleSession, attempt: Attempt, path: Path, log
 
 def _finish(attempt: Attempt, item: dict, log) -> dict:
     status = str(item.get("status", "")).rsplit(".", 1)[-1].lower() or "pending"
-    row = attempt.record(status if status in {"pending", "complete", "error"} else "pending",
-                         kaggle_ref=item.get("ref", ""), public_score=item.get("publicScore") or "",
-                         detail=item.get("errorDescription") or "")
+    row = attempt.record(
+        status if status in {"pending", "complete", "error"} else "pending",
+        kaggle_ref=item.get("ref", ""),
+        public_score=item.get("publicScore") or "",
+        detail=item.get("errorDescription") or "",
+    )
     if status == "error":
-        raise KaggleError(f"Kaggle could not score submission {attempt.id}: {row['detail'] or 'no reason given'} "
-                          f"(recorded in {attempt.records})")
+        raise KaggleError(
+            f"Kaggle could not score submission {attempt.id}: {row['detail'] or 'no reason given'} "
+            f"(recorded in {attempt.records})"
+        )
     score = f", public score {row['public_score']}" if row["public_score"] else ""
-    log(f"[kaggle] submitted {row['file']} as {attempt.id} (ref {row['kaggle_ref']}): {status}{score}; "
-        f"recorded in {attempt.records}")
+    log(
+        f"[kaggle] submitted {row['file']} as {attempt.id} (ref {row['kaggle_ref']}): {status}{score}; "
+        f"recorded in {attempt.records}"
+    )
     return row
 
 
-def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, competition: Competition = MARS,
-                  allowed_sources: tuple[str, ...] = (), images: int | None = None, poll: float | None = None,
-                  timeout: float = 12.5 * 3600, skip_push: bool = False, session: KaggleSession | None = None,
-                  submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
+def submit_kernel(
+    *,
+    kernel: Path | None = None,
+    metadata: Path | None = None,
+    competition: Competition = MARS,
+    allowed_sources: tuple[str, ...] = (),
+    images: int | None = None,
+    poll: float | None = None,
+    timeout: float = 12.5 * 3600,
+    skip_push: bool = False,
+    session: KaggleSession | None = None,
+    submissions_dir: Path = SUBMISSIONS_DIR,
+    log=print,
+) -> dict:
     """`make submit`: the whole chain; returns the final record row."""
     from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
     from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
@@ -233,8 +262,12 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
     enforce_rules(kernel, metadata_path, allowed_sources, log=log)
     meta = load_metadata(metadata_path)
     ref = kernel_ref_from_metadata(meta, username)
-    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit("describe", cwd=Path.cwd()), "kernel_ref": ref},
-                      records=submissions_dir / RECORDS_PATH.name)
+    attempt = Attempt(
+        new_id(),
+        competition.slug,
+        {"git_commit": git_commit("describe", cwd=Path.cwd()), "kernel_ref": ref},
+        records=submissions_dir / RECORDS_PATH.name,
+    )
     attempt.record("started")
     folder = submissions_dir / attempt.id
     folder.mkdir(parents=True, exist_ok=True)
@@ -249,8 +282,10 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
     try:
         status, failure = wait_for_kernel(session, ref, poll, timeout, log)
         if status != "COMPLETE":
-            raise KaggleError(f"kernel {ref} ended {status}: {failure or 'no failure message'}; "
-                              f"{_keep_log(session, ref, folder / 'kernel_output')}")
+            raise KaggleError(
+                f"kernel {ref} ended {status}: {failure or 'no failure message'}; "
+                f"{_keep_log(session, ref, folder / 'kernel_output')}"
+            )
     except KaggleError as exc:
         raise attempt.fail("kernel_failed", exc) from None
     try:
@@ -262,9 +297,17 @@ def submit_kernel(*, kernel: Path | None = None, metadata: Path | None = None, c
     return _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log)
 
 
-def submit_csv(path: Path, *, preset: str | None = None, competition: Competition = MARS,
-               allowed_sources: tuple[str, ...] = (), images: int | None = None, session: KaggleSession | None = None,
-               submissions_dir: Path = SUBMISSIONS_DIR, log=print) -> dict:
+def submit_csv(
+    path: Path,
+    *,
+    preset: str | None = None,
+    competition: Competition = MARS,
+    allowed_sources: tuple[str, ...] = (),
+    images: int | None = None,
+    session: KaggleSession | None = None,
+    submissions_dir: Path = SUBMISSIONS_DIR,
+    log=print,
+) -> dict:
     """`make submit-csv FILE=…`: a CSV made locally (e.g. on a GPU box); facts from its run folder if there."""
     from marsseg.kaggle.rules import METADATA_PATH, enforce_rules
     from marsseg.submission.formats import read_submission
@@ -274,8 +317,12 @@ def submit_csv(path: Path, *, preset: str | None = None, competition: Competitio
     session = session or KaggleSession(log=log)
     session.username()
     enforce_rules(None, METADATA_PATH, allowed_sources, log=log)
-    attempt = Attempt(new_id(), competition.slug, {"git_commit": git_commit("describe", cwd=Path.cwd()), **run_facts(path.parent)},
-                      records=submissions_dir / RECORDS_PATH.name)
+    attempt = Attempt(
+        new_id(),
+        competition.slug,
+        {"git_commit": git_commit("describe", cwd=Path.cwd()), **run_facts(path.parent)},
+        records=submissions_dir / RECORDS_PATH.name,
+    )
     if preset:
         attempt.fields["preset"] = preset
     staged = stage_submission(path, attempt, competition, images, submissions_dir)
@@ -291,14 +338,20 @@ def _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_p
         item = submit_and_confirm(session, attempt, staged, log)
     except KaggleError as exc:
         attempt.fail("submit_failed", exc)
-        raise KaggleError(f"{exc} — nothing is lost: {staged} and its record in {attempt.records} stay; "
-                          f"retry with `make submit-csv FILE={staged}`") from None
+        raise KaggleError(
+            f"{exc} — nothing is lost: {staged} and its record in {attempt.records} stay; "
+            f"retry with `make submit-csv FILE={staged}`"
+        ) from None
     return _finish(attempt, item, log)
 
 
 # ------------------------------------------------------------------------------------ status
-def show_status(session: KaggleSession | None = None, metadata: Path | None = None, submissions_dir: Path = SUBMISSIONS_DIR,
-                log=print) -> str:
+def show_status(
+    session: KaggleSession | None = None,
+    metadata: Path | None = None,
+    submissions_dir: Path = SUBMISSIONS_DIR,
+    log=print,
+) -> str:
     """`make status`: the latest kernel run and the latest recorded submission."""
     from marsseg.kaggle.records import latest_records
     from marsseg.kaggle.rules import METADATA_PATH, load_metadata
@@ -311,14 +364,22 @@ def show_status(session: KaggleSession | None = None, metadata: Path | None = No
     if latest:
         row = latest[-1]
         score = f", public score {row['public_score']}" if row.get("public_score") else ""
-        log(f"latest submission {row['id']} ({row['time']}): {row['status']}{score}"
-            + (f" — {row['detail']}" if row.get("detail") else ""))
+        log(
+            f"latest submission {row['id']} ({row['time']}): {row['status']}{score}"
+            + (f" — {row['detail']}" if row.get("detail") else "")
+        )
     return status
 
 
 # -------------------------------------------------------------------------------------- data
-def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train: int = 2615,
-               synthetic_test: int = 10022, session: KaggleSession | None = None, log=print) -> Path:
+def fetch_data(
+    directory: Path,
+    competition: Competition = MARS,
+    synthetic_train: int = 2615,
+    synthetic_test: int = 10022,
+    session: KaggleSession | None = None,
+    log=print,
+) -> Path:
     """`make data`: the competition files with credentials; else say how to get them and make synthetic data."""
     from marsseg.kaggle.client import find_credentials
 
@@ -331,17 +392,23 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
     if find_credentials(session.env, require=False) is None:
         from marsseg.data.synth import ensure_synthetic
 
-        log(f"no Kaggle credentials found, so the competition data cannot be downloaded. To get it: {_how_to_data(competition)}")
+        log(
+            f"no Kaggle credentials found, so the competition data cannot be downloaded. To get it: {_how_to_data(competition)}"
+        )
         data, truth = directory / "synthetic_mars.npz", directory / "synthetic_truth.npz"
         ensure_synthetic(data, truth, synthetic_train, synthetic_test, log=log)
         log(f"synthetic stand-in ready: {data} (pass --data {data}); test labels in {truth}")
         return data
     try:
-        archive = session.retrying("competitions download", lambda: session.download_competition(competition.slug, directory))
+        archive = session.retrying(
+            "competitions download", lambda: session.download_competition(competition.slug, directory)
+        )
     except KaggleError as exc:
         if re.search(r"\b403\b|Forbidden", str(exc)):
-            raise KaggleError(f"{exc} — accept the competition's rules at "
-                              f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again") from None
+            raise KaggleError(
+                f"{exc} — accept the competition's rules at "
+                f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again"
+            ) from None
         raise
     with zipfile.ZipFile(archive) as bundle:
         names = [n for n in bundle.namelist() if not n.endswith("/")]
@@ -351,7 +418,9 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
                 shutil.copyfileobj(src, dst)
     archive.unlink()
     if not target.is_file():
-        raise KaggleError(f"the competition download held {', '.join(names) or 'nothing'}, not {competition.data_filename}")
+        raise KaggleError(
+            f"the competition download held {', '.join(names) or 'nothing'}, not {competition.data_filename}"
+        )
     from marsseg.data.load import load_dataset
 
     dataset = load_dataset(target, competition)
@@ -362,6 +431,7 @@ def fetch_data(directory: Path, competition: Competition = MARS, synthetic_train
 def _how_to_data(competition: Competition) -> str:
     from marsseg.kaggle.client import HOW_TO_CREDENTIALS
 
-    return (f"{HOW_TO_CREDENTIALS}; accept the rules at kaggle.com/competitions/{competition.slug}; "
-            "then run `make data` again")
-
+    return (
+        f"{HOW_TO_CREDENTIALS}; accept the rules at kaggle.com/competitions/{competition.slug}; "
+        "then run `make data` again"
+    )

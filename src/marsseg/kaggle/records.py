@@ -34,8 +34,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 RECORDS_PATH = Path("submissions/records.csv")
-FIELDS = ("id", "time", "competition", "file", "sha256", "layout", "preset", "git_commit", "val_miou_stage1",
-          "val_miou_stage2", "val_miou_final", "kernel_ref", "kaggle_ref", "status", "public_score", "message", "detail")
+FIELDS = (
+    "id",
+    "time",
+    "competition",
+    "file",
+    "sha256",
+    "layout",
+    "preset",
+    "git_commit",
+    "val_miou_stage1",
+    "val_miou_stage2",
+    "val_miou_final",
+    "kernel_ref",
+    "kaggle_ref",
+    "status",
+    "public_score",
+    "message",
+    "detail",
+)
 FAILED = {"push_failed", "kernel_failed", "output_invalid", "submit_failed", "error"}
 
 

@@ -27,21 +27,34 @@ from marsseg.errors import UserError
 METADATA_PATH = Path("kernel-metadata.json")
 ALLOW_MARK = "# rules: allow"
 
-_PRETRAINED_MODULES = ("keras.applications", "tensorflow.keras.applications", "tf.keras.applications",
-                       "tensorflow_hub", "kagglehub", "torch.hub", "torchvision.models", "timm", "transformers",
-                       "segmentation_models")
-_LOADER_CALLS = {"from_pretrained": "a from_pretrained() loader (pretrained weights)",
-                 "KerasLayer": "a TF-Hub KerasLayer (pretrained weights)",
-                 "load_state_dict_from_url": "a download of pretrained weights",
-                 "get_file": "keras get_file(), a download at run time",
-                 "urlopen": "urlopen(), a download at run time",
-                 "urlretrieve": "urlretrieve(), a download at run time",
-                 "model_download": "a kagglehub model download",
-                 "dataset_download": "a kagglehub dataset download"}
+_PRETRAINED_MODULES = (
+    "keras.applications",
+    "tensorflow.keras.applications",
+    "tf.keras.applications",
+    "tensorflow_hub",
+    "kagglehub",
+    "torch.hub",
+    "torchvision.models",
+    "timm",
+    "transformers",
+    "segmentation_models",
+)
+_LOADER_CALLS = {
+    "from_pretrained": "a from_pretrained() loader (pretrained weights)",
+    "KerasLayer": "a TF-Hub KerasLayer (pretrained weights)",
+    "load_state_dict_from_url": "a download of pretrained weights",
+    "get_file": "keras get_file(), a download at run time",
+    "urlopen": "urlopen(), a download at run time",
+    "urlretrieve": "urlretrieve(), a download at run time",
+    "model_download": "a kagglehub model download",
+    "dataset_download": "a kagglehub dataset download",
+}
 _CREDENTIAL_PATTERNS = (
     (re.compile(r"""["']key["']\s*:\s*["'][0-9a-f]{32}["']"""), "kaggle.json contents (a 32-hex API key)"),
-    (re.compile(r"""KAGGLE_(?:KEY|API_TOKEN)["']?\]?\s*[:=,]\s*["'][A-Za-z0-9_\-]{16,}["']"""),
-     "a KAGGLE_KEY / KAGGLE_API_TOKEN value"),
+    (
+        re.compile(r"""KAGGLE_(?:KEY|API_TOKEN)["']?\]?\s*[:=,]\s*["'][A-Za-z0-9_\-]{16,}["']"""),
+        "a KAGGLE_KEY / KAGGLE_API_TOKEN value",
+    ),
     (re.compile(r"""\bKGAT_[A-Za-z0-9]{16,}"""), "a Kaggle API token (KGAT_…)"),
 )
 
@@ -87,8 +100,11 @@ def check_source(text: str, where: str) -> list[Violation]:
                 add(node, f"imports {bad} (pretrained models are forbidden)")
         elif isinstance(node, ast.Attribute):
             dotted = _dotted(node)
-            if dotted and any(dotted == m or dotted.startswith(m + ".") for m in _PRETRAINED_MODULES
-                              if m.count(".") >= 1) and not isinstance(getattr(node, "ctx", None), ast.Store):
+            if (
+                dotted
+                and any(dotted == m or dotted.startswith(m + ".") for m in _PRETRAINED_MODULES if m.count(".") >= 1)
+                and not isinstance(getattr(node, "ctx", None), ast.Store)
+            ):
                 if node.lineno not in attribute_lines:  # `a.b.c` also visits `a.b`: report a line once
                     attribute_lines.add(node.lineno)
                     add(node, f"uses {dotted} (pretrained models are forbidden)")
@@ -124,7 +140,9 @@ def _check_call(node: ast.Call, add) -> None:
 
 def _is_pretrained_module(name: str) -> bool:
     return any(name == m or name.startswith(m + ".") for m in _PRETRAINED_MODULES) or name in {
-        "keras.applications", "tensorflow.keras.applications"}
+        "keras.applications",
+        "tensorflow.keras.applications",
+    }
 
 
 def _dotted(node) -> str | None:
@@ -148,18 +166,27 @@ def check_credentials(text: str, where: str, secrets: tuple[str, ...] = ()) -> l
     for pattern, what in _CREDENTIAL_PATTERNS:
         match = pattern.search(text)
         if match and not _line_of(text, match.start()).rstrip().endswith(ALLOW_MARK):
-            found.append(Violation(f"{where}:{text.count(chr(10), 0, match.start()) + 1}", f"contains {what}: never bundle credentials"))
+            found.append(
+                Violation(
+                    f"{where}:{text.count(chr(10), 0, match.start()) + 1}", f"contains {what}: never bundle credentials"
+                )
+            )
     for secret in secrets:
         if secret and len(secret) >= 8 and secret in text:
             line = text.count("\n", 0, text.index(secret)) + 1
-            found.append(Violation(f"{where}:{line}", "contains your Kaggle API key or token (from this machine's credentials): remove it"))
+            found.append(
+                Violation(
+                    f"{where}:{line}",
+                    "contains your Kaggle API key or token (from this machine's credentials): remove it",
+                )
+            )
     return found
 
 
 def _line_of(text: str, index: int) -> str:
     start = text.rfind("\n", 0, index) + 1
     end = text.find("\n", index)
-    return text[start:end if end >= 0 else len(text)]
+    return text[start : end if end >= 0 else len(text)]
 
 
 def local_secrets() -> tuple[str, ...]:
@@ -173,19 +200,27 @@ def local_secrets() -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------------- metadata
-def check_metadata(meta: dict, where: str = str(METADATA_PATH), competition: Competition = MARS,
-                   allowed_sources: tuple[str, ...] = ()) -> list[Violation]:
+def check_metadata(
+    meta: dict, where: str = str(METADATA_PATH), competition: Competition = MARS, allowed_sources: tuple[str, ...] = ()
+) -> list[Violation]:
     found = []
     if meta.get("enable_internet", True) is not False:
-        found.append(Violation(where, "enable_internet must be false (Kaggle's default is true; the competition runs offline)"))
+        found.append(
+            Violation(where, "enable_internet must be false (Kaggle's default is true; the competition runs offline)")
+        )
     competitions = meta.get("competition_sources", [])
     if competition.slug not in competitions:
         found.append(Violation(where, f"competition_sources must include {competition.slug!r}"))
     for key in ("competition_sources", "dataset_sources", "kernel_sources", "model_sources"):
         for source in meta.get(key, []) or []:
             if source != competition.slug and source not in allowed_sources:
-                found.append(Violation(where, f"{key} lists {source!r}: only the competition's own data is allowed "
-                                              "(allow one with --allow-source SLUG)"))
+                found.append(
+                    Violation(
+                        where,
+                        f"{key} lists {source!r}: only the competition's own data is allowed "
+                        "(allow one with --allow-source SLUG)",
+                    )
+                )
     for key, want in (("kernel_type", "script"), ("language", "python")):
         if meta.get(key) != want:
             found.append(Violation(where, f"{key} must be {want!r}, not {meta.get(key)!r}"))
@@ -206,8 +241,12 @@ def load_metadata(path: Path = METADATA_PATH) -> dict:
 
 
 # ---------------------------------------------------------------------------------- the check
-def check_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allowed_sources: tuple[str, ...] = (),
-                secrets: tuple[str, ...] | None = None) -> list[Violation]:
+def check_rules(
+    kernel: Path | None = None,
+    metadata: Path = METADATA_PATH,
+    allowed_sources: tuple[str, ...] = (),
+    secrets: tuple[str, ...] | None = None,
+) -> list[Violation]:
     """Every violation in the kernel script (or, with none given or found, the package's sources) and the metadata."""
     from marsseg.kaggle.bundle import embedded_sources, entry_text, kernel_sources
 
@@ -230,8 +269,9 @@ def check_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allo
     return found
 
 
-def enforce_rules(kernel: Path | None = None, metadata: Path = METADATA_PATH, allowed_sources: tuple[str, ...] = (),
-                  log=print) -> None:
+def enforce_rules(
+    kernel: Path | None = None, metadata: Path = METADATA_PATH, allowed_sources: tuple[str, ...] = (), log=print
+) -> None:
     """Raise RulesError (exit 2) naming the first violations; log a one-line pass otherwise."""
     found = check_rules(kernel, metadata, allowed_sources)
     if found:

@@ -15,6 +15,18 @@ from marsseg.models.unet import (
 )
 
 __all__ = [
-    "AttentionGate", "ConvBlock", "ResidualRefinementHead", "SegmentationHead", "aux_loss_weights", "build_unet", "check_model_config",
-    "count_params", "main_head", "main_output", "num_aux_heads", "output_names", "predict_main", "targets_for",
+    "AttentionGate",
+    "ConvBlock",
+    "ResidualRefinementHead",
+    "SegmentationHead",
+    "aux_loss_weights",
+    "build_unet",
+    "check_model_config",
+    "count_params",
+    "main_head",
+    "main_output",
+    "num_aux_heads",
+    "output_names",
+    "predict_main",
+    "targets_for",
 ]

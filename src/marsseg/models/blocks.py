@@ -17,8 +17,15 @@ from keras import layers, ops
 class ConvBlock(keras.layers.Layer):
     """Two 3×3 convolutions, each followed by batch norm (optional) and ReLU; spatial dropout between them."""
 
-    def __init__(self, filters: int, dropout: float = 0.0, batch_norm: bool = True, kernel_size: int = 3,
-                 norm_momentum: float = 0.99, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        dropout: float = 0.0,
+        batch_norm: bool = True,
+        kernel_size: int = 3,
+        norm_momentum: float = 0.99,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.norm_momentum = float(norm_momentum)
@@ -32,8 +39,9 @@ class ConvBlock(keras.layers.Layer):
         norm = dict(momentum=self.norm_momentum, dtype=self.dtype_policy)
         self.norm1 = layers.BatchNormalization(name="norm1", **norm) if self.batch_norm else None
         self.norm2 = layers.BatchNormalization(name="norm2", **norm) if self.batch_norm else None
-        self.drop = (layers.SpatialDropout2D(self.dropout, name="drop", dtype=self.dtype_policy)
-                     if self.dropout > 0 else None)
+        self.drop = (
+            layers.SpatialDropout2D(self.dropout, name="drop", dtype=self.dtype_policy) if self.dropout > 0 else None
+        )
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
@@ -62,8 +70,14 @@ class ConvBlock(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.filters,)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "dropout": self.dropout,
-                "batch_norm": self.batch_norm, "kernel_size": self.kernel_size, "norm_momentum": self.norm_momentum}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+            "kernel_size": self.kernel_size,
+            "norm_momentum": self.norm_momentum,
+        }
 
 
 @keras.saving.register_keras_serializable(package="marsseg")
@@ -82,15 +96,19 @@ class AttentionGate(keras.layers.Layer):
         self.batch_norm = bool(batch_norm)
         # theta_x brings the skip down to the gate's resolution (stride 2), as in the paper.
         policy = self.dtype_policy
-        self.theta_x = layers.Conv2D(self.inter_filters, 2, strides=2, padding="same", use_bias=False, name="theta_x",
-                                     dtype=policy)
+        self.theta_x = layers.Conv2D(
+            self.inter_filters, 2, strides=2, padding="same", use_bias=False, name="theta_x", dtype=policy
+        )
         self.phi_g = layers.Conv2D(self.inter_filters, 1, padding="same", name="phi_g", dtype=policy)
         self.psi = layers.Conv2D(1, 1, padding="same", name="psi", dtype=policy)
         # Nearest, not bilinear: TensorFlow's CPU gradient of a bilinear resize made the gates cost a third of a
         # training step (cpu preset: 2.9 s vs 1.9 s per batch of 32); the gate map is smooth enough either way.
         self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample", dtype=self.dtype_policy)
-        self.norm = (layers.BatchNormalization(name="norm", momentum=self.norm_momentum, dtype=self.dtype_policy)
-                     if self.batch_norm else None)
+        self.norm = (
+            layers.BatchNormalization(name="norm", momentum=self.norm_momentum, dtype=self.dtype_policy)
+            if self.batch_norm
+            else None
+        )
 
     def build(self, input_shape):
         skip_shape, gate_shape = input_shape
@@ -116,8 +134,12 @@ class AttentionGate(keras.layers.Layer):
         return tuple(input_shape[0])
 
     def get_config(self):
-        return {**super().get_config(), "inter_filters": self.inter_filters, "batch_norm": self.batch_norm,
-                "norm_momentum": self.norm_momentum}
+        return {
+            **super().get_config(),
+            "inter_filters": self.inter_filters,
+            "batch_norm": self.batch_norm,
+            "norm_momentum": self.norm_momentum,
+        }
 
 
 @keras.saving.register_keras_serializable(package="marsseg")
@@ -129,8 +151,11 @@ class SegmentationHead(keras.layers.Layer):
         self.num_classes = int(num_classes)
         self.scale = int(scale)
         self.classifier = layers.Conv2D(self.num_classes, 1, padding="same", name="classifier", dtype=self.dtype_policy)
-        self.upsample = (layers.UpSampling2D(self.scale, interpolation="bilinear", name="upsample", dtype=self.dtype_policy)
-                         if self.scale > 1 else None)
+        self.upsample = (
+            layers.UpSampling2D(self.scale, interpolation="bilinear", name="upsample", dtype=self.dtype_policy)
+            if self.scale > 1
+            else None
+        )
 
     def build(self, input_shape):
         self.classifier.build(input_shape)
@@ -165,20 +190,29 @@ class ResidualRefinementHead(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.prior_start = int(prior_start)
-        self.classifier = layers.Conv2D(self.num_classes, 1, padding="same", kernel_initializer="zeros",
-                                        bias_initializer="zeros", name="classifier", dtype=self.dtype_policy)
+        self.classifier = layers.Conv2D(
+            self.num_classes,
+            1,
+            padding="same",
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            name="classifier",
+            dtype=self.dtype_policy,
+        )
 
     def build(self, input_shape):
         features_shape, input_shape_ = input_shape
         if input_shape_[-1] is not None and input_shape_[-1] < self.prior_start + self.num_classes:
-            raise ValueError(f"the network input has {input_shape_[-1]} channels; a residual head needs the "
-                             f"{self.num_classes} prior probabilities from channel {self.prior_start} on")
+            raise ValueError(
+                f"the network input has {input_shape_[-1]} channels; a residual head needs the "
+                f"{self.num_classes} prior probabilities from channel {self.prior_start} on"
+            )
         self.classifier.build(features_shape)
         self.built = True
 
     def call(self, inputs):
         features, network_input = inputs
-        prior = ops.cast(network_input[..., self.prior_start:self.prior_start + self.num_classes], "float32")
+        prior = ops.cast(network_input[..., self.prior_start : self.prior_start + self.num_classes], "float32")
         # The floor keeps log finite where stage 1 gave a class (almost) nothing; 1e-4 still lets a correction
         # of about 9 logits bring it back.
         log_prior = ops.log(ops.maximum(prior, 1e-4))

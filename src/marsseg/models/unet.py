@@ -19,8 +19,10 @@ MIN_DEPTH, MAX_DEPTH = 2, 5
 def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes: int) -> None:
     """Raise ConfigError with the fix when a setting cannot make a network."""
     if not MIN_DEPTH <= model_cfg.depth <= MAX_DEPTH:
-        raise ConfigError(f"model depth {model_cfg.depth} is out of range; use {MIN_DEPTH}..{MAX_DEPTH} "
-                          f"(e.g. --set stage1.model.depth=4)")
+        raise ConfigError(
+            f"model depth {model_cfg.depth} is out of range; use {MIN_DEPTH}..{MAX_DEPTH} "
+            f"(e.g. --set stage1.model.depth=4)"
+        )
     if model_cfg.base_filters < 1:
         raise ConfigError(f"model base_filters must be at least 1, got {model_cfg.base_filters}")
     if not 0.0 <= model_cfg.dropout < 1.0:
@@ -32,9 +34,11 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
     if model_cfg.aux_loss_weight < 0:
         raise ConfigError(f"model aux_loss_weight must be >= 0, got {model_cfg.aux_loss_weight}")
     if model_cfg.residual and input_channels < 1 + num_classes:
-        raise ConfigError(f"model residual=true refines stage-1 probabilities, so it needs the image plus "
-                          f"{num_classes} probability channels ({1 + num_classes} in all), got {input_channels}; "
-                          f"it is for stage 2 only (--set stage2.model.residual=true)")
+        raise ConfigError(
+            f"model residual=true refines stage-1 probabilities, so it needs the image plus "
+            f"{num_classes} probability channels ({1 + num_classes} in all), got {input_channels}; "
+            f"it is for stage 2 only (--set stage2.model.residual=true)"
+        )
     if input_channels < 1 or num_classes < 2:
         raise ConfigError(f"a U-Net needs >= 1 input channel and >= 2 classes, got {input_channels} and {num_classes}")
 
@@ -57,8 +61,15 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
     x = inputs
     stride = model_cfg.input_stride
     if stride > 1:
-        x = layers.Conv2D(base, 3, strides=stride, padding="same", use_bias=not model_cfg.batch_norm,
-                          kernel_initializer="he_normal", name="stem")(x)
+        x = layers.Conv2D(
+            base,
+            3,
+            strides=stride,
+            padding="same",
+            use_bias=not model_cfg.batch_norm,
+            kernel_initializer="he_normal",
+            name="stem",
+        )(x)
         if model_cfg.batch_norm:
             x = layers.BatchNormalization(momentum=model_cfg.norm_momentum, name="stem_norm")(x)
         x = layers.ReLU(name="stem_relu")(x)
@@ -74,8 +85,9 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
         skip = skips[level]
         if model_cfg.attention:
             inter = max(base * 2**level // 2, 1)
-            skip = AttentionGate(inter, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum,
-                                 name=f"gate{level}")([skip, x])
+            skip = AttentionGate(
+                inter, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum, name=f"gate{level}"
+            )([skip, x])
         up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
         x = layers.Concatenate(name=f"concat{level}")([up, skip])
         x = ConvBlock(base * 2**level, name=f"dec{level}", **block)(x)
@@ -91,8 +103,10 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
         main = SegmentationHead(num_classes, scale=stride, name="main", dtype="float32")(decoder[0])
     if not model_cfg.deep_supervision:
         return keras.Model(inputs, main, name=name)
-    aux = [SegmentationHead(num_classes, scale=stride * 2**level, name=f"aux{level}", dtype="float32")(decoder[level])
-           for level in range(1, depth)]
+    aux = [
+        SegmentationHead(num_classes, scale=stride * 2**level, name=f"aux{level}", dtype="float32")(decoder[level])
+        for level in range(1, depth)
+    ]
     return keras.Model(inputs, [main, *aux], name=name)
 
 

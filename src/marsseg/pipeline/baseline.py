@@ -29,8 +29,9 @@ def fit_centroids(images: np.ndarray, masks: np.ndarray, competition: Competitio
     scored = labels != competition.ignored_class
     mu, sigma = features[scored].mean(0), features[scored].std(0) + 1e-6
     z = (features - mu) / sigma
-    centroids = np.stack([z[labels == c].mean(0) if (labels == c).any() else np.full(4, np.inf)
-                          for c in competition.scored_classes])
+    centroids = np.stack(
+        [z[labels == c].mean(0) if (labels == c).any() else np.full(4, np.inf) for c in competition.scored_classes]
+    )
     return mu, sigma, centroids
 
 

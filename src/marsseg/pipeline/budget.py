@@ -1,8 +1,8 @@
 """One wall-clock budget for a whole run, and the one-line phase log readable in a Kaggle kernel log.
 
-    budget = Budget(cfg.budget_seconds, log)
-    budget.phase("stage1", fold=2, note="12 epochs")   # [marsseg] 00:01:23 stage1 fold 2 | 12 epochs | left 00:06:37
-    budget.remaining()                                    # seconds left
+budget = Budget(cfg.budget_seconds, log)
+budget.phase("stage1", fold=2, note="12 epochs")   # [marsseg] 00:01:23 stage1 fold 2 | 12 epochs | left 00:06:37
+budget.remaining()                                    # seconds left
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ class Budget:
         self.end_phase()
         self._current = (name, self.clock())
         where = f"{name}" + (f" fold {fold}" if fold is not None else "")
-        self.log(f"[marsseg] {hms(self.elapsed())} {where}" + (f" | {note}" if note else "")
-                 + f" | budget left {hms(self.remaining())}")
+        self.log(
+            f"[marsseg] {hms(self.elapsed())} {where}"
+            + (f" | {note}" if note else "")
+            + f" | budget left {hms(self.remaining())}"
+        )
 
     def end_phase(self) -> None:
         if self._current is not None:

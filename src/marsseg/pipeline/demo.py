@@ -13,10 +13,10 @@ from marsseg.data.synth import ensure_synthetic
 
 def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, seed: int = 0, log=print) -> dict:
     """Synthetic data -> nearest-centroid prediction -> validated RLE submission -> score."""
-    from marsseg.pipeline.baseline import fit_centroids, predict_centroids
     from marsseg.data.load import load_dataset
-    from marsseg.submission.scoring import score_masks
+    from marsseg.pipeline.baseline import fit_centroids, predict_centroids
     from marsseg.submission.formats import read_submission, write_submission
+    from marsseg.submission.scoring import score_masks
 
     out_dir = Path(out_dir)
     data_path, truth_path = out_dir / "synthetic_mars.npz", out_dir / "synthetic_truth.npz"
@@ -30,8 +30,10 @@ def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, s
     score = score_masks(truth, info.masks)
     log(f"submission: {submission_path} ({info.layout}, {info.n_images} images, valid)")
     names = MARS.class_names
-    log("test mIoU (classes 1-4) against the synthetic truth: "
-        f"{score['miou']:.4f}  [" + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items()) + "]")
+    log(
+        "test mIoU (classes 1-4) against the synthetic truth: "
+        f"{score['miou']:.4f}  [" + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items()) + "]"
+    )
     return score
 
 
@@ -42,8 +44,8 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
     """
     from marsseg.data.load import load_masks
     from marsseg.pipeline.run import run
-    from marsseg.submission.scoring import score_masks
     from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -51,15 +53,23 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
     data_path, truth_path = data_dir / "synthetic_mars.npz", data_dir / "synthetic_truth.npz"
     ensure_synthetic(data_path, truth_path, n_train, n_test, seed, log)
     metrics = run(cfg, data_path, out_dir / "run", log=log, submissions_dir=None)
-    truth = load_masks(truth_path, key="test_labels")[:metrics["data"]["n_test"]]  # presets may cap the test set
+    truth = load_masks(truth_path, key="test_labels")[: metrics["data"]["n_test"]]  # presets may cap the test set
     info = read_submission(Path(metrics["submission"]), len(truth))
     score = score_masks(truth, info.masks)
     names = MARS.class_names
-    log(f"submission: {metrics['submission']} ({info.layout}, {info.n_images} images, valid; stage {metrics['final_stage']})")
-    log(f"hold-out mIoU: stage 1 {metrics['val_miou_stage1']:.4f}"
+    log(
+        f"submission: {metrics['submission']} ({info.layout}, {info.n_images} images, valid; stage {metrics['final_stage']})"
+    )
+    log(
+        f"hold-out mIoU: stage 1 {metrics['val_miou_stage1']:.4f}"
         + (f", stage 2 {metrics['val_miou_stage2']:.4f}" if metrics.get("val_miou_stage2") is not None else "")
-        + f", final {metrics['val_miou_final']:.4f}")
-    log("test mIoU (classes 1-4) against the synthetic truth: "
-        f"{score['miou']:.4f}  [" + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items()) + "]"
-        + f"  ({time.perf_counter() - started:.0f}s)")
+        + f", final {metrics['val_miou_final']:.4f}"
+    )
+    log(
+        "test mIoU (classes 1-4) against the synthetic truth: "
+        f"{score['miou']:.4f}  ["
+        + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items())
+        + "]"
+        + f"  ({time.perf_counter() - started:.0f}s)"
+    )
     return {"test": score, "metrics": metrics}

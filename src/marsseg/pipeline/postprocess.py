@@ -21,8 +21,9 @@ _PER_IMAGE = np.zeros((3, 3, 3), bool)
 _PER_IMAGE[1] = ndimage.generate_binary_structure(2, 1)
 
 
-def labels_from_probs(probs: np.ndarray, allow_background: bool = False, competition: Competition = MARS,
-                      class_bias=None) -> np.ndarray:
+def labels_from_probs(
+    probs: np.ndarray, allow_background: bool = False, competition: Competition = MARS, class_bias=None
+) -> np.ndarray:
     """uint8 labels (N, H, W). By default the ignored class is never predicted: truth-background pixels are not
     scored, so predicting background can only turn a scored pixel into a miss. `class_bias` (one value per
     class) is added to the log-probabilities before the argmax: a class with bias b wins where it is more than
@@ -45,8 +46,14 @@ def _log_probs(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
 BIAS_GRID = np.round(np.linspace(-1.5, 1.5, 13), 3)  # log-odds shifts tried per class (0.25 apart)
 
 
-def fit_class_bias(probs: np.ndarray, masks: np.ndarray, grid=BIAS_GRID, rounds: int = 2,
-                   max_pixels: int = 1_000_000, competition: Competition = MARS) -> tuple[np.ndarray, float]:
+def fit_class_bias(
+    probs: np.ndarray,
+    masks: np.ndarray,
+    grid=BIAS_GRID,
+    rounds: int = 2,
+    max_pixels: int = 1_000_000,
+    competition: Competition = MARS,
+) -> tuple[np.ndarray, float]:
     """Per-class log-probability shifts that maximise mIoU of `labels_from_probs(probs, class_bias=...)` against
     `masks`, by coordinate ascent over `grid` (one class at a time, `rounds` sweeps); returns (bias, mIoU).
 
@@ -96,7 +103,7 @@ def cross_fitted_bias_score(probs: np.ndarray, masks: np.ndarray, seed: int = 0,
     from marsseg.submission.scoring import confusion_matrix, mean_iou
 
     order = np.random.default_rng(seed).permutation(len(probs))
-    halves = order[: len(order) // 2], order[len(order) // 2:]
+    halves = order[: len(order) // 2], order[len(order) // 2 :]
     if min(len(h) for h in halves) == 0:
         return float("nan")
     confusion = 0
@@ -125,8 +132,9 @@ def _holes(binary: np.ndarray, max_size: int) -> np.ndarray:
         return np.zeros_like(binary)
     sizes = np.bincount(labelled.ravel(), minlength=n + 1)
     fill = sizes <= max_size
-    border = np.concatenate([labelled[:, 0, :].ravel(), labelled[:, -1, :].ravel(),
-                             labelled[:, :, 0].ravel(), labelled[:, :, -1].ravel()])
+    border = np.concatenate(
+        [labelled[:, 0, :].ravel(), labelled[:, -1, :].ravel(), labelled[:, :, 0].ravel(), labelled[:, :, -1].ravel()]
+    )
     fill[np.unique(border)] = False
     fill[0] = False
     return fill[labelled]

@@ -41,9 +41,22 @@ class Stage1Outcome:
         return [f.result.model for f in self.folds]
 
 
-def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg: Config, *, stage_end: float,
-                 budget=None, class_weights=None, fit=None, predict=None, verbose=2, log=print,
-                 clock=time.monotonic, num_classes: int = 5) -> Stage1Outcome:
+def stage1_folds(
+    images: np.ndarray,
+    masks: np.ndarray,
+    fold_of: np.ndarray,
+    cfg: Config,
+    *,
+    stage_end: float,
+    budget=None,
+    class_weights=None,
+    fit=None,
+    predict=None,
+    verbose=2,
+    log=print,
+    clock=time.monotonic,
+    num_classes: int = 5,
+) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
     validation rows. Fold f must end, its prediction included, by its share of the time up to `stage_end`; a fold
     that could not finish even one epoch in the time left is not started (its rows stay uncovered)."""
@@ -68,12 +81,27 @@ def stage1_folds(images: np.ndarray, masks: np.ndarray, fold_of: np.ndarray, cfg
             break
         train_index, val_index = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
         if budget is not None:
-            budget.phase("stage1", fold=f + 1, note=f"{len(train_index)} train / {len(val_index)} out-of-fold images, "
-                                                     f"until {max(0.0, fold_deadline - now):.0f}s from now")
-        result = fit(cfg.stage1, images[train_index], masks[train_index], network_input(images[val_index]),
-                     masks[val_index], augment_cfg=cfg.augment, seed=cfg.seed + f,
-                     deadline=fold_deadline, name=f"stage1_fold{f + 1}", class_weights=class_weights,
-                     verbose=verbose, log=log, passes_after=1)  # the out-of-fold prediction below
+            budget.phase(
+                "stage1",
+                fold=f + 1,
+                note=f"{len(train_index)} train / {len(val_index)} out-of-fold images, "
+                f"until {max(0.0, fold_deadline - now):.0f}s from now",
+            )
+        result = fit(
+            cfg.stage1,
+            images[train_index],
+            masks[train_index],
+            network_input(images[val_index]),
+            masks[val_index],
+            augment_cfg=cfg.augment,
+            seed=cfg.seed + f,
+            deadline=fold_deadline,
+            name=f"stage1_fold{f + 1}",
+            class_weights=class_weights,
+            verbose=verbose,
+            log=log,
+            passes_after=1,
+        )  # the out-of-fold prediction below
         predicted_at = clock()
         oof[val_index] = predict(result.model, network_input(images[val_index]))
         oof_model[val_index] = len(runs)

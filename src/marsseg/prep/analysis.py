@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from marsseg.competition import MARS, Competition
@@ -30,7 +32,9 @@ def class_stats(images: np.ndarray, masks: np.ndarray, competition: Competition 
     return out
 
 
-def class_weights(masks: np.ndarray, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0) -> np.ndarray:
+def class_weights(
+    masks: np.ndarray, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0
+) -> np.ndarray:
     """Inverse-frequency loss weights over the scored classes (ignored class 0), normalised to mean 1.
 
     The square root (power 0.5) tempers big rock's ~1% share so it is weighted up, not allowed to dominate.
@@ -59,7 +63,7 @@ def format_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_class_stats(stats: dict, path, title: str = "") -> "Path":
+def plot_class_stats(stats: dict, path, title: str = "") -> Path:
     """Bar chart PNG: pixel share and image share per class, side by side."""
     import io
 
@@ -100,12 +104,16 @@ def write_class_report(stats: dict, directory, title: str = "") -> tuple:
     directory = Path(directory)
     weights = class_weights_from_stats(stats)
     names = list(stats["classes"])
-    json_path = atomic_write_json(directory / "class_stats.json",
-                                  {**stats, "loss_weights": {names[c]: float(weights[c]) for c in range(len(names))}})
+    json_path = atomic_write_json(
+        directory / "class_stats.json",
+        {**stats, "loss_weights": {names[c]: float(weights[c]) for c in range(len(names))}},
+    )
     return json_path, plot_class_stats(stats, directory / "class_stats.png", title)
 
 
-def class_weights_from_stats(stats: dict, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0) -> np.ndarray:
+def class_weights_from_stats(
+    stats: dict, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0
+) -> np.ndarray:
     """The same weights as `class_weights`, from a saved class analysis (pixel counts per class)."""
     counts = np.zeros(competition.num_classes)
     for row in stats["classes"].values():

@@ -39,15 +39,24 @@ class _Compat:
         self.A = albumentations
         self.cv2 = cv2
         self.border = cv2.BORDER_REFLECT_101  # reflection keeps image and mask consistent at the edges
-        self.affine_border = "border_mode" if "border_mode" in inspect.signature(albumentations.Affine).parameters else "mode"
+        self.affine_border = (
+            "border_mode" if "border_mode" in inspect.signature(albumentations.Affine).parameters else "mode"
+        )
         self.noise_std = "std_range" in inspect.signature(albumentations.GaussNoise).parameters
         self.seedable = hasattr(albumentations.Compose, "set_random_seed")
         self._lock = threading.Lock()
 
     def affine(self, scale, translate, rotate, shear, p):
-        return self.A.Affine(scale=scale, translate_percent={"x": translate, "y": translate}, rotate=rotate,
-                             shear=shear, interpolation=self.cv2.INTER_LINEAR,
-                             mask_interpolation=self.cv2.INTER_NEAREST, p=p, **{self.affine_border: self.border})
+        return self.A.Affine(
+            scale=scale,
+            translate_percent={"x": translate, "y": translate},
+            rotate=rotate,
+            shear=shear,
+            interpolation=self.cv2.INTER_LINEAR,
+            mask_interpolation=self.cv2.INTER_NEAREST,
+            p=p,
+            **{self.affine_border: self.border},
+        )
 
     def noise(self, std_range, p):
         """Gaussian noise with a std given as a fraction of the full range (255 for uint8)."""
@@ -102,13 +111,22 @@ def build_transforms(strength: str = "medium", elastic: bool = False):
         photometric = [A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5)]
     elif strength == "medium":
         geometric = [A.HorizontalFlip(p=0.5), c.affine((0.9, 1.1), (-0.08, 0.08), (-10, 10), (-3, 3), p=0.7)]
-        photometric = [A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.6),
-                       A.RandomGamma(gamma_limit=(80, 120), p=0.3), c.noise((0.01, 0.04), p=0.3)]
+        photometric = [
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.6),
+            A.RandomGamma(gamma_limit=(80, 120), p=0.3),
+            c.noise((0.01, 0.04), p=0.3),
+        ]
     elif strength == "strong":
-        geometric = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.2),
-                     c.affine((0.8, 1.25), (-0.12, 0.12), (-20, 20), (-6, 6), p=0.8)]
-        photometric = [A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.7),
-                       A.RandomGamma(gamma_limit=(70, 140), p=0.4), c.noise((0.01, 0.06), p=0.4)]
+        geometric = [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.2),
+            c.affine((0.8, 1.25), (-0.12, 0.12), (-20, 20), (-6, 6), p=0.8),
+        ]
+        photometric = [
+            A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.7),
+            A.RandomGamma(gamma_limit=(70, 140), p=0.4),
+            c.noise((0.01, 0.06), p=0.4),
+        ]
     if elastic and strength != "none":
         geometric.append(A.OneOf([c.elastic(p=1.0), c.grid(p=1.0)], p=0.3))
     return c.compose(geometric), c.compose(photometric)
@@ -141,9 +159,11 @@ class Augmenter:
 
     def batch(self, images, masks, extras=None, seed: int = 0):
         """Augment a batch with every random choice fixed by `seed`."""
+
         def work():
-            xs, ys = zip(*(self.one(images[i], masks[i], None if extras is None else extras[i])
-                           for i in range(len(images))))
+            xs, ys = zip(
+                *(self.one(images[i], masks[i], None if extras is None else extras[i]) for i in range(len(images)))
+            )
             return np.stack(xs).astype(np.float32, copy=False), np.stack(ys)
 
         return _compat().run((self.geometric, self.photometric), int(seed), work)
@@ -194,8 +214,9 @@ class BigRockCopies:
     source_index: np.ndarray  # (K,) index of the image each copy was made from
 
 
-def bigrock_copies(images, masks, copies: int, seed: int = 0, strength: str = "medium",
-                   elastic: bool = False) -> BigRockCopies:
+def bigrock_copies(
+    images, masks, copies: int, seed: int = 0, strength: str = "medium", elastic: bool = False
+) -> BigRockCopies:
     """`copies` augmented versions of every image that contains big rock, made once (offline)."""
     h, w = images.shape[1:]
     sources = np.repeat(np.flatnonzero(has_class(masks)), max(int(copies), 0))
@@ -204,7 +225,7 @@ def bigrock_copies(images, masks, copies: int, seed: int = 0, strength: str = "m
     augmenter = Augmenter(strength, elastic)
     out_images, out_masks = [], []
     for start in range(0, len(sources), 256):
-        chunk = sources[start:start + 256]
+        chunk = sources[start : start + 256]
         x, y = augmenter.batch(images[chunk], masks[chunk], seed=batch_seed(seed, 0, start // 256, stream=1))
         out_images.append(np.clip(np.rint(x[..., 0] * 255.0), 0, 255).astype(np.uint8))
         out_masks.append(y)
@@ -240,8 +261,21 @@ def _sequence_class():
         (e.g. `sampling_weights`); `shuffle` reshuffles every epoch. Deterministic per seed and epoch.
         """
 
-        def __init__(self, images, masks, extras=None, batch_size=32, strength="medium", elastic=False,
-                     weights=None, shuffle=True, seed=0, workers=1, use_multiprocessing=False, max_queue_size=10):
+        def __init__(
+            self,
+            images,
+            masks,
+            extras=None,
+            batch_size=32,
+            strength="medium",
+            elastic=False,
+            weights=None,
+            shuffle=True,
+            seed=0,
+            workers=1,
+            use_multiprocessing=False,
+            max_queue_size=10,
+        ):
             super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
             if len(images) != len(masks) or (extras is not None and len(extras) != len(images)):
                 raise ValueError("images, masks and extras must have the same length")
@@ -274,10 +308,13 @@ def _sequence_class():
         def __getitem__(self, index):
             if index < 0 or index >= len(self):
                 raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
-            idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-            x, y = self._augmenter().batch(self.images[idx], self.masks[idx],
-                                           None if self.extras is None else self.extras[idx],
-                                           seed=batch_seed(self.seed, self.epoch, index))
+            idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+            x, y = self._augmenter().batch(
+                self.images[idx],
+                self.masks[idx],
+                None if self.extras is None else self.extras[idx],
+                seed=batch_seed(self.seed, self.epoch, index),
+            )
             return x, y.astype(np.int32)
 
         def on_epoch_end(self):
@@ -309,23 +346,37 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0,
-                         train: bool = True):
+def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0, train: bool = True):
     """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
     train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
     cls = __getattr__("SegmentationSequence")
     if not train:
-        return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed,
-                   workers=1)
-    return cls(images, masks, extras, batch_size=batch_size, strength=augment_cfg.strength,
-               elastic=augment_cfg.elastic, weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
-               shuffle=True, seed=seed, workers=max(1, int(augment_cfg.workers)))
+        return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed, workers=1)
+    return cls(
+        images,
+        masks,
+        extras,
+        batch_size=batch_size,
+        strength=augment_cfg.strength,
+        elastic=augment_cfg.elastic,
+        weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
+        shuffle=True,
+        seed=seed,
+        workers=max(1, int(augment_cfg.workers)),
+    )
 
 
 # ------------------------------------------------------------------------- throughput
-def augmentation_throughput(n_batches: int = 30, strength: str = "medium", batch_size: int = 32,
-                            extra_channels: int = 0, elastic: bool = False, seed: int = 0,
-                            images=None, masks=None) -> float:
+def augmentation_throughput(
+    n_batches: int = 30,
+    strength: str = "medium",
+    batch_size: int = 32,
+    extra_channels: int = 0,
+    elastic: bool = False,
+    seed: int = 0,
+    images=None,
+    masks=None,
+) -> float:
     """Augmented samples per second of the training sequence (one thread, batches built in order)."""
     import time
 
@@ -338,9 +389,17 @@ def augmentation_throughput(n_batches: int = 30, strength: str = "medium", batch
     if extra_channels:
         rng = np.random.default_rng(seed)
         extras = rng.dirichlet(np.ones(extra_channels), size=images.shape[:3]).astype(np.float32)
-    sequence = __getattr__("SegmentationSequence")(images, masks, extras, batch_size=batch_size, strength=strength,
-                                                   elastic=elastic, weights=sampling_weights(masks), seed=seed,
-                                                   workers=1)
+    sequence = __getattr__("SegmentationSequence")(
+        images,
+        masks,
+        extras,
+        batch_size=batch_size,
+        strength=strength,
+        elastic=elastic,
+        weights=sampling_weights(masks),
+        seed=seed,
+        workers=1,
+    )
     sequence[0]  # warm-up: builds the transforms
     started = time.perf_counter()
     samples = 0

@@ -50,8 +50,11 @@ class OutlierReport:
             "thresholds": self.thresholds,
             "duplicate_groups": self.duplicate_groups,
             "removed": [
-                {"index": int(i), "evidence": self.evidence[int(i)],
-                 **{name: _finite(values[i]) for name, values in self.scores.items()}}
+                {
+                    "index": int(i),
+                    "evidence": self.evidence[int(i)],
+                    **{name: _finite(values[i]) for name, values in self.scores.items()},
+                }
                 for i in self.removed
             ],
             "suspects_kept": [
@@ -74,8 +77,13 @@ def precision_recall(found, truth) -> dict:
     hits = len(found & truth)
     precision = hits / len(found) if found else (1.0 if not truth else 0.0)
     recall = hits / len(truth) if truth else 1.0
-    return {"precision": precision, "recall": recall, "true_positives": hits,
-            "false_positives": sorted(found - truth), "missed": sorted(truth - found)}
+    return {
+        "precision": precision,
+        "recall": recall,
+        "true_positives": hits,
+        "false_positives": sorted(found - truth),
+        "missed": sorted(truth - found),
+    }
 
 
 def find_outliers(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = CleanConfig()) -> OutlierReport:
@@ -112,8 +120,16 @@ def find_outliers(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = Clea
     removed_mask = by_mask | by_template | by_support
     evidence = {}
     for i in np.flatnonzero(removed_mask):
-        fired = [name for name, hit in (("duplicate_mask", by_mask[i]), ("template", by_template[i]),
-                                        ("template+anomaly", by_support[i]), ("anomaly", anomalous[i])) if hit]
+        fired = [
+            name
+            for name, hit in (
+                ("duplicate_mask", by_mask[i]),
+                ("template", by_template[i]),
+                ("template+anomaly", by_support[i]),
+                ("anomaly", anomalous[i]),
+            )
+            if hit
+        ]
         evidence[int(i)] = fired
     for group in groups:
         group["indices"] = [int(i) for i in group["indices"]]
@@ -121,13 +137,21 @@ def find_outliers(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = Clea
         n_images=n,
         removed=np.flatnonzero(removed_mask),
         evidence=evidence,
-        scores={"template_corr": template_corr, "pca_error": pca_error, "knn_distance": knn_distance,
-                "anomaly": anomaly},
+        scores={
+            "template_corr": template_corr,
+            "pca_error": pca_error,
+            "knn_distance": knn_distance,
+            "anomaly": anomaly,
+        },
         duplicate_groups=groups,
         suspects=np.flatnonzero(anomalous & ~removed_mask),
-        thresholds={"min_duplicate_masks": cfg.min_duplicate_masks, "template": cfg.template_threshold,
-                    "template_with_anomaly": cfg.template_threshold - cfg.template_support_margin,
-                    "anomaly": anomaly_cut, "anomaly_quantile": cfg.anomaly_quantile},
+        thresholds={
+            "min_duplicate_masks": cfg.min_duplicate_masks,
+            "template": cfg.template_threshold,
+            "template_with_anomaly": cfg.template_threshold - cfg.template_support_margin,
+            "anomaly": anomaly_cut,
+            "anomaly_quantile": cfg.anomaly_quantile,
+        },
     )
 
 
@@ -142,8 +166,11 @@ def duplicate_mask_groups(masks: np.ndarray, min_count: int) -> list[dict]:
             continue
         digest = hashlib.sha1(np.ascontiguousarray(mask).tobytes()).hexdigest()
         buckets.setdefault(digest, []).append(i)
-    groups = [{"mask_sha1": digest, "size": len(idx), "indices": np.asarray(idx, np.int64)}
-              for digest, idx in buckets.items() if len(idx) >= max(2, min_count)]
+    groups = [
+        {"mask_sha1": digest, "size": len(idx), "indices": np.asarray(idx, np.int64)}
+        for digest, idx in buckets.items()
+        if len(idx) >= max(2, min_count)
+    ]
     return sorted(groups, key=lambda g: -g["size"])
 
 
@@ -167,10 +194,10 @@ def template_correlation(images: np.ndarray, members, ordinary: np.ndarray, chun
     t /= np.linalg.norm(t) + 1e-6
     corr = np.empty(len(images), np.float32)
     for start in range(0, len(images), chunk):
-        x = images[start:start + chunk][:, region].astype(np.float32)
+        x = images[start : start + chunk][:, region].astype(np.float32)
         x -= x.mean(axis=1, keepdims=True)
         x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-6
-        corr[start:start + chunk] = x @ t
+        corr[start : start + chunk] = x @ t
     return corr, region
 
 
@@ -202,14 +229,14 @@ def anomaly_scores(images: np.ndarray, reference: np.ndarray, components: int, n
     kk = int(min(neighbours, len(ref) - 1))
     ref_x, ref_sq = x[ref], sq[ref]
     for start in range(0, len(images), 512):
-        block = x[start:start + 512]
-        d2 = sq[start:start + 512, None] + ref_sq[None, :] - 2.0 * block @ ref_x.T
+        block = x[start : start + 512]
+        d2 = sq[start : start + 512, None] + ref_sq[None, :] - 2.0 * block @ ref_x.T
         rows = np.arange(start, start + len(block))
         pos = np.minimum(np.searchsorted(ref, rows), len(ref) - 1)
         own = ref[pos] == rows
         d2[np.flatnonzero(own), pos[own]] = np.inf  # a reference image is not its own neighbour
         d = np.sqrt(np.maximum(np.partition(d2, kk - 1, axis=1)[:, :kk], 0.0))
-        knn[start:start + len(block)] = d.mean(axis=1) / np.sqrt(x.shape[1])
+        knn[start : start + len(block)] = d.mean(axis=1) / np.sqrt(x.shape[1])
     return pca_error.astype(np.float32), knn
 
 
@@ -243,8 +270,9 @@ def load_truth(path) -> np.ndarray:
     return truth.astype(np.int64)
 
 
-def run_clean(data_path, out_path, cfg, report_dir=None, truth_path=None, augment_bigrock: bool = False,
-              log=print) -> dict:
+def run_clean(
+    data_path, out_path, cfg, report_dir=None, truth_path=None, augment_bigrock: bool = False, log=print
+) -> dict:
     """`marsseg clean`: write the cleaned dataset (test set untouched), the report and, optionally,
     offline big-rock copies next to it. Returns the report's JSON dict."""
     import time
@@ -259,29 +287,46 @@ def run_clean(data_path, out_path, cfg, report_dir=None, truth_path=None, augmen
     if truth is not None and len(truth) and (truth.min() < 0 or truth.max() >= dataset.n_train):
         from marsseg.errors import DataError
 
-        raise DataError(f"{truth_path}: outlier_indices run to {truth.max()}, but {data_path} has {dataset.n_train} "
-                        "training images; pass the truth file written with this dataset")
+        raise DataError(
+            f"{truth_path}: outlier_indices run to {truth.max()}, but {data_path} has {dataset.n_train} "
+            "training images; pass the truth file written with this dataset"
+        )
     images, masks, report = clean_dataset(dataset.images, dataset.masks, cfg.clean)
     save_dataset(out_path, images, masks, dataset.test_images)
     summary = report.to_json(truth)
-    summary.update({"source": str(dataset.source), "output": str(out_path), "kept_indices": report.kept.tolist(),
-                    "seconds": round(time.perf_counter() - started, 3)})
-    log(f"removed {len(report.removed)} of {report.n_images} training images "
+    summary.update(
+        {
+            "source": str(dataset.source),
+            "output": str(out_path),
+            "kept_indices": report.kept.tolist(),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    log(
+        f"removed {len(report.removed)} of {report.n_images} training images "
         f"({len(report.duplicate_groups)} duplicate-mask group(s), {len(report.suspects)} anomalous image(s) kept as suspects); "
-        f"wrote {out_path} ({len(images)} train, {dataset.n_test} test) in {summary['seconds']:.1f}s")
+        f"wrote {out_path} ({len(images)} train, {dataset.n_test} test) in {summary['seconds']:.1f}s"
+    )
     if truth is not None:
         t = summary["truth"]
-        log(f"against {truth_path}: precision {t['precision']:.4f}  recall {t['recall']:.4f}  "
-            f"({t['true_positives']} of {len(truth)} planted outliers found, {len(t['false_positives'])} false positives)")
+        log(
+            f"against {truth_path}: precision {t['precision']:.4f}  recall {t['recall']:.4f}  "
+            f"({t['true_positives']} of {len(truth)} planted outliers found, {len(t['false_positives'])} false positives)"
+        )
     if augment_bigrock:
         from marsseg.prep.augment import bigrock_copies, save_bigrock
 
         copies = bigrock_copies(images, masks, cfg.augment.bigrock_offline_copies, seed=cfg.seed)
         path = bigrock_path(out_path)
         save_bigrock(path, copies)
-        summary["bigrock"] = {"path": str(path), "copies": int(len(copies.images)),
-                              "source_images": int(len(np.unique(copies.source_index)))}
-        log(f"wrote {path}: {len(copies.images)} augmented copies of {summary['bigrock']['source_images']} big-rock images")
+        summary["bigrock"] = {
+            "path": str(path),
+            "copies": int(len(copies.images)),
+            "source_images": int(len(np.unique(copies.source_index))),
+        }
+        log(
+            f"wrote {path}: {len(copies.images)} augmented copies of {summary['bigrock']['source_images']} big-rock images"
+        )
     if report_dir:
         report_dir = Path(report_dir)
         atomic_write_json(report_dir / "outliers.json", summary)
@@ -318,8 +363,9 @@ def plot_removed(images, masks, report: OutlierReport, path, limit: int = 40):
         axes[2 * r, c].set_title(f"#{i} {','.join(e for e in report.evidence[int(i)] if e != 'anomaly')}", fontsize=6)
         axes[2 * r + 1, c].imshow(masks[i], cmap="viridis", vmin=0, vmax=4, interpolation="nearest")
     shown = f"first {len(chosen)} of " if len(report.removed) > len(chosen) else ""
-    fig.suptitle(f"removed training images ({shown}{len(report.removed)} of {report.n_images}): image above mask",
-                 fontsize=9)
+    fig.suptitle(
+        f"removed training images ({shown}{len(report.removed)} of {report.n_images}): image above mask", fontsize=9
+    )
     if not len(chosen):
         axes[0, 0].text(0, 0.5, "no image removed", fontsize=9)
     import io

@@ -53,7 +53,7 @@ def encode_rle(masks: np.ndarray, competition: Competition = MARS) -> bytes:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(chunks)) as pool:
-        parts = pool.map(lambda c: _encode_rle_rows(masks[c[0]:c[1]], c[0], competition), chunks)
+        parts = pool.map(lambda c: _encode_rle_rows(masks[c[0] : c[1]], c[0], competition), chunks)
         return header + b"".join(parts)
 
 
@@ -126,17 +126,23 @@ def decode_rle(text: bytes | str, n_images: int | None = None, competition: Comp
     body = lines[1:]
     classes = competition.scored_classes
     if len(body) % len(classes):
-        raise SubmissionError(f"{len(body)} rows is not a whole number of images ({len(classes)} rows each, one per class)")
+        raise SubmissionError(
+            f"{len(body)} rows is not a whole number of images ({len(classes)} rows each, one per class)"
+        )
     n = len(body) // len(classes)
     if n_images is not None and n != n_images:
-        raise SubmissionError(f"{len(body)} rows describe {n} images, expected {n_images} ({n_images * len(classes)} rows)")
+        raise SubmissionError(
+            f"{len(body)} rows describe {n} images, expected {n_images} ({n_images * len(classes)} rows)"
+        )
     pixels = competition.pixels
     fields = []
     for row, line in enumerate(body):
         ident, sep, field = line.partition(",")
         expected = f"{row // len(classes)}_{classes[row % len(classes)]}"
         if ident != expected:
-            raise SubmissionError(f"line {row + 2}: id {_show(ident)}, expected {expected!r} (rows go by image, then class {classes[0]}–{classes[-1]})")
+            raise SubmissionError(
+                f"line {row + 2}: id {_show(ident)}, expected {expected!r} (rows go by image, then class {classes[0]}–{classes[-1]})"
+            )
         if not sep:
             raise SubmissionError(f"line {row + 2}: no comma after the id")
         field = field.strip()
@@ -161,7 +167,9 @@ def decode_rle(text: bytes | str, n_images: int | None = None, competition: Comp
     if len(clash):
         pixel = int(first[order][clash[0] + 1])
         image = pixel // pixels
-        raise SubmissionError(f"image {image}: pixel {pixel % pixels + 1} is covered by runs of two classes (lines {image * len(classes) + 2}–{image * len(classes) + len(classes) + 1})")
+        raise SubmissionError(
+            f"image {image}: pixel {pixel % pixels + 1} is covered by runs of two classes (lines {image * len(classes) + 2}–{image * len(classes) + len(classes) + 1})"
+        )
     # Starts are now unique, and so are ends, so plain fancy assignment is exact.
     paint = np.zeros(n * pixels + 1, np.int8)
     paint[first] = label_of_run
@@ -231,7 +239,7 @@ def encode_pixels(masks: np.ndarray, competition: Competition = MARS) -> bytes:
     rows = body.tobytes()
     width = 2 * pixels
     parts = [(pixels_header(competition) + "\n").encode("ascii")]
-    parts.extend(f"{i},".encode("ascii") + rows[i * width:(i + 1) * width] for i in range(n))
+    parts.extend(f"{i},".encode("ascii") + rows[i * width : (i + 1) * width] for i in range(n))
     return b"".join(parts)
 
 
@@ -253,7 +261,9 @@ def decode_pixels(data: bytes | str, n_images: int | None = None, competition: C
     for row, line in enumerate(body):
         ident, sep, rest = line.partition(b",")
         if ident.strip() != str(row).encode():
-            raise SubmissionError(f"line {row + 2}: id {ident[:20].decode('ascii', 'replace')!r}, expected '{row}' (rows in image order)")
+            raise SubmissionError(
+                f"line {row + 2}: id {ident[:20].decode('ascii', 'replace')!r}, expected '{row}' (rows in image order)"
+            )
         values = np.frombuffer(rest.rstrip(b"\r"), np.uint8)
         if len(values) == 2 * pixels - 1 and (values[1::2] == ord(",")).all():
             digits = values[0::2]
@@ -273,7 +283,9 @@ def _parse_pixel_row_slowly(rest: bytes, row: int, pixels: int, competition: Com
     for column, cell in enumerate(cells):
         text = cell.strip()
         if not text.isdigit() or int(text) >= competition.num_classes:
-            raise SubmissionError(f"line {row + 2}, column '{column}': {cell!r} is not a class 0–{competition.num_classes - 1}")
+            raise SubmissionError(
+                f"line {row + 2}, column '{column}': {cell!r} is not a class 0–{competition.num_classes - 1}"
+            )
         labels[column] = int(text)
     return labels
 
@@ -311,7 +323,9 @@ def decode(data: bytes, n_images: int | None = None, competition: Competition = 
     return SubmissionInfo(layout, len(masks), masks)
 
 
-def read_submission(path: str | os.PathLike, n_images: int | None = None, competition: Competition = MARS) -> SubmissionInfo:
+def read_submission(
+    path: str | os.PathLike, n_images: int | None = None, competition: Competition = MARS
+) -> SubmissionInfo:
     """Read and validate a submission CSV of either layout."""
     path = Path(path)
     try:
@@ -328,12 +342,19 @@ def read_submission(path: str | os.PathLike, n_images: int | None = None, compet
         raise SubmissionError(f"{path}: {exc}") from None
 
 
-def write_submission(path: str | os.PathLike, masks: np.ndarray, layout: str = "rle", competition: Competition = MARS) -> Path:
+def write_submission(
+    path: str | os.PathLike, masks: np.ndarray, layout: str = "rle", competition: Competition = MARS
+) -> Path:
     return atomic_write_bytes(path, encode(masks, layout, competition))
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, layout: str, n_images: int | None = None,
-            competition: Competition = MARS) -> SubmissionInfo:
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    layout: str,
+    n_images: int | None = None,
+    competition: Competition = MARS,
+) -> SubmissionInfo:
     """Exact conversion between layouts (decode, validate, encode)."""
     info = read_submission(src, n_images, competition)
     write_submission(dst, info.masks, layout, competition)
@@ -343,9 +364,13 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, layout: str, n_image
 def _check_masks(masks: np.ndarray, competition: Competition) -> np.ndarray:
     masks = np.asarray(masks)
     if masks.ndim != 3 or masks.shape[1:] != competition.shape:
-        raise SubmissionError(f"masks have shape {masks.shape}, expected (N, {competition.height}, {competition.width})")
+        raise SubmissionError(
+            f"masks have shape {masks.shape}, expected (N, {competition.height}, {competition.width})"
+        )
     if masks.size and (masks.min() < 0 or masks.max() >= competition.num_classes):
-        raise SubmissionError(f"masks hold labels {masks.min()}..{masks.max()}, expected 0–{competition.num_classes - 1}")
+        raise SubmissionError(
+            f"masks hold labels {masks.min()}..{masks.max()}, expected 0–{competition.num_classes - 1}"
+        )
     return masks.astype(np.uint8, copy=False)
 
 
@@ -354,7 +379,7 @@ def _lines(text: bytes | str) -> list[str]:
         try:
             text = text.decode("ascii")
         except UnicodeDecodeError as exc:
-            line = text[:exc.start].count(b"\n") + 1
+            line = text[: exc.start].count(b"\n") + 1
             raise SubmissionError(f"line {line}: not plain ASCII text") from None
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":

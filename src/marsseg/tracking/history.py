@@ -43,12 +43,33 @@ LEADERBOARD = "leaderboard_history.csv"
 SUBMISSIONS = "submission_history.csv"
 LOCK = ".tracking.lock"
 
-SNAPSHOT_FIELDS = ("snapshot", "taken_at", "competition", "source", "team", "team_id", "rank", "teams",
-                   "best_score", "leaderboard_changes", "submission_changes")
+SNAPSHOT_FIELDS = (
+    "snapshot",
+    "taken_at",
+    "competition",
+    "source",
+    "team",
+    "team_id",
+    "rank",
+    "teams",
+    "best_score",
+    "leaderboard_changes",
+    "submission_changes",
+)
 LEADERBOARD_FIELDS = ("snapshot", "taken_at", "change", "team_id", "team_name", "submission_date", "score")
 LINK_FIELDS = ("preset", "git_commit", "val_miou_stage1", "val_miou_stage2", "val_miou_final", "local_file")
-SUBMISSION_FIELDS = ("snapshot", "taken_at", "ref", "date", "file_name", "description", "status",
-                     "public_score", "private_score", "error") + LINK_FIELDS
+SUBMISSION_FIELDS = (
+    "snapshot",
+    "taken_at",
+    "ref",
+    "date",
+    "file_name",
+    "description",
+    "status",
+    "public_score",
+    "private_score",
+    "error",
+) + LINK_FIELDS
 
 # Test hook, "SECONDS" or "SECONDS:FILE": sleep after each file (or after FILE) is written, announced on
 # stderr, so a test can kill a snapshot at a known point between writes.
@@ -131,8 +152,13 @@ class Submission:
     link: dict = field(default_factory=dict, compare=False, hash=False)
 
     def identity(self) -> tuple:
-        return (self.ref, self.status, format_score(self.public_score, 6), format_score(self.private_score, 6),
-                self.error)
+        return (
+            self.ref,
+            self.status,
+            format_score(self.public_score, 6),
+            format_score(self.private_score, 6),
+            self.error,
+        )
 
     @property
     def val_miou_final(self) -> float | None:
@@ -156,8 +182,12 @@ class SnapshotInfo:
 
 def board_entry_from_api(row: dict) -> BoardEntry:
     """One GetLeaderboard row: {teamId, teamName, submissionDate, score}."""
-    return BoardEntry(team_id=str(row.get("teamId", "")), team_name=str(row.get("teamName", "") or ""),
-                      submission_date=str(row.get("submissionDate", "") or ""), score=parse_score(row.get("score")))
+    return BoardEntry(
+        team_id=str(row.get("teamId", "")),
+        team_name=str(row.get("teamName", "") or ""),
+        submission_date=str(row.get("submissionDate", "") or ""),
+        score=parse_score(row.get("score")),
+    )
 
 
 def submission_from_api(row: dict) -> Submission:
@@ -165,11 +195,16 @@ def submission_from_api(row: dict) -> Submission:
     status = str(row.get("status", "") or "PENDING").upper()
     if "." in status:  # an enum's repr such as SubmissionStatus.COMPLETE
         status = status.rsplit(".", 1)[1]
-    return Submission(ref=str(row.get("ref", "")), date=str(row.get("date", "") or ""),
-                      file_name=str(row.get("fileName", "") or ""), description=str(row.get("description", "") or ""),
-                      status=status, public_score=parse_score(row.get("publicScore")),
-                      private_score=parse_score(row.get("privateScore")),
-                      error=str(row.get("errorDescription", "") or ""))
+    return Submission(
+        ref=str(row.get("ref", "")),
+        date=str(row.get("date", "") or ""),
+        file_name=str(row.get("fileName", "") or ""),
+        description=str(row.get("description", "") or ""),
+        status=status,
+        public_score=parse_score(row.get("publicScore")),
+        private_score=parse_score(row.get("privateScore")),
+        error=str(row.get("errorDescription", "") or ""),
+    )
 
 
 def ranked(entries) -> list[BoardEntry]:
@@ -196,10 +231,15 @@ def load_submit_records(history_dir) -> list[dict]:
 
 def normalise_record(row: dict) -> dict:
     local_file = str(row.get("file") or "")
-    out = {"id": str(row.get("id") or ""), "ref": str(row.get("kaggle_ref") or ""),
-           "file_name": Path(local_file).name if local_file else "", "description": str(row.get("message") or ""),
-           "preset": str(row.get("preset") or ""), "git_commit": str(row.get("git_commit") or ""),
-           "local_file": local_file}
+    out = {
+        "id": str(row.get("id") or ""),
+        "ref": str(row.get("kaggle_ref") or ""),
+        "file_name": Path(local_file).name if local_file else "",
+        "description": str(row.get("message") or ""),
+        "preset": str(row.get("preset") or ""),
+        "git_commit": str(row.get("git_commit") or ""),
+        "local_file": local_file,
+    }
     for key in ("val_miou_stage1", "val_miou_stage2", "val_miou_final"):
         out[key] = format_score(parse_score(row.get(key)), 6)
     return out
@@ -208,6 +248,7 @@ def normalise_record(row: dict) -> dict:
 def link_submission(sub: Submission, records: list[dict]) -> dict:
     """The run behind a Kaggle submission: by Kaggle ref, else by the exact message, else by the record id the
     message names, else by a file name that only one record has."""
+
     def pick(matches):
         return {k: matches[-1].get(k, "") for k in LINK_FIELDS} if len(matches) >= 1 else None
 
@@ -267,7 +308,9 @@ class History:
         """The team's (rank, entry) on the leaderboard of snapshot `index`, or (None, None)."""
         snap = self.snapshots[index]
         for rank, entry in enumerate(self.boards[index], start=1):
-            if (snap.team_id and entry.team_id == snap.team_id) or (not snap.team_id and snap.team and entry.team_name == snap.team):
+            if (snap.team_id and entry.team_id == snap.team_id) or (
+                not snap.team_id and snap.team and entry.team_name == snap.team
+            ):
                 return rank, entry
         return None, None
 
@@ -284,7 +327,9 @@ def _read_csv(path: Path, fields: tuple[str, ...]) -> list[dict]:
         return []
     missing = [f for f in ("snapshot",) if f not in reader.fieldnames]
     if missing:
-        raise TrackingError(f"{path} is not a marsseg history file (no 'snapshot' column); move it aside and run `marsseg track`")
+        raise TrackingError(
+            f"{path} is not a marsseg history file (no 'snapshot' column); move it aside and run `marsseg track`"
+        )
     return [{f: (row.get(f) or "") for f in fields} for row in reader]
 
 
@@ -297,10 +342,18 @@ def _int(value, default=None):
 
 def _snapshot_from_row(row: dict) -> SnapshotInfo:
     return SnapshotInfo(
-        id=_int(row["snapshot"]), taken_at=row["taken_at"], competition=row["competition"], source=row["source"],
-        team=row["team"], team_id=row["team_id"], rank=_int(row["rank"]), teams=_int(row["teams"], 0),
-        best_score=parse_score(row["best_score"]), leaderboard_changes=_int(row["leaderboard_changes"], 0),
-        submission_changes=_int(row["submission_changes"], 0))
+        id=_int(row["snapshot"]),
+        taken_at=row["taken_at"],
+        competition=row["competition"],
+        source=row["source"],
+        team=row["team"],
+        team_id=row["team_id"],
+        rank=_int(row["rank"]),
+        teams=_int(row["teams"], 0),
+        best_score=parse_score(row["best_score"]),
+        leaderboard_changes=_int(row["leaderboard_changes"], 0),
+        submission_changes=_int(row["submission_changes"], 0),
+    )
 
 
 def _entry_from_row(row: dict) -> BoardEntry:
@@ -308,10 +361,17 @@ def _entry_from_row(row: dict) -> BoardEntry:
 
 
 def _submission_from_row(row: dict) -> Submission:
-    return Submission(ref=row["ref"], date=row["date"], file_name=row["file_name"], description=row["description"],
-                      status=row["status"], public_score=parse_score(row["public_score"]),
-                      private_score=parse_score(row["private_score"]), error=row["error"],
-                      link={k: row[k] for k in LINK_FIELDS})
+    return Submission(
+        ref=row["ref"],
+        date=row["date"],
+        file_name=row["file_name"],
+        description=row["description"],
+        status=row["status"],
+        public_score=parse_score(row["public_score"]),
+        private_score=parse_score(row["private_score"]),
+        error=row["error"],
+        link={k: row[k] for k in LINK_FIELDS},
+    )
 
 
 def read_history(history_dir="submissions", competition: str | None = None) -> History:
@@ -397,8 +457,9 @@ def _remove_stale_temporaries(directory: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _find_team(team: str | None, subs_raw: list[dict], board: list[BoardEntry], previous: SnapshotInfo | None,
-               session) -> str:
+def _find_team(
+    team: str | None, subs_raw: list[dict], board: list[BoardEntry], previous: SnapshotInfo | None, session
+) -> str:
     """The team's name on the leaderboard: the option; else a teamName in the own submissions; else the one
     leaderboard entry whose score and date are those of an own scored submission (a team's entry shows its
     best submission); else the last snapshot's team; else the Kaggle username."""
@@ -407,8 +468,11 @@ def _find_team(team: str | None, subs_raw: list[dict], board: list[BoardEntry], 
     for row in subs_raw:
         if row.get("teamName"):
             return str(row["teamName"])
-    own = {(format_score(parse_score(r.get("publicScore")), 5), _second(r.get("date")))
-           for r in subs_raw if parse_score(r.get("publicScore")) is not None}
+    own = {
+        (format_score(parse_score(r.get("publicScore")), 5), _second(r.get("date")))
+        for r in subs_raw
+        if parse_score(r.get("publicScore")) is not None
+    }
     matches = {e.team_name for e in board if (format_score(e.score, 5), _second(e.submission_date)) in own}
     if len(matches) == 1:
         return matches.pop()
@@ -438,8 +502,14 @@ class SnapshotResult:
     submission_rows: int
 
 
-def snapshot(session, competition: str, history_dir="submissions", team: str | None = None,
-             now: str | None = None, source: str | None = None) -> SnapshotResult:
+def snapshot(
+    session,
+    competition: str,
+    history_dir="submissions",
+    team: str | None = None,
+    now: str | None = None,
+    source: str | None = None,
+) -> SnapshotResult:
     """Fetch the public leaderboard and the team's submissions through `session` and append what changed.
 
     `session` has `leaderboard(competition) -> [{teamId, teamName, submissionDate, score}]` and
@@ -457,25 +527,37 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
         # Committed rows only: rows of an interrupted snapshot are dropped here.
         snap_rows = [r for r in _read_csv(directory / SNAPSHOTS, SNAPSHOT_FIELDS) if _int(r["snapshot"]) is not None]
         committed_ids = {_int(r["snapshot"]) for r in snap_rows}
-        board_rows = [r for r in _read_csv(directory / LEADERBOARD, LEADERBOARD_FIELDS) if _int(r["snapshot"]) in committed_ids]
-        sub_rows = [r for r in _read_csv(directory / SUBMISSIONS, SUBMISSION_FIELDS) if _int(r["snapshot"]) in committed_ids]
+        board_rows = [
+            r for r in _read_csv(directory / LEADERBOARD, LEADERBOARD_FIELDS) if _int(r["snapshot"]) in committed_ids
+        ]
+        sub_rows = [
+            r for r in _read_csv(directory / SUBMISSIONS, SUBMISSION_FIELDS) if _int(r["snapshot"]) in committed_ids
+        ]
         snapshot_id = max(committed_ids, default=0) + 1
         sources = {r["source"] for r in snap_rows if r["source"]}
         if sources and source not in sources:
-            raise TrackingError(f"{directory}/ holds a history taken from {', '.join(sorted(sources))}, and this "
-                                f"snapshot comes from {source}; keep them apart with --history-dir "
-                                f"(e.g. --history-dir {directory}/{source})")
+            raise TrackingError(
+                f"{directory}/ holds a history taken from {', '.join(sorted(sources))}, and this "
+                f"snapshot comes from {source}; keep them apart with --history-dir "
+                f"(e.g. --history-dir {directory}/{source})"
+            )
         # The last committed state of this competition (replayed here: read_history would rank every snapshot).
         mine = sorted((_snapshot_from_row(r) for r in snap_rows if r["competition"] == competition), key=lambda i: i.id)
         mine_ids = {i.id for i in mine}
         previous: dict[str, BoardEntry] = {}
-        for row in sorted((r for r in board_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"])):
+        for row in sorted(
+            (r for r in board_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"])
+        ):
             if row["change"] == "left":
                 previous.pop(row["team_id"], None)
             else:
                 previous[row["team_id"]] = _entry_from_row(row)
-        last_seen = {row["ref"]: _submission_from_row(row)
-                     for row in sorted((r for r in sub_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"]))}
+        last_seen = {
+            row["ref"]: _submission_from_row(row)
+            for row in sorted(
+                (r for r in sub_rows if _int(r["snapshot"]) in mine_ids), key=lambda r: _int(r["snapshot"])
+            )
+        }
 
         # Leaderboard changes against the last committed state of this competition.
         current: dict[str, BoardEntry] = {}
@@ -500,10 +582,21 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
             link = link_submission(sub, records)
             if old is not None:  # keep a link found earlier if the record has gone since
                 link = {k: link.get(k) or old.link.get(k, "") for k in LINK_FIELDS}
-            new_sub_rows.append({"snapshot": snapshot_id, "taken_at": taken_at, "ref": sub.ref, "date": sub.date,
-                                 "file_name": sub.file_name, "description": sub.description, "status": sub.status,
-                                 "public_score": format_score(sub.public_score, 6),
-                                 "private_score": format_score(sub.private_score, 6), "error": sub.error, **link})
+            new_sub_rows.append(
+                {
+                    "snapshot": snapshot_id,
+                    "taken_at": taken_at,
+                    "ref": sub.ref,
+                    "date": sub.date,
+                    "file_name": sub.file_name,
+                    "description": sub.description,
+                    "status": sub.status,
+                    "public_score": format_score(sub.public_score, 6),
+                    "private_score": format_score(sub.private_score, 6),
+                    "error": sub.error,
+                    **link,
+                }
+            )
 
         board = ranked(current.values())
         team = _find_team(team, subs_raw, board, mine[-1] if mine else None, session)
@@ -512,10 +605,19 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
             if team and entry.team_name == team:
                 team_id, rank = entry.team_id, position
                 break
-        info = SnapshotInfo(id=snapshot_id, taken_at=taken_at, competition=competition, source=source, team=team,
-                            team_id=team_id, rank=rank, teams=len(board),
-                            best_score=board[rank - 1].score if rank else None,
-                            leaderboard_changes=len(new_board_rows), submission_changes=len(new_sub_rows))
+        info = SnapshotInfo(
+            id=snapshot_id,
+            taken_at=taken_at,
+            competition=competition,
+            source=source,
+            team=team,
+            team_id=team_id,
+            rank=rank,
+            teams=len(board),
+            best_score=board[rank - 1].score if rank else None,
+            leaderboard_changes=len(new_board_rows),
+            submission_changes=len(new_sub_rows),
+        )
 
         # Data files first, the commit marker last; each file replaced whole and atomically.
         atomic_write_text(directory / LEADERBOARD, _csv_text(LEADERBOARD_FIELDS, board_rows + new_board_rows))
@@ -527,38 +629,64 @@ def snapshot(session, competition: str, history_dir="submissions", team: str | N
 
 
 def _board_row(snapshot_id: int, taken_at: str, change: str, entry: BoardEntry) -> dict:
-    return {"snapshot": snapshot_id, "taken_at": taken_at, "change": change, "team_id": entry.team_id,
-            "team_name": entry.team_name, "submission_date": entry.submission_date,
-            "score": format_score(entry.score, 6)}
+    return {
+        "snapshot": snapshot_id,
+        "taken_at": taken_at,
+        "change": change,
+        "team_id": entry.team_id,
+        "team_name": entry.team_name,
+        "submission_date": entry.submission_date,
+        "score": format_score(entry.score, 6),
+    }
 
 
 def _snapshot_row(info: SnapshotInfo) -> dict:
-    return {"snapshot": info.id, "taken_at": info.taken_at, "competition": info.competition, "source": info.source,
-            "team": info.team, "team_id": info.team_id, "rank": "" if info.rank is None else info.rank,
-            "teams": info.teams, "best_score": format_score(info.best_score, 6),
-            "leaderboard_changes": info.leaderboard_changes, "submission_changes": info.submission_changes}
+    return {
+        "snapshot": info.id,
+        "taken_at": info.taken_at,
+        "competition": info.competition,
+        "source": info.source,
+        "team": info.team,
+        "team_id": info.team_id,
+        "rank": "" if info.rank is None else info.rank,
+        "teams": info.teams,
+        "best_score": format_score(info.best_score, 6),
+        "leaderboard_changes": info.leaderboard_changes,
+        "submission_changes": info.submission_changes,
+    }
 
 
 def describe_snapshot(result: SnapshotResult) -> str:
     info = result.snapshot
-    standing = (f"team {info.team!r} rank {info.rank} of {info.teams}, best {format_score(info.best_score)}"
-                if info.rank else f"team {info.team or '?'} not on the leaderboard ({info.teams} teams)")
-    return (f"snapshot {info.id} at {info.taken_at}: {standing}; "
-            f"{result.leaderboard_rows} leaderboard change(s), {result.submission_rows} submission change(s)")
+    standing = (
+        f"team {info.team!r} rank {info.rank} of {info.teams}, best {format_score(info.best_score)}"
+        if info.rank
+        else f"team {info.team or '?'} not on the leaderboard ({info.teams} teams)"
+    )
+    return (
+        f"snapshot {info.id} at {info.taken_at}: {standing}; "
+        f"{result.leaderboard_rows} leaderboard change(s), {result.submission_rows} submission change(s)"
+    )
 
 
 # -------------------------------------------------------------------------------------------- views
 def _table(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)] if rows else [len(h) for h in header]
+
     def line(cells):
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 def _require(history: History) -> None:
     if history.empty:
-        raise TrackingError(f"no leaderboard snapshots in {history.directory}/; take one with `marsseg track` "
-                            "(Kaggle credentials, or MARSSEG_KAGGLE_ENDPOINT for the emulator)")
+        raise TrackingError(
+            f"no leaderboard snapshots in {history.directory}/; take one with `marsseg track` "
+            "(Kaggle credentials, or MARSSEG_KAGGLE_ENDPOINT for the emulator)"
+        )
 
 
 def format_leaderboard(history: History, top: int = 10) -> str:
@@ -572,12 +700,18 @@ def format_leaderboard(history: History, top: int = 10) -> str:
     rows = []
     for position, item in enumerate(board[:top], start=1):
         mark = ">" if rank == position else ""
-        rows.append([mark, str(position), item.team_name, format_score(item.score), item.submission_date[:19].replace("T", " ")])
-    lines = [f"{snap.competition}: public leaderboard at {snap.taken_at} (snapshot {snap.id}, {len(board)} teams)",
-             _table(["", "rank", "team", "score", "submitted"], rows, right={1, 3})]
+        rows.append(
+            [mark, str(position), item.team_name, format_score(item.score), item.submission_date[:19].replace("T", " ")]
+        )
+    lines = [
+        f"{snap.competition}: public leaderboard at {snap.taken_at} (snapshot {snap.id}, {len(board)} teams)",
+        _table(["", "rank", "team", "score", "submitted"], rows, right={1, 3}),
+    ]
     if rank is None:
-        lines.append(f"team {snap.team or '?'}: not on the leaderboard"
-                     + ("" if snap.team else " (no own submission names the team; pass --team NAME to `marsseg track`)"))
+        lines.append(
+            f"team {snap.team or '?'}: not on the leaderboard"
+            + ("" if snap.team else " (no own submission names the team; pass --team NAME to `marsseg track`)")
+        )
     else:
         change = ""
         if len(history.snapshots) > 1:
@@ -586,7 +720,9 @@ def format_leaderboard(history: History, top: int = 10) -> str:
                 change = " (new)"
             elif before != rank:
                 change = f" (was {before})"
-        lines.append(f"team {snap.team}: rank {rank} of {len(board)}{change}, best public score {format_score(entry.score)}")
+        lines.append(
+            f"team {snap.team}: rank {rank} of {len(board)}{change}, best public score {format_score(entry.score)}"
+        )
     return "\n".join(lines)
 
 
@@ -600,18 +736,42 @@ def format_history(history: History) -> str:
     rows = []
     for sub in subs:
         link = sub.link
-        rows.append([
-            "*" if best is not None and sub.public_score == best else "",
-            sub.date[:16].replace("T", " "), sub.status.lower(), format_score(sub.public_score),
-            format_score(sub.private_score), format_score(parse_score(link.get("val_miou_stage1"))),
-            format_score(parse_score(link.get("val_miou_stage2"))), format_score(parse_score(link.get("val_miou_final"))),
-            link.get("preset", ""), (link.get("git_commit") or "")[:10], sub.file_name, sub.ref,
-        ])
-    header = ["", "submitted", "status", "public", "private", "val s1", "val s2", "val", "preset", "commit", "file", "ref"]
+        rows.append(
+            [
+                "*" if best is not None and sub.public_score == best else "",
+                sub.date[:16].replace("T", " "),
+                sub.status.lower(),
+                format_score(sub.public_score),
+                format_score(sub.private_score),
+                format_score(parse_score(link.get("val_miou_stage1"))),
+                format_score(parse_score(link.get("val_miou_stage2"))),
+                format_score(parse_score(link.get("val_miou_final"))),
+                link.get("preset", ""),
+                (link.get("git_commit") or "")[:10],
+                sub.file_name,
+                sub.ref,
+            ]
+        )
+    header = [
+        "",
+        "submitted",
+        "status",
+        "public",
+        "private",
+        "val s1",
+        "val s2",
+        "val",
+        "preset",
+        "commit",
+        "file",
+        "ref",
+    ]
     scored = [s for s in subs if s.public_score is not None]
-    summary = (f"{len(subs)} submission(s), {len(scored)} scored"
-               + (f", best public {format_score(best)} (*)" if best is not None else "")
-               + f"; as of snapshot {history.latest.id} at {history.latest.taken_at}")
+    summary = (
+        f"{len(subs)} submission(s), {len(scored)} scored"
+        + (f", best public {format_score(best)} (*)" if best is not None else "")
+        + f"; as of snapshot {history.latest.id} at {history.latest.taken_at}"
+    )
     return _table(header, rows, right={3, 4, 5, 6, 7}) + "\n" + summary
 
 
@@ -634,8 +794,17 @@ class PagedKaggle:
     def leaderboard(self, competition: str) -> list[dict]:
         rows, token = [], ""
         for _ in range(self.max_pages):
-            args = ["competitions", "leaderboard", "-c", competition, "--show", "--format", "json",
-                    "--page-size", str(self.page_size)] + (["--page-token", token] if token else [])
+            args = [
+                "competitions",
+                "leaderboard",
+                "-c",
+                competition,
+                "--show",
+                "--format",
+                "json",
+                "--page-size",
+                str(self.page_size),
+            ] + (["--page-token", token] if token else [])
             out = self.session.kaggle(*args, what="competitions leaderboard")
             rows += _json_rows(out, "competitions leaderboard")
             found = re.search(r"Next Page Token = (\S+)", out)
@@ -646,8 +815,17 @@ class PagedKaggle:
 
     def submissions(self, competition: str) -> list[dict]:
         # Newest first; older ones are in the history already, and a scored submission does not change.
-        out = self.session.kaggle("competitions", "submissions", "-c", competition, "--format", "json",
-                                  "--page-size", str(self.page_size), what="competitions submissions")
+        out = self.session.kaggle(
+            "competitions",
+            "submissions",
+            "-c",
+            competition,
+            "--format",
+            "json",
+            "--page-size",
+            str(self.page_size),
+            what="competitions submissions",
+        )
         return _json_rows(out, "competitions submissions")
 
 
@@ -671,8 +849,16 @@ def open_session() -> PagedKaggle:
     return PagedKaggle(KaggleSession(log=lambda line: print(line, file=sys.stderr)))
 
 
-def track(competition: str, history_dir="submissions", team: str | None = None, watch: float | None = None,
-          count: int | None = None, session=None, log=print, sleep=time.sleep) -> list[SnapshotResult]:
+def track(
+    competition: str,
+    history_dir="submissions",
+    team: str | None = None,
+    watch: float | None = None,
+    count: int | None = None,
+    session=None,
+    log=print,
+    sleep=time.sleep,
+) -> list[SnapshotResult]:
     """Take one snapshot, or with `watch` seconds one every interval until stopped (or `count` taken).
     In watch mode a failure after the first snapshot is reported and the next one tried."""
     session = session or open_session()

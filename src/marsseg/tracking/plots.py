@@ -28,8 +28,10 @@ def plot_history(history_dir="submissions", out_dir=None, competition: str | Non
         raise TrackingError(f"no leaderboard snapshots in {Path(history_dir)}/ to plot; take one with `marsseg track`")
     competitions = {s.competition for s in history.snapshots}
     if len(competitions) > 1:
-        raise TrackingError(f"{Path(history_dir)}/ holds several competitions ({', '.join(sorted(competitions))}); "
-                            "pick one with --competition")
+        raise TrackingError(
+            f"{Path(history_dir)}/ holds several competitions ({', '.join(sorted(competitions))}); "
+            "pick one with --competition"
+        )
     out = Path(out_dir or history_dir)
     drawers = (score_over_time, rank_over_time, top10_threshold, local_vs_public)
     return [_save(draw(history), out / name) for draw, name in zip(drawers, PLOTS)]
@@ -126,21 +128,36 @@ def score_over_time(history: History):
             best = max(best, score)
             best_so_far.append(best)
         end = max(parse_time(s.date) for s in subs)
-        ax.step(times + [end], best_so_far + [best_so_far[-1]], where="post", color="tab:orange", lw=2,
-                label=f"best so far ({best:.4f})")
+        ax.step(
+            times + [end],
+            best_so_far + [best_so_far[-1]],
+            where="post",
+            color="tab:orange",
+            lw=2,
+            label=f"best so far ({best:.4f})",
+        )
         low, high = min(scores), max(scores)
         span = max(high - low, 0.01)
         ax.set_ylim(low - 0.15 * span, high + 0.1 * span)
     else:
         ax.set_ylim(0, 1)
     # No score yet (pending) or none ever (error): markers on the bottom axis, so they stay visible.
-    for status, style in (("PENDING", dict(marker="o", facecolors="none", edgecolors="0.4")),
-                          ("ERROR", dict(marker="x", color="tab:red"))):
+    for status, style in (
+        ("PENDING", dict(marker="o", facecolors="none", edgecolors="0.4")),
+        ("ERROR", dict(marker="x", color="tab:red")),
+    ):
         group = [s for s in unscored if (s.status == "ERROR") == (status == "ERROR")]
         if group:
-            ax.scatter([parse_time(s.date) for s in group], [0.0] * len(group), s=marker_size + 10, clip_on=False,
-                       zorder=4, transform=ax.get_xaxis_transform(), label=f"{status.lower()}, no score ({len(group)})",
-                       **style)
+            ax.scatter(
+                [parse_time(s.date) for s in group],
+                [0.0] * len(group),
+                s=marker_size + 10,
+                clip_on=False,
+                zorder=4,
+                transform=ax.get_xaxis_transform(),
+                label=f"{status.lower()}, no score ({len(group)})",
+                **style,
+            )
     _pad_single_time(ax, [parse_time(s.date) for s in subs])
     _date_axis(ax)
     ax.set_ylabel("public score (mIoU)")
@@ -164,8 +181,14 @@ def rank_over_time(history: History):
     ax.scatter(times, ranks, s=14 if len(points) > 30 else 30, color="tab:blue", zorder=3)
     ax.set_ylim(max(max(ranks), 1) + 0.5 + 0.05 * max(ranks), 0.5)  # rank 1 at the top
     ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.annotate(f"rank {ranks[-1]} of {teams[-1]}", (times[-1], ranks[-1]), textcoords="offset points",
-                xytext=(-8, 8), ha="right", fontsize=9)
+    ax.annotate(
+        f"rank {ranks[-1]} of {teams[-1]}",
+        (times[-1], ranks[-1]),
+        textcoords="offset points",
+        xytext=(-8, 8),
+        ha="right",
+        fontsize=9,
+    )
     missing = len(history.snapshots) - len(points)
     _note(ax, f"{len(points)} snapshot(s)" + (f"; team absent from {missing}" if missing else ""))
     _pad_single_time(ax, list(times))
@@ -190,15 +213,30 @@ def top10_threshold(history: History):
         _empty(ax, "no leaderboard scores in the history yet")
         return fig
     small = len(history.boards[-1]) < 10
-    ax.step(times, threshold, where="post", color="tab:red", lw=2,
-            label="10th place" + (" (fewer than 10 teams: last place)" if small else ""))
+    ax.step(
+        times,
+        threshold,
+        where="post",
+        color="tab:red",
+        lw=2,
+        label="10th place" + (" (fewer than 10 teams: last place)" if small else ""),
+    )
     ax.step(times, leader, where="post", color="0.5", lw=1, ls="--", label="leader")
     if any(not math.isnan(v) for v in mine):
         ax.step(times, mine, where="post", color="tab:blue", lw=1.5, label=history.latest.team or "team")
     if len(times) <= 30:
         ax.scatter(times, threshold, s=20, color="tab:red", zorder=3)
-    ax.annotate(f"{threshold[-1]:.4f}", (times[-1], threshold[-1]), textcoords="offset points", xytext=(6, 0),
-                ha="left", va="center", fontsize=9, color="tab:red", annotation_clip=False)
+    ax.annotate(
+        f"{threshold[-1]:.4f}",
+        (times[-1], threshold[-1]),
+        textcoords="offset points",
+        xytext=(6, 0),
+        ha="left",
+        va="center",
+        fontsize=9,
+        color="tab:red",
+        annotation_clip=False,
+    )
     _pad_single_time(ax, times)
     _date_axis(ax)
     ax.set_ylabel("public score (mIoU)")
@@ -209,12 +247,16 @@ def top10_threshold(history: History):
 def local_vs_public(history: History):
     fig, ax = _figure("local validation mIoU vs public score")
     subs = history.submissions()
-    pairs = [(s.val_miou_final, s.public_score) for s in subs
-             if s.val_miou_final is not None and s.public_score is not None]
+    pairs = [
+        (s.val_miou_final, s.public_score) for s in subs if s.val_miou_final is not None and s.public_score is not None
+    ]
     skipped = len(subs) - len(pairs)
     if not pairs:
-        _empty(ax, "no submission has both a local validation mIoU and a public score yet"
-                   + (f"\n({len(subs)} submission(s) seen)" if subs else ""))
+        _empty(
+            ax,
+            "no submission has both a local validation mIoU and a public score yet"
+            + (f"\n({len(subs)} submission(s) seen)" if subs else ""),
+        )
         return fig
     xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
     ax.scatter(xs, ys, s=36 if len(pairs) <= 20 else 16, color="tab:blue", alpha=0.8, zorder=3)

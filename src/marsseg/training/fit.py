@@ -113,8 +113,7 @@ def training_data(source, names: list[str] | None, workers: int = 1):
         x, y = tf.ensure_shape(x, x_spec), tf.ensure_shape(y, y_spec)
         return x, _per_head(y, names)
 
-    dataset = tf.data.Dataset.range(len(source)).map(load, num_parallel_calls=max(1, int(workers)),
-                                                     deterministic=True)
+    dataset = tf.data.Dataset.range(len(source)).map(load, num_parallel_calls=max(1, int(workers)), deterministic=True)
     return dataset.prefetch(2), [NextEpoch(source)]
 
 
@@ -132,7 +131,7 @@ class BatchDeadline(keras.callbacks.Callback):
     # epoch's end then reads a deleted array ("Array has been deleted", seen on an H100 at the first cut epoch).
     async_safe = False
 
-    def __init__(self, guard: "StageGuard"):
+    def __init__(self, guard: StageGuard):
         super().__init__()
         self.guard = guard
 
@@ -152,8 +151,15 @@ class StageGuard(keras.callbacks.Callback):
     are restored at the end of training.
     """
 
-    def __init__(self, monitor: str, patience: int, deadline: float | None, clock=time.monotonic, on_plan=None,
-                 passes_after: int = 0):
+    def __init__(
+        self,
+        monitor: str,
+        patience: int,
+        deadline: float | None,
+        clock=time.monotonic,
+        on_plan=None,
+        passes_after: int = 0,
+    ):
         super().__init__()
         self.monitor, self.patience, self.deadline, self.clock = monitor, max(1, patience), deadline, clock
         self.on_plan, self.passes_after = on_plan, passes_after
@@ -240,9 +246,9 @@ def warmup_cosine(epoch: int, base_lr: float, warmup: int, total: int, floor: fl
 def schedule_callbacks(train_cfg: TrainConfig, monitor: str):
     """The learning-rate callback, and a function the guard calls with the epoch count the budget allows."""
     if train_cfg.schedule == "plateau":
-        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
-                                                 patience=max(1, train_cfg.patience // 3), min_lr=1e-5,
-                                                 verbose=0), None
+        return keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode="max", factor=0.5, patience=max(1, train_cfg.patience // 3), min_lr=1e-5, verbose=0
+        ), None
     if train_cfg.schedule == "cosine":
         plan = {"total": train_cfg.epochs}
 
@@ -250,7 +256,8 @@ def schedule_callbacks(train_cfg: TrainConfig, monitor: str):
             plan["total"] = max(1, min(train_cfg.epochs, affordable))
 
         callback = keras.callbacks.LearningRateScheduler(
-            lambda epoch: warmup_cosine(epoch, train_cfg.learning_rate, train_cfg.warmup_epochs, plan["total"]))
+            lambda epoch: warmup_cosine(epoch, train_cfg.learning_rate, train_cfg.warmup_epochs, plan["total"])
+        )
         return callback, update
     raise ConfigError(f"train schedule {train_cfg.schedule!r} is not plateau or cosine")
 
@@ -267,28 +274,52 @@ def jit_setting():
 
 def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None, num_classes: int = 5) -> str:
     """Compile with the stage's loss on every head and mIoU on the main head; return the monitored key."""
+    from marsseg.models import aux_loss_weights
     from marsseg.training.losses import build_loss
     from marsseg.training.metrics import MeanIoU
-    from marsseg.models import aux_loss_weights
 
     loss = build_loss(stage_cfg.loss, class_weights=class_weights, num_classes=num_classes)
     names = list(model.output_names)
     if len(names) > 1:
         weights = aux_loss_weights(stage_cfg.model, len(names) - 1)
-        model.compile(optimizer=make_optimizer(stage_cfg.train), loss={n: loss for n in names},
-                      loss_weights=dict(zip(names, weights)),
-                      metrics={names[0]: [MeanIoU(num_classes=num_classes, name="miou")]}, jit_compile=jit_setting(), run_eagerly=stage_cfg.train.run_eagerly)
+        model.compile(
+            optimizer=make_optimizer(stage_cfg.train),
+            loss={n: loss for n in names},
+            loss_weights=dict(zip(names, weights)),
+            metrics={names[0]: [MeanIoU(num_classes=num_classes, name="miou")]},
+            jit_compile=jit_setting(),
+            run_eagerly=stage_cfg.train.run_eagerly,
+        )
         return f"val_{names[0]}_miou"
-    model.compile(optimizer=make_optimizer(stage_cfg.train), loss=loss,
-                  metrics=[MeanIoU(num_classes=num_classes, name="miou")], jit_compile=jit_setting(), run_eagerly=stage_cfg.train.run_eagerly)
+    model.compile(
+        optimizer=make_optimizer(stage_cfg.train),
+        loss=loss,
+        metrics=[MeanIoU(num_classes=num_classes, name="miou")],
+        jit_compile=jit_setting(),
+        run_eagerly=stage_cfg.train.run_eagerly,
+    )
     return "val_miou"
 
 
-def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.ndarray, val_x: np.ndarray,
-              val_y: np.ndarray, *, train_extras: np.ndarray | None = None, augment_cfg: AugmentConfig | None = None,
-              seed: int = 42, deadline: float | None = None, name: str = "stage", class_weights=None,
-              verbose: int | str = 2, log=print, num_classes: int = 5, clock=time.monotonic,
-              passes_after: int = 0) -> StageResult:
+def fit_stage(
+    stage_cfg: StageConfig,
+    train_images: np.ndarray,
+    train_masks: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    *,
+    train_extras: np.ndarray | None = None,
+    augment_cfg: AugmentConfig | None = None,
+    seed: int = 42,
+    deadline: float | None = None,
+    name: str = "stage",
+    class_weights=None,
+    verbose: int | str = 2,
+    log=print,
+    num_classes: int = 5,
+    clock=time.monotonic,
+    passes_after: int = 0,
+) -> StageResult:
     """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
 
     Training batches come from `marsseg.prep.augment.sequence_from_config` on uint8 `train_images` with optional
@@ -298,10 +329,9 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
     `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
     whose time is kept back too.
     """
-    from marsseg.training.distribute import distribution_scope
     from marsseg.models import build_unet
-
     from marsseg.prep.augment import sequence_from_config
+    from marsseg.training.distribute import distribution_scope
 
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
@@ -321,8 +351,9 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
             monitor = compile_model(model, stage_cfg, class_weights, num_classes)
             names = list(model.output_names) if len(model.output_names) > 1 else None
             plain = AugmentConfig(strength="none", bigrock_oversample=1.0, workers=1)
-            source = sequence_from_config(train_images, train_masks, augment_cfg or plain, train_cfg.batch_size,
-                                          extras=train_extras, seed=seed)
+            source = sequence_from_config(
+                train_images, train_masks, augment_cfg or plain, train_cfg.batch_size, extras=train_extras, seed=seed
+            )
             targets = _per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
             guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan, passes_after)
@@ -331,31 +362,53 @@ def fit_stage(stage_cfg: StageConfig, train_images: np.ndarray, train_masks: np.
                 # A residual stage 2 starts as a copy of stage 1: that score is the bar, and if no epoch clears
                 # it the untouched head (stage 1's answer) is what comes back.
                 evaluated_at = clock()
-                scores = model.evaluate(val_x, targets, batch_size=2 * train_cfg.batch_size, verbose=0,
-                                        return_dict=True)
+                scores = model.evaluate(
+                    val_x, targets, batch_size=2 * train_cfg.batch_size, verbose=0, return_dict=True
+                )
                 # The same pass fit's validation makes: the guard's estimate before the first epoch ends.
                 guard.validation_seconds = clock() - evaluated_at
                 baseline = float(scores[monitor.removeprefix("val_")])
                 guard.set_baseline(baseline, model.get_weights())
             # The batch source shuffles itself, per seed and epoch.
-            common = dict(validation_data=(val_x, targets), validation_batch_size=2 * train_cfg.batch_size,
-                          verbose=verbose, shuffle=False)
+            common = dict(
+                validation_data=(val_x, targets),
+                validation_batch_size=2 * train_cfg.batch_size,
+                verbose=verbose,
+                shuffle=False,
+            )
             data, feeding = training_data(source, names, workers=(augment_cfg or plain).workers)
             deadline_check = [BatchDeadline(guard)] if deadline is not None else []
-            records = model.fit(data, epochs=max(1, train_cfg.epochs),
-                                callbacks=[lr_callback, guard, *deadline_check, *feeding], **common).history
+            records = model.fit(
+                data,
+                epochs=max(1, train_cfg.epochs),
+                callbacks=[lr_callback, guard, *deadline_check, *feeding],
+                **common,
+            ).history
     finally:
         keras.config.set_dtype_policy(previous_policy)
     seconds = clock() - started
     epochs = len(guard.epoch_seconds)
     rate = guard.samples_per_s(len(source) * train_cfg.batch_size)
-    return StageResult(model=model, history={k: [float(v) for v in vs] for k, vs in records.items()},
-                       best_val_miou=float(guard.best), best_epoch=guard.best_epoch, epochs_run=epochs,
-                       seconds=seconds, train_samples_per_s=rate, stop_reason=guard.stop_reason, monitor=monitor,
-                       extra={"mixed_precision": mixed, "replicas": replicas.num_replicas, "baseline_val_miou": baseline,
-                              "epoch_seconds": [float(t) for t in guard.epoch_seconds],
-                              "full_epoch_seconds": [float(t) for t in guard.full_epochs],
-                              "validation_seconds": float(guard.validation_seconds), "cut_epoch": guard.cut_epoch})
+    return StageResult(
+        model=model,
+        history={k: [float(v) for v in vs] for k, vs in records.items()},
+        best_val_miou=float(guard.best),
+        best_epoch=guard.best_epoch,
+        epochs_run=epochs,
+        seconds=seconds,
+        train_samples_per_s=rate,
+        stop_reason=guard.stop_reason,
+        monitor=monitor,
+        extra={
+            "mixed_precision": mixed,
+            "replicas": replicas.num_replicas,
+            "baseline_val_miou": baseline,
+            "epoch_seconds": [float(t) for t in guard.epoch_seconds],
+            "full_epoch_seconds": [float(t) for t in guard.full_epochs],
+            "validation_seconds": float(guard.validation_seconds),
+            "cut_epoch": guard.cut_epoch,
+        },
+    )
 
 
 _HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

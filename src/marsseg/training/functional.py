@@ -85,8 +85,9 @@ def _pixel_mean(per_pixel, valid):
     return ops.sum(per_pixel * valid) / ops.maximum(ops.sum(valid), 1.0)
 
 
-def focal_loss(y_true, y_pred, num_classes: int = 5, gamma: float = 2.0, class_weights=None,
-               ignore_background: bool = False):
+def focal_loss(
+    y_true, y_pred, num_classes: int = 5, gamma: float = 2.0, class_weights=None, ignore_background: bool = False
+):
     """Focal loss (Lin et al. 2017): mean over counted pixels of `-alpha_y * (1 - p_y)**gamma * log p_y`.
 
     `class_weights` are the per-class alphas (ones when None). With gamma 0 this is weighted cross-entropy.
@@ -101,8 +102,9 @@ def focal_loss(y_true, y_pred, num_classes: int = 5, gamma: float = 2.0, class_w
 
 def cross_entropy_loss(y_true, y_pred, num_classes: int = 5, class_weights=None, ignore_background: bool = False):
     """Sparse categorical cross-entropy: mean over counted pixels of `-w_y * log p_y`."""
-    return focal_loss(y_true, y_pred, num_classes, gamma=0.0, class_weights=class_weights,
-                      ignore_background=ignore_background)
+    return focal_loss(
+        y_true, y_pred, num_classes, gamma=0.0, class_weights=class_weights, ignore_background=ignore_background
+    )
 
 
 def _region_terms(y_true, y_pred, num_classes: int, ignore_background: bool):
@@ -124,8 +126,14 @@ def _class_mean(per_class, counted, class_weights, num_classes: int):
     return ops.sum(weights * per_class) / ops.maximum(ops.sum(counted), 1.0)
 
 
-def dice_loss(y_true, y_pred, num_classes: int = 5, class_weights=None, ignore_background: bool = False,
-              smooth: float = REGION_SMOOTH):
+def dice_loss(
+    y_true,
+    y_pred,
+    num_classes: int = 5,
+    class_weights=None,
+    ignore_background: bool = False,
+    smooth: float = REGION_SMOOTH,
+):
     """Soft dice loss: mean over counted classes of `w_k * (1 - (2 TP + s) / (2 TP + FP + FN + s))`.
 
     TP/FP/FN are soft counts over the whole batch (steadier than per image for rare classes).
@@ -135,9 +143,17 @@ def dice_loss(y_true, y_pred, num_classes: int = 5, class_weights=None, ignore_b
     return _class_mean(1.0 - dice, counted, class_weights, num_classes)
 
 
-def focal_tversky_loss(y_true, y_pred, num_classes: int = 5, alpha: float = 0.7, beta: float = 0.3,
-                       gamma: float = 0.75, class_weights=None, ignore_background: bool = False,
-                       smooth: float = REGION_SMOOTH):
+def focal_tversky_loss(
+    y_true,
+    y_pred,
+    num_classes: int = 5,
+    alpha: float = 0.7,
+    beta: float = 0.3,
+    gamma: float = 0.75,
+    class_weights=None,
+    ignore_background: bool = False,
+    smooth: float = REGION_SMOOTH,
+):
     """Focal Tversky loss (Abraham & Khan 2019): mean over counted classes of `w_k * (1 - TI_k)**gamma`,
 
     `TI_k = (TP + s) / (TP + alpha FN + beta FP + s)`. alpha > beta punishes missed pixels more than false alarms

@@ -19,8 +19,9 @@ class MeanIoU(keras.metrics.Metric):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.ignored_class = ignored_class
-        self.confusion = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
-                                           name="confusion", dtype="float32")
+        self.confusion = self.add_variable(
+            shape=(num_classes, num_classes), initializer="zeros", name="confusion", dtype="float32"
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = ops.argmax(y_pred, axis=-1) if len(y_pred.shape) == 4 else y_pred
