@@ -15,12 +15,12 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 # pytest-xdist on both cores; `make test PYTEST_ARGS=` runs serially.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help setup test test-all test-kaggle-image demo data bench clean-venv
+.PHONY: help setup lint format test test-all test-kaggle-image demo data bench clean-venv
 .PHONY: bundle check-rules submit submit-csv status emulator
 .PHONY: clean-data
 
 help: ## list the targets (this text)
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) with $(PYTHON_FOR_VENV) (TensorFlow build: $(TF_EXTRA)); log in $(VENV)/install.log"
@@ -32,10 +32,18 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## create .venv/ and install the kit editable (CPU or CUDA TensorFlow, detected)
 
-test: $(VENV)/.installed ## run the fast test suite (slow tests deselected)
+lint: $(VENV)/.installed ## ruff: lint and format check of src/, tests/ and scripts/ (`make format` fixes what it can)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: $(VENV)/.installed ## ruff: apply the formatter and the safe fixes
+	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts
+
+test: lint ## lint, then the fast test suite (slow tests deselected; the Kaggle-image smoke run included)
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
-test-all: $(VENV)/.installed ## run every test, slow ones included
+test-all: lint ## lint, then every test, slow ones included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-kaggle-image: $(VENV)/.installed ## run the kernel's smoke run under Python 3.10 pinned like Kaggle's image (env cached in ~/.cache/marsseg)

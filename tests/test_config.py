@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from marsseg.config import PRESETS, flatten, load_config, override, preset, save_config
+from marsseg.config import PRESETS, flatten, load_config, override, preset, save_config, validate
 from marsseg.errors import ConfigError
 
 
@@ -53,3 +55,26 @@ def test_unknown_preset():
 def test_flatten_lists_dotted_keys():
     keys = flatten(preset("gpu"))
     assert "stage1.model.depth" in keys and "post.min_component" in keys
+
+
+@pytest.mark.parametrize(
+    "assignment, key",
+    [
+        ("stage1_share=0.01", "stage1_share"),
+        ("stage1_share=0.99", "stage1_share"),
+        ("stage1.loss.class_weight_power=-0.1", "stage1.loss.class_weight_power"),
+        ("stage2.loss.class_weight_power=2.5", "stage2.loss.class_weight_power"),
+        ("post.tta=maybe", "post.tta"),
+        ("post.morphology=yes", "post.morphology"),
+        ("post.class_bias=sometimes", "post.class_bias"),
+    ],
+)
+def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
+    named = re.escape(key)
+    with pytest.raises(ConfigError, match=rf"^{named} .*--set {named}="):
+        validate(override(preset("smoke"), [assignment]))
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "kaggle"])
+def test_validate_passes_every_preset(name):
+    assert validate(preset(name)) is preset(name)

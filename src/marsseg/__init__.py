@@ -4,4 +4,8 @@ Importing the package is cheap: nothing here loads TensorFlow or Keras, so comma
 that need no model (encode, validate, score, inspect, synth) start in well under a second.
 """
 
+from marsseg import quiet
+
 __version__ = "0.1.0"
+
+quiet.install()  # before anything imports TensorFlow

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marsseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Competition:
@@ -52,7 +54,6 @@ PROFILES = {MARS.slug: MARS, "mars": MARS}
 
 
 def get_competition(name: str) -> Competition:
-    from marsseg.errors import ConfigError
 
     try:
         return PROFILES[name]

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from marsseg.errors import ConfigError
+from marsseg.files import atomic_write_json
+
+POST_SETTINGS = ("auto", "on", "off")  # every post-processing step's choices (post.tta, .morphology, .class_bias)
 
 
 @dataclass(frozen=True)
@@ -255,9 +258,8 @@ def _set(node, path: list[str], raw: str, full_key: str):
             raise ConfigError(f"unknown setting {full_key!r}: {name} is a value, not a section")
         return replace(node, **{name: _set(current, path[1:], raw, full_key)})
     if dataclasses.is_dataclass(current):
-        raise ConfigError(
-            f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{dataclasses.fields(current)[0].name}=…"
-        )
+        first = dataclasses.fields(current)[0].name
+        raise ConfigError(f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{first}=…")
     return replace(node, **{name: _coerce(raw, hints[name], full_key)})
 
 
@@ -302,32 +304,28 @@ def from_dict(data: dict, cls=Config):
     return cls(**kwargs)
 
 
+def validate(cfg: Config) -> Config:
+    """Refuse settings no run can use, before anything is written; returns `cfg`."""
+    if not 0.05 <= cfg.stage1_share <= 0.95:
+        raise ConfigError(f"stage1_share {cfg.stage1_share} is outside 0.05..0.95 (e.g. --set stage1_share=0.6)")
+    for stage in ("stage1", "stage2"):
+        power = getattr(cfg, stage).loss.class_weight_power
+        if not 0.0 <= power <= 2.0:
+            raise ConfigError(
+                f"{stage}.loss.class_weight_power {power} is outside 0..2 "
+                f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)"
+            )
+    for name in ("tta", "morphology", "class_bias"):
+        if getattr(cfg.post, name) not in POST_SETTINGS:
+            raise ConfigError(
+                f"post.{name} is {getattr(cfg.post, name)!r}; use {', '.join(POST_SETTINGS)} "
+                f"(e.g. --set post.{name}=off)"
+            )
+    return cfg
+
+
 def save_config(cfg: Config, path, **extra) -> Path:
-    from marsseg.files import atomic_write_json
-
     return atomic_write_json(path, {**to_dict(cfg), **({"_run": extra} if extra else {})})
-
-
-_GIT_FORMATS = {
-    "full": ["rev-parse", "HEAD"],  # config.json: the exact commit a run came from
-    "short": ["rev-parse", "--short", "HEAD"],  # BENCHMARKS.md stamps
-    "describe": ["describe", "--always", "--dirty", "--abbrev=7"],  # submission records: marks uncommitted edits
-}
-
-
-def git_commit(style: str = "full", cwd=None) -> str:
-    """The commit of the repository at `cwd` (default: the package's own folder) as `style` says; "unknown" outside
-    a git checkout (a Kaggle kernel, an installed wheel)."""
-    import subprocess
-
-    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(where), *_GIT_FORMATS[style]], capture_output=True, text=True, check=True, timeout=20
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def load_config(path) -> Config:

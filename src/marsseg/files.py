@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -40,9 +43,6 @@ def atomic_write_json(path: str | os.PathLike, obj) -> Path:
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays) -> Path:
-    import io
-
-    import numpy as np
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -50,7 +50,6 @@ def atomic_save_npz(path: str | os.PathLike, **arrays) -> Path:
 
 
 def _json_default(value):
-    import numpy as np
 
     if isinstance(value, np.generic):
         return value.item()

@@ -21,6 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from marsseg.config import preset
+from marsseg.data.synth import make_synthetic, save_synthetic
+from marsseg.pipeline.budget import Budget
+from marsseg.pipeline.run import _Run
+from marsseg.training.distribute import accelerator_devices
+
 N_TRAIN, N_TEST = 2615, 10022  # the real data's sizes: test prediction is timed at full size
 
 
@@ -43,13 +49,19 @@ def nvidia_gpu_names() -> list[str]:
 
 def accelerator_name() -> str | None:
     """The first GPU's name (nvidia-smi where it exists, else the backend's device name); None without a GPU."""
-    from marsseg.training.distribute import accelerator_devices
-
     devices = accelerator_devices()
     if not devices:
         return None
     names = nvidia_gpu_names()
     return f"{len(devices)} × {names[0] if names else devices[0]}"
+
+
+def gpu_here(section: str, log) -> str | None:
+    """The GPU a GPU section measures on; None (and a log line) where the Keras backend sees none."""
+    gpu = accelerator_name()
+    if gpu is None:
+        log(f"{section}: the Keras backend sees no GPU here; the section is left as it was")
+    return gpu
 
 
 def epoch_times(seconds: list[float]) -> tuple[float | None, float | None]:
@@ -66,9 +78,8 @@ def epoch_times(seconds: list[float]) -> tuple[float | None, float | None]:
 def measure_stages(cfg, data_path: Path, epochs: int, log, stage2: bool = True) -> dict:
     """Train stage 1 on fold 1 of the run's own split and stage 2 on every development image, each for `epochs`
     epochs with no deadline, and time test prediction; the same data, augmentation and settings as `run` uses."""
-    from marsseg.pipeline.budget import Budget
-    from marsseg.pipeline.run import _Run
-    from marsseg.training.fit import fit_stage, network_input, predict_probs
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
 
     quiet = lambda message: None  # noqa: E731
     run = _Run(
@@ -175,19 +186,21 @@ def projected_seconds(cfg, timings: dict) -> dict | None:
 def section_gpu(
     repeats: int,
     log,
-    gpu: str,
+    gpu: str | None = None,
     preset_name: str = "kaggle",
     epochs: int = 4,
     n_train: int = N_TRAIN,
     n_test: int = N_TEST,
-) -> str:
+) -> str | None:
     """Epoch times of the preset's two stages on `gpu` (its name, for the report) on full-size synthetic data,
-    and the full run projected from them."""
+    and the full run projected from them. Without `gpu` (the `gpu` section), the GPU the Keras backend sees; None
+    where it sees none: the section measures nothing and keeps its block."""
     import keras
 
-    from marsseg.config import preset
-    from marsseg.data.synth import make_synthetic, save_synthetic
-
+    if gpu is None:
+        gpu = gpu_here("gpu", log)
+        if gpu is None:
+            return None
     cfg = preset(preset_name)
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-gpu-bench-"))
     try:

@@ -1,4 +1,4 @@
-"""`make bench` quality section: the kit against a plain U-Net at the same wall-clock budget.
+"""`make bench` quality sections: the kit against a plain U-Net at the same wall-clock budget.
 
 On full-size synthetic data (2615 training images; a 2000-image synthetic test set scored against its truth),
 both get the same seconds, start to test-set labels:
@@ -7,9 +7,9 @@ both get the same seconds, start to test-set labels:
   stem, no attention gates or auxiliary heads in this preset: too slow on 2 cores), residual stage 2 on
   out-of-fold probabilities, light augmentation with big-rock oversampling, class-weighted cross-entropy that
   ignores background, warm-up + cosine schedules, TTA, class biases and morphology chosen on the hold-out);
-- plain: one U-Net of the same depth and width at full resolution, no attention, no deep supervision, cross-entropy over all
-  five classes, no augmentation, no cleaning, early stopping on the same share of held-out images, argmax
-  over all classes.
+- plain: one U-Net of the same depth and width at full resolution, no attention, no deep supervision,
+  cross-entropy over all five classes, no augmentation, no cleaning, early stopping on the same share of
+  held-out images, argmax over all classes.
 
 Also: training and inference samples/s per stage, and augmentation throughput against stage-1 training.
 The `quality_gpu` section runs the same comparison with the `gpu` preset (full resolution, attention gates, deep
@@ -26,6 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from marsseg.config import LossConfig, StageConfig, preset
+from marsseg.data.synth import make_synthetic, save_synthetic
+from marsseg.pipeline.postprocess import labels_from_probs
+from marsseg.pipeline.run import run
+from marsseg.prep.augment import augmentation_throughput
+from marsseg.prep.folds import holdout_split
+from marsseg.submission.formats import read_submission
+from marsseg.submission.scoring import score_masks
+from marsseg_bench.gpu import gpu_here
+
 QUALITY_BUDGET = float(os.environ.get("MARSSEG_BENCH_QUALITY_BUDGET", "480"))
 # The `quality_long` section: the same comparison with more time (~30 min), where the kit's fixed costs (K fold
 # models, stage 2, test passes) weigh less.
@@ -38,10 +48,8 @@ N_TRAIN, N_TEST = 2615, 2000
 
 def plain_unet_run(cfg, images, masks, test_images, budget_seconds: float, log=print) -> dict:
     """Train and predict the plain reference within `budget_seconds`; returns test labels and rates."""
-    from marsseg.config import LossConfig, StageConfig
-    from marsseg.pipeline.postprocess import labels_from_probs
-    from marsseg.prep.folds import holdout_split
-    from marsseg.training.fit import fit_stage, network_input, predict_probs
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
 
     started = time.monotonic()
     stage = StageConfig(
@@ -84,14 +92,8 @@ def plain_unet_run(cfg, images, masks, test_images, budget_seconds: float, log=p
 def section_quality(
     repeats: int, log, preset_name: str = "cpu", budget: float = QUALITY_BUDGET, device: str | None = None
 ) -> str:
+    """The kit against a plain U-Net at the same wall-clock budget (the `quality` section: ~2 x 8 minutes)."""
     import keras
-
-    from marsseg.config import preset
-    from marsseg.data.synth import make_synthetic, save_synthetic
-    from marsseg.pipeline.run import run
-    from marsseg.prep.augment import augmentation_throughput
-    from marsseg.submission.formats import read_submission
-    from marsseg.submission.scoring import score_masks
 
     cfg = replace(preset(preset_name), budget_seconds=budget)
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-quality-"))
@@ -172,12 +174,14 @@ def section_quality(
         f"{aug_rate / max(s1.get('train_samples_per_s') or 1e-9, 1e-9):.0f}× stage-1 training: augmentation is not "
         f"the bottleneck."
         if aug_rate > (s1.get("train_samples_per_s") or 0)
-        else f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, slower than stage-1 training.",
+        else f"Augmentation ({cfg.augment.strength}, one thread): {aug_rate:.0f} samples/s, "
+        "slower than stage-1 training.",
         "",
         "Post-processing on the hold-out (without → with; kept only if it helps under `auto`; class biases: "
         "fitted on one half of the hold-out and scored on the other): "
         + "; ".join(
-            f"{stage} TTA {fmt(p['tta']['without'])} → {fmt(p['tta']['with'])} ({'kept' if p['tta']['used'] else 'dropped'}), "
+            f"{stage} TTA {fmt(p['tta']['without'])} → {fmt(p['tta']['with'])} "
+            f"({'kept' if p['tta']['used'] else 'dropped'}), "
             f"class bias {fmt(p['class_bias']['without'])} → {fmt(p['class_bias']['with'])} "
             f"({'kept' if p['class_bias']['used'] else 'dropped'}), "
             f"morphology {fmt(p['morphology']['without'])} → {fmt(p['morphology']['with'])} "
@@ -190,3 +194,17 @@ def section_quality(
         path.unlink() if path.is_file() else path.rmdir()
     tmp.rmdir()
     return "\n".join(lines)
+
+
+def section_quality_long(repeats: int, log) -> str:
+    """The same comparison at 1200 s a side (~30 minutes): how the kit's gain grows with time."""
+    return section_quality(repeats, log, budget=QUALITY_LONG_BUDGET)
+
+
+def section_quality_gpu(repeats: int, log) -> str | None:
+    """On a GPU: the kit (`gpu` preset) against the plain U-Net at the same budget; None where the Keras backend
+    sees no GPU (the section keeps its block)."""
+    gpu = gpu_here("quality_gpu", log)
+    if gpu is None:
+        return None
+    return section_quality(repeats, log, preset_name="gpu", budget=GPU_QUALITY_BUDGET, device=gpu)

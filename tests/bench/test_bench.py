@@ -1,6 +1,7 @@
 import pytest
 
 import marsseg_bench.runner as bench
+import marsseg_bench.timing as timing
 from tests.conftest import one_line_error, run_cli
 
 
@@ -23,7 +24,7 @@ def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
     assert "## a\n\nvalue 1" in text and "## b\n\nvalue 3" in text and "value 2" not in text
     assert text.index("## a") < text.index("## b")
     # Every block names the machine it was measured on (a GPU block and a CPU block can share the file).
-    assert text.count(f"on {bench.machine_description()} (`marsseg bench --only") == 2
+    assert text.count(f"on {timing.machine_description()} (`marsseg bench --only") == 2
 
 
 def test_a_section_that_measures_nothing_here_keeps_its_block(tmp_path, monkeypatch):
@@ -50,11 +51,12 @@ def test_unknown_section_is_a_one_line_error(tmp_path):
 
 def test_gpu_sections_measure_nothing_without_a_gpu(monkeypatch):
     import marsseg_bench.gpu as gpu_bench
+    import marsseg_bench.quality as quality
 
     monkeypatch.setattr(gpu_bench, "accelerator_name", lambda: None)
     messages = []
-    assert bench.section_gpu(1, messages.append) is None
-    assert bench.section_quality_gpu(1, messages.append) is None
+    assert gpu_bench.section_gpu(1, messages.append) is None
+    assert quality.section_quality_gpu(1, messages.append) is None
     assert all("no GPU" in m for m in messages) and len(messages) == 2
 
 
@@ -126,9 +128,9 @@ def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
         subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, stdout="Tesla T4\nTesla T4\n")
     )
     assert nvidia_gpu_names() == ["Tesla T4", "Tesla T4"]
-    assert ", GPU Tesla T4 + Tesla T4," in bench.machine_description()
+    assert ", GPU Tesla T4 + Tesla T4," in timing.machine_description()
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert nvidia_gpu_names() == [] and ", GPU" not in bench.machine_description()
+    assert nvidia_gpu_names() == [] and ", GPU" not in timing.machine_description()
 
 
 def test_quality_long_is_the_quality_comparison_at_its_own_budget(monkeypatch):

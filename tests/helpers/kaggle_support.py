@@ -15,7 +15,7 @@ DUMMY_KEY = "feedfacefeedfacefeedfacefeedface"
 
 @contextlib.contextmanager
 def running_emulator(root: Path, **options):
-    from marsseg.kaggle.emulator import make_server
+    from marsseg.kaggle.emulator.server import make_server
 
     options.setdefault("queue_seconds", 0.2)
     server = make_server(0, root, log=lambda *_: None, **options)

@@ -96,7 +96,7 @@ def three_steps() -> list[dict]:
 
 if __name__ == "__main__":
     sys.path.insert(0, sys.argv[4]) if len(sys.argv) > 4 else None
-    from marsseg.tracking.history import describe_snapshot, snapshot
+    from marsseg.tracking.snapshot import describe_snapshot, snapshot
 
     steps = json.loads(open(sys.argv[1]).read())
     fake = ScriptedKaggle(steps)

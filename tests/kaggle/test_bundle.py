@@ -182,7 +182,7 @@ def test_kernel_imports_its_own_package_not_the_working_tree(tmp_path, small_dat
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    unpacked = lines[lines.index(next(l for l in lines if l.startswith("UNPACKED")))].split(" ", 1)[1]
+    unpacked = lines[lines.index(next(line for line in lines if line.startswith("UNPACKED")))].split(" ", 1)[1]
     files = lines[lines.index("FILES") + 1 :]
     assert len(files) >= 5 and all(f.startswith(unpacked) for f in files), files
     assert not any(str(ROOT) in f for f in files)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from marsseg.kaggle.emulator import parse_fault, print_env
+from marsseg.kaggle.emulator.faults import parse_fault
+from marsseg.kaggle.emulator.server import print_env
 from marsseg.kaggle.records import latest_records, read_records
 from marsseg.submission.formats import read_submission
 from tests.conftest import one_line_error, run_cli

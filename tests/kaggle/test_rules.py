@@ -62,7 +62,7 @@ def test_a_file_that_does_not_parse_is_reported():
 
 def test_credentials_inside_the_bundle_are_caught_without_printing_them():
     secret = "0f" * 16
-    assert check_credentials('CREDS = {"username": "me", "key": "%s"}\n' % secret, "x.py")
+    assert check_credentials('CREDS = {"username": "me", "key": "' + secret + '"}\n', "x.py")
     assert check_credentials('os.environ["KAGGLE_KEY"] = "abcdefghijklmnop1234"\n', "x.py")
     assert check_credentials("token = 'KGAT_abcdefghijklmnopqrstuv'\n", "x.py")
     found = check_credentials(f"x = 1\nTOKEN = 'zz{secret}zz'\n", "x.py", secrets=(secret,))

@@ -163,12 +163,13 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     budget allows, and otherwise the reported hold-out score is the one without TTA."""
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
+    from marsseg.pipeline import run as pipeline_run
     from marsseg.pipeline.postprocess import labels_from_probs
     from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
     from marsseg.submission.scoring import score_masks
-    from marsseg.training.fit import network_input
+    from marsseg.training.feed import network_input
 
     _fake_fit(monkeypatch)
     monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
@@ -176,7 +177,7 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     add_tta = _Run.add_stage1_tta
     monkeypatch.setattr(_Run, "add_stage1_tta", lambda self: (runs.append(self), add_tta(self)))
     if not time_for_tta:
-        monkeypatch.setattr(_Run, "test_seconds", lambda self, *args: 1e6)
+        monkeypatch.setattr(pipeline_run, "test_seconds", lambda *args: 1e6)  # run.py's name for budget.test_seconds
     if time_for_tta == "fails":
 
         def broken(self):
@@ -219,7 +220,7 @@ def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_d
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
     from marsseg.submission.scoring import score_masks
-    from marsseg.training.fit import network_input
+    from marsseg.training.feed import network_input
 
     _fake_fit(monkeypatch)
     monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")

@@ -3,15 +3,17 @@ import concurrent.futures
 import numpy as np
 import pytest
 
+from marsseg.config import preset
 from marsseg.data.synth import make_synthetic
+from marsseg.errors import ConfigError
 from marsseg.prep.augment import (
     STRENGTHS,
     Augmenter,
-    bigrock_copies,
+    augmentation_throughput,
     epoch_length,
     epoch_order,
     sampling_weights,
-    with_copies,
+    sequence_from_config,
 )
 
 
@@ -72,8 +74,6 @@ def test_same_seed_same_batch_other_seed_other_batch(data):
 
 
 def test_bad_strength_is_a_config_error():
-    from marsseg.errors import ConfigError
-
     with pytest.raises(ConfigError, match="strength"):
         Augmenter("extreme")
 
@@ -92,22 +92,8 @@ def test_sampling_weights_and_epoch_order(data):
     assert np.bincount(orders[0], minlength=len(masks))[~rock].max() == 1
 
 
-def test_bigrock_copies_remember_their_source(data):
-    images, masks = data
-    copies = bigrock_copies(images, masks, copies=2, seed=0)
-    rock = np.flatnonzero((masks == 4).any(axis=(1, 2)))
-    assert np.array_equal(np.unique(copies.source_index), rock)
-    assert len(copies.images) == 2 * len(rock) and copies.images.dtype == np.uint8
-    assert copies.masks.max() <= 4
-    again = bigrock_copies(images, masks, copies=2, seed=0)
-    assert np.array_equal(copies.images, again.images)
-    all_images, all_masks, groups = with_copies(images, masks, copies)
-    assert len(all_images) == len(all_masks) == len(groups) == len(images) + len(copies.images)
-    assert np.array_equal(groups[len(images) :], copies.source_index)
-
-
 def test_sequence_batches_shapes_epochs_and_determinism(data):
-    from marsseg.prep.augment import SegmentationSequence
+    from marsseg.prep.augment import SegmentationSequence  # builds the Keras class: kept out of collection
 
     images, masks = data
     weights = sampling_weights(masks, 2.0)
@@ -147,15 +133,10 @@ def test_sequence_feeds_keras_fit(data):
 
 
 def test_throughput_is_positive():
-    from marsseg.prep.augment import augmentation_throughput
-
     assert augmentation_throughput(n_batches=2, strength="light", batch_size=8) > 0
 
 
 def test_sequence_from_config(data):
-    from marsseg.config import preset
-    from marsseg.prep.augment import sequence_from_config
-
     images, masks = data
     cfg = preset("smoke").augment
     train = sequence_from_config(images, masks, cfg, batch_size=16, seed=0)

@@ -1,12 +1,22 @@
 import json
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from marsseg.config import CleanConfig
+from marsseg.data.load import load_dataset
 from marsseg.data.synth import make_synthetic
-from marsseg.prep.clean import duplicate_mask_groups, find_outliers, precision_recall
+from marsseg.files import atomic_save_npz
+from marsseg.prep.clean import (
+    _features,
+    anomaly_scores,
+    clean_dataset,
+    duplicate_mask_groups,
+    find_outliers,
+    precision_recall,
+)
 from tests.conftest import one_line_error, run_cli
 
 
@@ -22,6 +32,27 @@ def test_finds_planted_outliers_with_high_precision_and_recall(medium_synthetic)
     assert score["precision"] >= 0.98 and score["recall"] >= 0.98, score
     for i in report.removed:
         assert "duplicate_mask" in report.evidence[int(i)]
+
+
+def test_anomaly_scores_match_a_plain_pca_and_neighbour_search():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 64, 128), dtype=np.uint8)
+    images[7] = images[3]  # a reference image's exact twin is its neighbour at distance 0; itself is not
+    reference = np.ones(60, bool)
+    reference[[0, 1, 2]] = False
+    pca_error, knn = anomaly_scores(images, reference, components=4, neighbours=3)
+    x = _features(images).astype(np.float64)
+    ref = np.flatnonzero(reference)
+    centred = x - x[ref].mean(axis=0)
+    basis = np.linalg.svd(centred[ref], full_matrices=False)[2][:4]
+    expected_pca = np.linalg.norm(centred - centred @ basis.T @ basis, axis=1) / np.sqrt(x.shape[1])
+    d = np.linalg.norm(x[:, None] - x[None, ref], axis=2)
+    d[ref, np.arange(len(ref))] = np.inf
+    expected_knn = np.sort(d, axis=1)[:, :3].mean(axis=1) / np.sqrt(x.shape[1])
+    assert np.allclose(pca_error, expected_pca, rtol=1e-4) and np.allclose(knn, expected_knn, rtol=1e-4)
+    assert knn[3] < knn[4] and knn[7] < knn[4]  # the twins find each other
+    again = anomaly_scores(images, reference, components=4, neighbours=3)
+    assert np.array_equal(again[0], pca_error) and np.array_equal(again[1], knn)
 
 
 def test_removes_nothing_without_outliers():
@@ -63,8 +94,6 @@ def test_one_class_masks_repeating_are_not_duplicates():
 
 
 def test_cleaning_disabled_removes_nothing(medium_synthetic):
-    from marsseg.prep.clean import clean_dataset
-
     images, masks, report = clean_dataset(medium_synthetic.images, medium_synthetic.masks, CleanConfig(enabled=False))
     assert len(images) == len(medium_synthetic.images) and len(report.removed) == 0
 
@@ -78,8 +107,6 @@ def test_report_json_lists_every_removed_index(medium_synthetic):
 
 
 def test_cli_clean_writes_data_report_and_bigrock_copies(tmp_path, small_data_file, small_synthetic):
-    from marsseg.data.load import load_dataset
-
     data, truth = small_data_file
     out, report = tmp_path / "clean.npz", tmp_path / "report"
     result = run_cli(
@@ -101,8 +128,6 @@ def test_cli_clean_writes_data_report_and_bigrock_copies(tmp_path, small_data_fi
 
 
 def test_cli_clean_imports_no_keras(tmp_path, small_data_file):
-    import subprocess
-
     data, _ = small_data_file
     code = (
         "import sys; from marsseg.cli.main import main; "
@@ -114,8 +139,6 @@ def test_cli_clean_imports_no_keras(tmp_path, small_data_file):
 
 @pytest.mark.parametrize("case", ["missing", "same", "truth_key", "truth_range", "report_file", "out_dir"])
 def test_cli_clean_bad_input_is_one_line(tmp_path, small_data_file, case):
-    from marsseg.files import atomic_save_npz
-
     data, truth = small_data_file
     args = [data, "--out", tmp_path / "c.npz"]
     if case == "missing":

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from marsseg.data.synth import make_synthetic
-from marsseg.prep.folds import fold_ids, holdout_split, make_folds, strata
+from marsseg.prep.bigrock import BigRockCopies, with_copies
+from marsseg.prep.folds import _fold_plan, assign_parts, fold_ids, holdout_split, make_folds, strata
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,16 @@ def test_folds_are_deterministic_per_seed(masks):
     assert not np.array_equal(a, c)
 
 
-def test_groups_never_cross_folds(masks):
-    from marsseg.prep.augment import BigRockCopies, with_copies
-
-    rng = np.random.default_rng(0)
+def _with_copies(masks):
     sources = np.repeat(np.flatnonzero(_big_rock(masks)), 2)
     copies = BigRockCopies(np.zeros((len(sources), 64, 128), np.uint8), masks[sources], sources)
     _, all_masks, groups = with_copies(np.zeros_like(masks), masks, copies)
+    return all_masks, groups
+
+
+def test_groups_never_cross_folds(masks):
+    rng = np.random.default_rng(0)
+    all_masks, groups = _with_copies(masks)
     shuffled = rng.permutation(len(groups))  # copies need not follow their source
     all_masks, groups = all_masks[shuffled], groups[shuffled]
     for k in (2, 5):
@@ -89,3 +93,25 @@ def test_strata_use_dominant_class_and_big_rock():
     masks[1] = 3
     masks[1, :2, :2] = 4
     assert strata(masks).tolist() == [4, 7, 0]
+
+
+def test_big_rock_spreads_evenly_over_folds_with_groups(masks):
+    all_masks, groups = _with_copies(masks)
+    rock = _big_rock(all_masks)
+    # A source and its 2 copies move together, and scikit-learn balances each stratum's share (the fold sizes and
+    # the sum over strata only break ties), so a fold may hold a big-rock group or two more than another.
+    for seed in range(5):
+        fold = fold_ids(all_masks, 5, seed, groups=groups)
+        per_fold = np.bincount(fold[rock], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 6 and per_fold.min() >= 0.95 * rock.sum() / 5, per_fold
+        sizes = np.bincount(fold, minlength=5)
+        assert sizes.max() - sizes.min() <= 4, sizes
+
+
+def test_unequal_shares_are_whole_folds_of_a_finer_split(masks):
+    assert _fold_plan(np.array([0.85, 0.15]), 400).tolist() == [17, 3]
+    assert _fold_plan(np.array([0.8, 0.2]), 400).tolist() == [4, 1]
+    assert _fold_plan(np.array([0.9, 0.1]), 3).tolist() == [2, 1]  # K is capped by the number of groups
+    assert _fold_plan(np.full(4, 0.25), 400).tolist() == [1, 1, 1, 1]
+    part = assign_parts(masks, 2, 0, weights=[0.75, 0.25])
+    assert abs((part == 1).sum() - 100) <= 2

@@ -13,19 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marsseg.kaggle.records import append_record
-from marsseg.tracking import history as tracking
-from marsseg.tracking.history import (
-    LEADERBOARD,
-    SNAPSHOTS,
-    SUBMISSIONS,
-    TrackingError,
-    format_history,
-    format_leaderboard,
-    parse_interval,
-    read_history,
-    snapshot,
-    track,
-)
+from marsseg.tracking.parse import TrackingError, parse_interval
+from marsseg.tracking.snapshot import snapshot
+from marsseg.tracking.store import LEADERBOARD, PAUSE_ENV, SNAPSHOTS, SUBMISSIONS, read_history
+from marsseg.tracking.track import track
+from marsseg.tracking.views import format_history, format_leaderboard
 from tests.conftest import ROOT, one_line_error, run_cli
 from tests.helpers.tracking_fakes import ScriptedKaggle, board, three_steps
 
@@ -331,7 +323,7 @@ def _env(**extra):
 
 
 def _start_snapshot(steps_file, step, directory, pause=None):
-    env = _env(**({tracking.PAUSE_ENV: str(pause)} if pause else {}))
+    env = _env(**({PAUSE_ENV: str(pause)} if pause else {}))
     return subprocess.Popen(
         [sys.executable, str(FAKES), str(steps_file), str(step), str(directory)],
         stdout=subprocess.PIPE,

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from marsseg.kaggle.records import append_record
-from marsseg.tracking.history import TrackingError, read_history, snapshot
+from marsseg.tracking.parse import TrackingError
 from marsseg.tracking.plots import PLOTS, pearson, plot_history
+from marsseg.tracking.snapshot import snapshot
+from marsseg.tracking.store import read_history
 from tests.conftest import run_cli
 from tests.helpers.tracking_fakes import ScriptedKaggle, board, submission, three_steps
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from marsseg.kaggle.records import latest_records
-from marsseg.tracking.history import LEADERBOARD, PagedKaggle, read_history, snapshot
 from marsseg.tracking.plots import PLOTS
+from marsseg.tracking.session import PagedKaggle
+from marsseg.tracking.snapshot import snapshot
+from marsseg.tracking.store import LEADERBOARD, read_history
 from tests.conftest import run_cli
 from tests.helpers.kaggle_support import endpoint_of, kit_env, make_project, running_emulator
 

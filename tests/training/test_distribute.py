@@ -84,7 +84,8 @@ FIT_STAGE_SCRIPT = textwrap.dedent("""
     from marsseg.data.synth import make_synthetic
     everywhere = distribute.distribution_scope
     distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
-    from marsseg.training.fit import fit_stage, network_input
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
     s = make_synthetic(48, 1, seed=1)
     cfg = preset("cpu")
     stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=2))

@@ -41,7 +41,7 @@ def _epochs(guard, clock, values, seconds=10.0):
 
 
 def _guard(patience, deadline, clock, on_plan=None):
-    from marsseg.training.fit import StageGuard
+    from marsseg.training.callbacks import StageGuard
 
     guard = StageGuard("val_main_miou", patience, deadline, clock, on_plan)
     guard.set_model(FakeModel())
@@ -82,7 +82,7 @@ def test_the_cosine_plan_counts_each_epoch_with_its_validation_pass():
 
 
 def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
-    from marsseg.training.fit import BatchDeadline
+    from marsseg.training.callbacks import BatchDeadline
 
     clock = FakeClock(40.0)
     guard = _guard(patience=5, deadline=50.0, clock=clock)
@@ -103,7 +103,7 @@ def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
     guard.on_epoch_end(0, {"val_main_miou": 0.2})
     assert guard.full_epochs == [] and len(guard.epoch_seconds) == 1, "a cut epoch is no estimate of a full one"
 
-    from marsseg.training.fit import StageGuard
+    from marsseg.training.callbacks import StageGuard
 
     later = StageGuard("val_main_miou", 5, 50.0, clock, passes_after=1)  # stage 1's out-of-fold prediction
     later.validation_seconds = 3.0
@@ -149,7 +149,8 @@ def test_budget_logs_one_line_per_phase_and_accounts_seconds():
 
 def test_fit_stage_trains_evaluates_the_main_head_and_predicts_probabilities(small_synthetic):
     from marsseg.config import preset
-    from marsseg.training.fit import fit_stage, network_input, predict_probs
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
 
     cfg = preset("smoke")
     s = small_synthetic
@@ -170,7 +171,8 @@ def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch
     import time
 
     from marsseg.config import preset
-    from marsseg.training.fit import fit_stage, network_input
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
 
     cfg = preset("smoke")
     s = small_synthetic
@@ -198,7 +200,8 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
     from marsseg.config import preset
     from marsseg.pipeline.postprocess import labels_from_probs
     from marsseg.submission.scoring import score_masks
-    from marsseg.training.fit import fit_stage, network_input, predict_probs
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
 
     cfg = preset("smoke")
     stage = replace(cfg.stage2, model=replace(cfg.stage2.model, residual=True))
@@ -233,7 +236,8 @@ def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_
 
     from marsseg.config import AugmentConfig
     from marsseg.prep.augment import sequence_from_config
-    from marsseg.training.fit import NextEpoch, training_data
+    from marsseg.training.callbacks import NextEpoch
+    from marsseg.training.feed import training_data
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the tf.data path is TensorFlow's")
@@ -261,7 +265,7 @@ def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(sm
 
     from marsseg.config import AugmentConfig
     from marsseg.prep.augment import sequence_from_config
-    from marsseg.training.fit import training_data
+    from marsseg.training.feed import training_data
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     s = small_synthetic

@@ -55,7 +55,8 @@ def test_focal_by_hand():
 @pytest.mark.parametrize("smooth", [0.0, 1.0])
 def test_dice_by_hand(smooth):
     s = smooth
-    # soft counts per class: class 0 (absent): tp 0, fp .3, fn 0; class 1: tp .7, fp .3, fn .3; class 2: tp .6, fp .1, fn .4
+    # soft counts per class: class 0 (absent): tp 0, fp .3, fn 0; class 1: tp .7, fp .3, fn .3;
+    # class 2: tp .6, fp .1, fn .4
     dice = [(0 + s) / (0.3 + s), (1.4 + s) / (1.4 + 0.6 + s), (1.2 + s) / (1.2 + 0.5 + s)]
     expected = np.mean([1 - d for d in dice])
     assert value(F.dice_loss, LABELS, PROBS, 3, smooth=smooth) == pytest.approx(expected, rel=1e-5)

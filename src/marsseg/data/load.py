@@ -11,6 +11,7 @@ import numpy as np
 
 from marsseg.competition import MARS, Competition
 from marsseg.errors import DataError
+from marsseg.files import atomic_save_npz
 
 KAGGLE_INPUT = Path("/kaggle/input")
 
@@ -136,7 +137,6 @@ def _as_uint8(path: Path, what: str, array: np.ndarray, maximum: int) -> np.ndar
 
 def save_dataset(path, images, masks, test_images, competition: Competition = MARS) -> Path:
     """Write the competition's schema: training_set (N,2,H,W) uint8, test_set (M,H,W) uint8."""
-    from marsseg.files import atomic_save_npz
 
     train = np.stack([images, masks], axis=1).astype(np.uint8)
     return atomic_save_npz(path, **{competition.train_key: train, competition.test_key: test_images.astype(np.uint8)})

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from marsseg.competition import MARS, Competition
+from marsseg.data.load import save_dataset
+from marsseg.files import atomic_save_npz
 
 OUTLIER_FRACTION = 110 / 2615
 _SPRITE_SEED = 20241122
@@ -166,8 +168,6 @@ def _alien(h, w):
 
 
 def save_synthetic(synthetic: Synthetic, path, truth_path=None, competition: Competition = MARS):
-    from marsseg.data.load import save_dataset
-    from marsseg.files import atomic_save_npz
 
     save_dataset(path, synthetic.images, synthetic.masks, synthetic.test_images, competition)
     if truth_path:

@@ -27,7 +27,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import marsseg
 from marsseg.errors import UserError
+from marsseg.files import atomic_write_text
 
 KERNEL_PATH = Path("kernels/marsseg_kernel.py")
 PAYLOAD_BEGIN = 'PACKAGE_ZIP_BASE64 = """\n'
@@ -132,7 +134,6 @@ class Kernel:
 
 
 def package_dir() -> Path:
-    import marsseg
 
     return Path(marsseg.__file__).resolve().parent
 
@@ -252,7 +253,6 @@ def entry_text(kernel_text: str) -> str:
 
 def write_kernel(path: Path = KERNEL_PATH, root: Path | None = None, log=print) -> tuple[Path, bool]:
     """Write the kernel if its bytes would change; returns (path, changed)."""
-    from marsseg.files import atomic_write_text
 
     path = Path(path)
     kernel = build_kernel(root)
@@ -261,7 +261,8 @@ def write_kernel(path: Path = KERNEL_PATH, root: Path | None = None, log=print) 
         return path, False
     atomic_write_text(path, kernel.text)
     log(
-        f"wrote {path}: {len(kernel.files)} modules, {len(kernel.text) // 1024} KiB, sources sha256 {kernel.digest[:16]}"
+        f"wrote {path}: {len(kernel.files)} modules, {len(kernel.text) // 1024} KiB, "
+        f"sources sha256 {kernel.digest[:16]}"
     )
     return path, True
 

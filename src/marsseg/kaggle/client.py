@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -309,7 +310,6 @@ class KaggleSession:
 
     def download_competition(self, competition: str, dest: Path) -> Path:
         """The competition's files as `DEST/<competition>.zip` (validated: 2.2.4 may save an error body)."""
-        import zipfile
 
         dest.mkdir(parents=True, exist_ok=True)
         self.kaggle(
@@ -343,7 +343,7 @@ def _json_list(out: str, what: str) -> list[dict]:
 
 def _summarise(output: str) -> str:
     """The informative last line of a CLI answer (not a traceback frame), shortened."""
-    lines = [l.strip() for l in output.strip().splitlines() if l.strip()]
-    useful = [l for l in lines if not l.startswith(('File "', "Traceback", "^", "~"))]
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(('File "', "Traceback", "^", "~"))]
     line = (useful or lines or ["no output"])[-1]
     return line if len(line) <= 300 else line[:300] + "…"

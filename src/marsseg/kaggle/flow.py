@@ -1,4 +1,4 @@
-"""The round trips behind `make submit`, `make submit-csv`, `make status` and `make data`.
+"""The round trips behind `make submit`, `make submit-csv`, and `make status`.
 
 `submit_kernel`: bundle → rules check → push → wait → fetch output → validate → convert → submit → confirm → record.
 `submit_csv`:    rules check → validate → convert → submit → confirm → record.
@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.competition import MARS, Competition
-from marsseg.config import git_commit
 from marsseg.errors import UserError
+from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
 from marsseg.kaggle.client import KaggleError, KaggleSession
-from marsseg.kaggle.records import RECORDS_PATH, append_record
+from marsseg.kaggle.records import RECORDS_PATH, append_record, latest_records
+from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
+from marsseg.stamps import git_commit
+from marsseg.submission.formats import convert, read_submission
 
 SUBMISSIONS_DIR = Path("submissions")
 TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
@@ -147,7 +148,6 @@ def fetch_output(
     session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None, log=print
 ) -> Path:
     """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
-    from marsseg.submission.formats import read_submission
 
     def once():
         if dest.exists():
@@ -178,7 +178,6 @@ def stage_submission(
     source: Path, attempt: Attempt, competition: Competition, images: int | None, submissions_dir: Path
 ) -> Path:
     """Validate, convert to the profile's layout and keep the file under submissions/<id>/."""
-    from marsseg.submission.formats import convert
 
     folder = submissions_dir / attempt.id
     folder.mkdir(parents=True, exist_ok=True)
@@ -248,8 +247,6 @@ def submit_kernel(
     log=print,
 ) -> dict:
     """`make submit`: the whole chain; returns the final record row."""
-    from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
-    from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
 
     kernel = Path(kernel or KERNEL_PATH)
     metadata_path = Path(metadata or METADATA_PATH)
@@ -309,8 +306,6 @@ def submit_csv(
     log=print,
 ) -> dict:
     """`make submit-csv FILE=…`: a CSV made locally (e.g. on a GPU box); facts from its run folder if there."""
-    from marsseg.kaggle.rules import METADATA_PATH, enforce_rules
-    from marsseg.submission.formats import read_submission
 
     path = Path(path)
     read_submission(path, images, competition)  # a bad file stops here, before credentials or records
@@ -331,7 +326,6 @@ def submit_csv(
 
 
 def _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log) -> dict:
-    from marsseg.kaggle.rules import enforce_rules
 
     enforce_rules(kernel, metadata_path, allowed_sources, log=lambda *_: None)  # again, right before it leaves
     try:
@@ -353,8 +347,6 @@ def show_status(
     log=print,
 ) -> str:
     """`make status`: the latest kernel run and the latest recorded submission."""
-    from marsseg.kaggle.records import latest_records
-    from marsseg.kaggle.rules import METADATA_PATH, load_metadata
 
     session = session or KaggleSession(log=log)
     ref = kernel_ref_from_metadata(load_metadata(Path(metadata or METADATA_PATH)), session.username())
@@ -372,66 +364,3 @@ def show_status(
 
 
 # -------------------------------------------------------------------------------------- data
-def fetch_data(
-    directory: Path,
-    competition: Competition = MARS,
-    synthetic_train: int = 2615,
-    synthetic_test: int = 10022,
-    session: KaggleSession | None = None,
-    log=print,
-) -> Path:
-    """`make data`: the competition files with credentials; else say how to get them and make synthetic data."""
-    from marsseg.kaggle.client import find_credentials
-
-    directory = Path(directory)
-    target = directory / competition.data_filename
-    if target.is_file():
-        log(f"{target}: already there")
-        return target
-    session = session or KaggleSession(log=log)
-    if find_credentials(session.env, require=False) is None:
-        from marsseg.data.synth import ensure_synthetic
-
-        log(
-            f"no Kaggle credentials found, so the competition data cannot be downloaded. To get it: {_how_to_data(competition)}"
-        )
-        data, truth = directory / "synthetic_mars.npz", directory / "synthetic_truth.npz"
-        ensure_synthetic(data, truth, synthetic_train, synthetic_test, log=log)
-        log(f"synthetic stand-in ready: {data} (pass --data {data}); test labels in {truth}")
-        return data
-    try:
-        archive = session.retrying(
-            "competitions download", lambda: session.download_competition(competition.slug, directory)
-        )
-    except KaggleError as exc:
-        if re.search(r"\b403\b|Forbidden", str(exc)):
-            raise KaggleError(
-                f"{exc} — accept the competition's rules at "
-                f"https://www.kaggle.com/competitions/{competition.slug}/rules, then run `make data` again"
-            ) from None
-        raise
-    with zipfile.ZipFile(archive) as bundle:
-        names = [n for n in bundle.namelist() if not n.endswith("/")]
-        for name in names:
-            out = directory / Path(name).name  # flat: never write outside the data folder
-            with bundle.open(name) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    archive.unlink()
-    if not target.is_file():
-        raise KaggleError(
-            f"the competition download held {', '.join(names) or 'nothing'}, not {competition.data_filename}"
-        )
-    from marsseg.data.load import load_dataset
-
-    dataset = load_dataset(target, competition)
-    log(f"downloaded {target} from {session.where}: {dataset.n_train} training and {dataset.n_test} test images")
-    return target
-
-
-def _how_to_data(competition: Competition) -> str:
-    from marsseg.kaggle.client import HOW_TO_CREDENTIALS
-
-    return (
-        f"{HOW_TO_CREDENTIALS}; accept the rules at kaggle.com/competitions/{competition.slug}; "
-        "then run `make data` again"
-    )

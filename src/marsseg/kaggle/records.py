@@ -7,7 +7,8 @@ LATEST row for an `id` is that submission's current state.
     id               local submission id, e.g. 20261122-071503-3f9a1c (UTC time + 6 hex of the file's sha256)
     time             ISO-8601 UTC time of this event, e.g. 2026-11-22T07:15:03Z
     competition      competition slug, e.g. an-2-dl-2024-2025-homework-2
-    file             the file submitted (or to be submitted), relative to the repository: submissions/<id>/submission.csv
+    file             the file submitted (or to be submitted), relative to the repository:
+                     submissions/<id>/submission.csv
     sha256           sha256 of that file ('' when no file exists yet, e.g. a failed push)
     layout           its layout: rle | pixels
     preset           configuration preset that produced it (smoke | cpu | gpu | kaggle | …)
@@ -30,8 +31,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-from datetime import datetime, timezone
 from pathlib import Path
+
+from marsseg.stamps import utc_now
 
 RECORDS_PATH = Path("submissions/records.csv")
 FIELDS = (
@@ -54,10 +56,6 @@ FIELDS = (
     "detail",
 )
 FAILED = {"push_failed", "kernel_failed", "output_invalid", "submit_failed", "error"}
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def append_record(row: dict, path: Path = RECORDS_PATH) -> dict:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from marsseg.competition import MARS, Competition
 from marsseg.errors import UserError
+from marsseg.kaggle.bundle import embedded_sources, entry_text, kernel_sources
+from marsseg.kaggle.client import find_credentials
 
 METADATA_PATH = Path("kernel-metadata.json")
 ALLOW_MARK = "# rules: allow"
@@ -192,8 +194,6 @@ def _line_of(text: str, index: int) -> str:
 def local_secrets() -> tuple[str, ...]:
     """The key and token of the credentials on this machine, to look for (never to print)."""
     try:
-        from marsseg.kaggle.client import find_credentials
-
         return find_credentials(require=False).secrets()
     except Exception:  # the check must not fail because credentials are unreadable
         return ()
@@ -248,7 +248,6 @@ def check_rules(
     secrets: tuple[str, ...] | None = None,
 ) -> list[Violation]:
     """Every violation in the kernel script (or, with none given or found, the package's sources) and the metadata."""
-    from marsseg.kaggle.bundle import embedded_sources, entry_text, kernel_sources
 
     secrets = local_secrets() if secrets is None else secrets
     found: list[Violation] = []

@@ -144,7 +144,8 @@ class AttentionGate(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="marsseg")
 class SegmentationHead(keras.layers.Layer):
-    """1×1 convolution to class logits, bilinear upsampling by `scale`, softmax in float32 (safe under mixed precision)."""
+    """1×1 convolution to class logits, bilinear upsampling by `scale`, softmax in float32 (safe under mixed
+    precision)."""
 
     def __init__(self, num_classes: int, scale: int = 1, **kwargs):
         super().__init__(**kwargs)

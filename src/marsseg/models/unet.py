@@ -48,8 +48,9 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
 
     Encoder level i (0 = full resolution) has `base_filters * 2**i` filters; `depth` poolings lead to the
     bottleneck. With `input_stride` 2 a strided stem convolution comes first and every level works at half the
-    resolution; the heads upsample back to full size. With `deep_supervision` the outputs are the list `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is
-    a softmax head on decoder level i (1/2**i resolution), upsampled to full size. Only `main` is for prediction.
+    resolution; the heads upsample back to full size. With `deep_supervision` the outputs are the list
+    `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is a softmax head on decoder level i (1/2**i resolution),
+    upsampled to full size. Only `main` is for prediction.
     With `residual` (stage 2: input channels 1..num_classes are stage-1 probabilities) the main head adds a learned,
     zero-initialised correction to the log of those probabilities: untrained, the network returns them unchanged.
     """

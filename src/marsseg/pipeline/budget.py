@@ -3,11 +3,17 @@
 budget = Budget(cfg.budget_seconds, log)
 budget.phase("stage1", fold=2, note="12 epochs")   # [marsseg] 00:01:23 stage1 fold 2 | 12 epochs | left 00:06:37
 budget.remaining()                                    # seconds left
+
+The plain functions below are the run's time arithmetic: what test prediction will take, what stage 2 must leave
+for it, and the margin kept back for what no estimate covers.
 """
 
 from __future__ import annotations
 
 import time
+
+RESIDUAL_MIN_EPOCH = 0.4  # of an epoch: the least a residual stage 2 is started with
+SAFETY_FRACTION = 0.04  # of the budget, kept back for what no estimate covers (writing, plots, jitter)
 
 
 def hms(seconds: float) -> str:
@@ -56,3 +62,37 @@ class Budget:
     def note(self, message: str) -> None:
         """A log line in the same format, without starting a phase."""
         self.log(f"[marsseg] {hms(self.elapsed())} {message} | budget left {hms(self.remaining())}")
+
+
+def safety_seconds(budget_seconds: float) -> float:
+    """The margin a run keeps back: SAFETY_FRACTION of its budget, at least two seconds."""
+    return max(2.0, SAFETY_FRACTION * budget_seconds)
+
+
+def test_seconds(n_images: int, models: int, tta: bool, rate: float) -> float:
+    """Seconds to predict `n_images` with `models` models (twice each with flip TTA) at `rate` images/s per pass."""
+    return n_images * models * (2 if tta else 1) / max(rate, 1e-6)
+
+
+def fits(estimate: float, remaining: float, safety: float) -> bool:
+    """Whether a last prediction of about `estimate` seconds (20% allowed over) fits in `remaining`. Only writing
+    the CSV and the report follow it (about a second per 5000 images): a quarter of the margin is kept back."""
+    return estimate * 1.2 <= remaining - safety / 4
+
+
+def stage2_epoch_seconds(first_epoch: float, fold_train: int, rows: int) -> float:
+    """One stage-2 epoch over `rows` images, from the slowest stage-1 fold's first epoch over `fold_train`."""
+    return first_epoch * rows / max(fold_train, 1)
+
+
+def stage2_reserve(n_test: int, n_val: int, tta_possible: bool, rate: float, safety: float) -> float:
+    """Seconds stage-2 training leaves for its test prediction (30% allowed over), its hold-out passes and the
+    margin. Stage-2 inference runs at about stage 1's per-model `rate` (two more input channels)."""
+    return test_seconds(n_test, 1, tta_possible, rate) * 1.3 + n_val * 2 / max(rate, 1e-6) + safety
+
+
+def stage2_needed(epoch_seconds: float, residual: bool) -> float:
+    """The least training time worth starting stage 2 for. A residual stage 2 is scored before training and kept
+    only where it beats that, so even part of an epoch (stopped mid-way by the deadline) can only help; one from
+    scratch needs a whole epoch."""
+    return epoch_seconds * (RESIDUAL_MIN_EPOCH if residual else 1.0)

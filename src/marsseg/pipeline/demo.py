@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from marsseg.competition import MARS
+from marsseg.data.load import load_dataset, load_masks
 from marsseg.data.synth import ensure_synthetic
+from marsseg.submission.formats import read_submission, write_submission
+from marsseg.submission.scoring import score_masks
 
 
 def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, seed: int = 0, log=print) -> dict:
     """Synthetic data -> nearest-centroid prediction -> validated RLE submission -> score."""
-    from marsseg.data.load import load_dataset
     from marsseg.pipeline.baseline import fit_centroids, predict_centroids
-    from marsseg.submission.formats import read_submission, write_submission
-    from marsseg.submission.scoring import score_masks
 
     out_dir = Path(out_dir)
     data_path, truth_path = out_dir / "synthetic_mars.npz", out_dir / "synthetic_truth.npz"
@@ -42,10 +42,7 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
 
     The synthetic data lives in `out_dir/data-<train>x<test>/` and is reused; each run gets `out_dir/run/`.
     """
-    from marsseg.data.load import load_masks
     from marsseg.pipeline.run import run
-    from marsseg.submission.formats import read_submission
-    from marsseg.submission.scoring import score_masks
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -58,7 +55,8 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
     score = score_masks(truth, info.masks)
     names = MARS.class_names
     log(
-        f"submission: {metrics['submission']} ({info.layout}, {info.n_images} images, valid; stage {metrics['final_stage']})"
+        f"submission: {metrics['submission']} ({info.layout}, {info.n_images} images, valid; "
+        f"stage {metrics['final_stage']})"
     )
     log(
         f"hold-out mIoU: stage 1 {metrics['val_miou_stage1']:.4f}"

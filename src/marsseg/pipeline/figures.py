@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+
+from marsseg.files import atomic_write_bytes
 
 # Class colours: background black, soil brown, bedrock grey, sand yellow, big rock red.
 PALETTE = np.array([[0, 0, 0], [150, 90, 40], [140, 140, 140], [230, 200, 80], [200, 40, 40]], np.uint8)
@@ -20,9 +23,6 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
-    from marsseg.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")

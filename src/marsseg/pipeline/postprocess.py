@@ -15,6 +15,9 @@ import numpy as np
 from scipy import ndimage
 
 from marsseg.competition import MARS, Competition
+from marsseg.config import POST_SETTINGS as SETTINGS
+from marsseg.errors import ConfigError
+from marsseg.submission.scoring import confusion_matrix, mean_iou
 
 # 4-connectivity inside each image, nothing across the stack axis.
 _PER_IMAGE = np.zeros((3, 3, 3), bool)
@@ -62,8 +65,6 @@ def fit_class_bias(
     candidate, so the result never scores below the plain argmax on `masks`. Beyond `max_pixels` scored pixels
     an evenly spaced subset is searched (a few seconds on a CPU; the mIoU of a million pixels barely moves).
     """
-    from marsseg.submission.scoring import confusion_matrix, mean_iou
-
     classes = np.asarray(competition.scored_classes)
     logp = _log_probs(probs, classes).reshape(-1, len(classes))
     truth = np.asarray(masks).reshape(-1)
@@ -100,8 +101,6 @@ def fit_class_bias(
 def cross_fitted_bias_score(probs: np.ndarray, masks: np.ndarray, seed: int = 0, **kwargs) -> float:
     """mIoU with class biases fitted on one half of the images and applied to the other, both ways round: an
     honest estimate of what fitting on all of them will do on new images (the fit itself always looks better)."""
-    from marsseg.submission.scoring import confusion_matrix, mean_iou
-
     order = np.random.default_rng(seed).permutation(len(probs))
     halves = order[: len(order) // 2], order[len(order) // 2 :]
     if min(len(h) for h in halves) == 0:
@@ -179,9 +178,6 @@ def predict_tta(predict, x: np.ndarray, plain: np.ndarray | None = None) -> np.n
     return 0.5 * (plain + flipped[:, :, ::-1])
 
 
-SETTINGS = ("auto", "on", "off")  # every post-processing step's choices
-
-
 def decide(setting: str, without: float, with_: float) -> bool:
     """An on/off/auto setting: auto keeps the step only if it raises validation mIoU."""
     if setting == "on":
@@ -190,6 +186,4 @@ def decide(setting: str, without: float, with_: float) -> bool:
         return False
     if setting == "auto":
         return bool(with_ > without)
-    from marsseg.errors import ConfigError
-
     raise ConfigError(f"post-processing setting {setting!r} is not one of {', '.join(SETTINGS)}")

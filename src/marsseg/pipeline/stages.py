@@ -1,4 +1,4 @@
-"""Stage 1 over K folds with out-of-fold probabilities, and the stage-2 inputs built from them.
+"""Stage 1 over K folds with out-of-fold probabilities, and stage 2 trained on the inputs built from them.
 
 Every development image is validated by exactly one fold model; its stage-2 input channels are that
 model's probabilities, so stage 2 never learns from predictions on images stage 1 memorised. At test time
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from marsseg.config import Config
+from marsseg.prep.folds import holdout_split
 
 
 @dataclass
@@ -60,7 +61,8 @@ def stage1_folds(
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
     validation rows. Fold f must end, its prediction included, by its share of the time up to `stage_end`; a fold
     that could not finish even one epoch in the time left is not started (its rows stay uncovered)."""
-    from marsseg.training.fit import fit_stage, network_input, predict_probs
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
 
     fit = fit or fit_stage
     predict = predict or predict_probs
@@ -120,6 +122,59 @@ def check_out_of_fold(outcome: Stage1Outcome) -> None:
         if np.isin(rows, run.train_index).any() or not np.isin(rows, run.val_index).all():
             bad = rows[np.isin(rows, run.train_index) | ~np.isin(rows, run.val_index)][0]
             raise AssertionError(f"row {bad}: out-of-fold probabilities from fold model {i + 1}, which trained on it")
+
+
+def stage2_fit(
+    images: np.ndarray,
+    masks: np.ndarray,
+    groups: np.ndarray,
+    s1: Stage1Outcome,
+    cfg: Config,
+    *,
+    seconds: float,
+    budget,
+    class_weights=None,
+    fit=None,
+    verbose=2,
+    log=print,
+):
+    """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities), for at
+    most `seconds` from now; early stopping on a split of those rows that keeps each group (an image and its
+    copies) on one side. Returns the `fit.StageResult`."""
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
+
+    fit = fit or fit_stage
+    rows = np.flatnonzero(s1.covered)
+    deadline = budget.clock() + seconds
+    train_rows, stop_rows = holdout_split(masks[rows], cfg.data.val_fraction, cfg.seed + 100, groups=groups[rows])
+    train_rows, stop_rows = rows[train_rows], rows[stop_rows]
+    budget.phase(
+        "stage2",
+        note=f"{len(train_rows)} train / {len(stop_rows)} early-stopping images (out-of-fold inputs), {seconds:.0f}s",
+    )
+    result = fit(
+        cfg.stage2,
+        images[train_rows],
+        masks[train_rows],
+        network_input(images[stop_rows], s1.oof[stop_rows]),
+        masks[stop_rows],
+        train_extras=s1.oof[train_rows],
+        augment_cfg=cfg.augment,
+        seed=cfg.seed + 1000,
+        deadline=deadline,
+        name="stage2",
+        class_weights=class_weights,
+        verbose=verbose,
+        log=log,
+    )
+    if result.extra.get("baseline_val_miou") is not None:
+        kept = f"epoch {result.best_epoch}" if result.best_epoch else "the untrained head (stage 1 unchanged)"
+        budget.note(
+            f"stage 2 early-stopping mIoU {result.extra['baseline_val_miou']:.4f} before training, "
+            f"{result.best_val_miou:.4f} kept ({kept})"
+        )
+    return result
 
 
 def ensemble_probs(models: list, x: np.ndarray, predict=None) -> np.ndarray:

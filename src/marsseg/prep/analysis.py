@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from marsseg.competition import MARS, Competition
+from marsseg.files import atomic_write_bytes, atomic_write_json
 
 
 def class_stats(images: np.ndarray, masks: np.ndarray, competition: Competition = MARS) -> dict:
@@ -65,14 +67,10 @@ def format_table(stats: dict) -> str:
 
 def plot_class_stats(stats: dict, path, title: str = "") -> Path:
     """Bar chart PNG: pixel share and image share per class, side by side."""
-    import io
-
-    import matplotlib
+    import matplotlib  # heavy: only when a chart is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from marsseg.files import atomic_write_bytes
 
     names = list(stats["classes"])
     pixel = [100 * stats["classes"][c]["pixel_share"] for c in names]
@@ -97,10 +95,6 @@ def plot_class_stats(stats: dict, path, title: str = "") -> Path:
 
 def write_class_report(stats: dict, directory, title: str = "") -> tuple:
     """class_stats.json and class_stats.png (with the loss weights) in `directory`."""
-    from pathlib import Path
-
-    from marsseg.files import atomic_write_json
-
     directory = Path(directory)
     weights = class_weights_from_stats(stats)
     names = list(stats["classes"])

@@ -1,4 +1,4 @@
-"""Albumentations pipelines applied identically to image and mask, big-rock copies, and the batch sequence.
+"""Albumentations pipelines applied identically to image and mask, and the batch sequence.
 
 Geometric transforms (flips, Affine, optional elastic/grid distortion) move the grey image, any extra
 input channels (stage 2's class probabilities) and the mask together; masks use nearest-neighbour
@@ -8,17 +8,21 @@ with any number of worker threads.
 
 Works with albumentations 1.4.x and 2.x: the API differences live in `_Compat` only.
 `SegmentationSequence` (a `keras.utils.PyDataset`) is built on first use, so importing this module
-does not import Keras.
+does not import Keras. The offline big-rock copies made with these pipelines live in `prep.bigrock`.
 """
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
-from dataclasses import dataclass
+import time
 from functools import lru_cache
 
 import numpy as np
+
+from marsseg.data.synth import make_synthetic
+from marsseg.errors import ConfigError
 
 STRENGTHS = ("none", "light", "medium", "strong")
 BIG_ROCK = 4
@@ -31,9 +35,7 @@ class _Compat:
     GaussNoise `var_limit` -> `std_range`), and per-pipeline seeding (`set_random_seed`) arrived late in 1.4."""
 
     def __init__(self):
-        import inspect
-
-        import albumentations
+        import albumentations  # heavy (and pulls in cv2): only when a pipeline is built
         import cv2
 
         self.A = albumentations
@@ -100,8 +102,6 @@ def albumentations_version() -> str:
 def build_transforms(strength: str = "medium", elastic: bool = False):
     """(geometric Compose or None, photometric Compose or None) for a strength preset."""
     if strength not in STRENGTHS:
-        from marsseg.errors import ConfigError
-
         raise ConfigError(f"unknown augmentation strength {strength!r}; choose one of: {', '.join(STRENGTHS)}")
     c = _compat()
     A = c.A
@@ -133,7 +133,8 @@ def build_transforms(strength: str = "medium", elastic: bool = False):
 
 
 class Augmenter:
-    """Augments (image uint8 (H,W), mask (H,W), extra float32 (H,W,E) or None) -> (float32 (H,W,1+E) in [0,1], uint8 mask).
+    """Augments (image uint8 (H,W), mask (H,W), extra float32 (H,W,E) or None)
+    -> (float32 (H,W,1+E) in [0,1], uint8 mask).
 
     Not thread-safe (albumentations transforms hold their random state); one per worker thread.
     """
@@ -205,49 +206,6 @@ def epoch_length(weights: np.ndarray) -> int:
     weights = np.asarray(weights, float)
     whole = np.floor(weights)
     return int(whole.sum() + round((weights - whole).sum()))
-
-
-@dataclass(frozen=True)
-class BigRockCopies:
-    images: np.ndarray  # (K, H, W) uint8
-    masks: np.ndarray  # (K, H, W) uint8
-    source_index: np.ndarray  # (K,) index of the image each copy was made from
-
-
-def bigrock_copies(
-    images, masks, copies: int, seed: int = 0, strength: str = "medium", elastic: bool = False
-) -> BigRockCopies:
-    """`copies` augmented versions of every image that contains big rock, made once (offline)."""
-    h, w = images.shape[1:]
-    sources = np.repeat(np.flatnonzero(has_class(masks)), max(int(copies), 0))
-    if not len(sources):
-        return BigRockCopies(np.zeros((0, h, w), np.uint8), np.zeros((0, h, w), np.uint8), np.zeros(0, np.int64))
-    augmenter = Augmenter(strength, elastic)
-    out_images, out_masks = [], []
-    for start in range(0, len(sources), 256):
-        chunk = sources[start : start + 256]
-        x, y = augmenter.batch(images[chunk], masks[chunk], seed=batch_seed(seed, 0, start // 256, stream=1))
-        out_images.append(np.clip(np.rint(x[..., 0] * 255.0), 0, 255).astype(np.uint8))
-        out_masks.append(y)
-    return BigRockCopies(np.concatenate(out_images), np.concatenate(out_masks), sources.astype(np.int64))
-
-
-def save_bigrock(path, copies: BigRockCopies):
-    from marsseg.files import atomic_save_npz
-
-    return atomic_save_npz(path, images=copies.images, masks=copies.masks, source_index=copies.source_index)
-
-
-def load_bigrock(path) -> BigRockCopies:
-    from marsseg.data.load import _read_array
-
-    return BigRockCopies(_read_array(path, "images"), _read_array(path, "masks"), _read_array(path, "source_index"))
-
-
-def with_copies(images, masks, copies: BigRockCopies):
-    """(images, masks, groups): originals then copies; groups[i] is the original's index (for folds)."""
-    groups = np.concatenate([np.arange(len(images)), copies.source_index])
-    return np.concatenate([images, copies.images]), np.concatenate([masks, copies.masks]), groups
 
 
 # ------------------------------------------------------------------------- the batch sequence
@@ -378,11 +336,7 @@ def augmentation_throughput(
     masks=None,
 ) -> float:
     """Augmented samples per second of the training sequence (one thread, batches built in order)."""
-    import time
-
     if images is None or masks is None:
-        from marsseg.data.synth import make_synthetic
-
         synthetic = make_synthetic(n_train=max(256, batch_size * 4), n_test=1, seed=seed)
         images, masks = synthetic.images, synthetic.masks
     extras = None

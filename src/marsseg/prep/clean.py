@@ -16,11 +16,18 @@ No index lists: the evidence is computed from the data.
 from __future__ import annotations
 
 import hashlib
+import io
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from marsseg.config import CleanConfig
+from marsseg.data.load import _read_array, load_dataset, save_dataset
+from marsseg.errors import DataError
+from marsseg.files import atomic_write_bytes, atomic_write_json
+from marsseg.prep.bigrock import bigrock_copies, save_bigrock
 
 _DOWNSAMPLE = 4  # 64x128 -> 16x32 for the anomaly scores
 _REGION_STD_RATIO = 0.5  # template pixels: group spread below half the ordinary images' spread
@@ -212,35 +219,38 @@ def _features(images: np.ndarray) -> np.ndarray:
 
 
 def anomaly_scores(images: np.ndarray, reference: np.ndarray, components: int, neighbours: int):
-    """PCA reconstruction error and mean distance to the k nearest reference images (self excluded)."""
+    """PCA reconstruction error and mean distance to the k nearest reference images (self excluded).
+
+    Both are fitted on the reference images only and scaled per feature (divided by sqrt(#features)).
+    """
+    # Imported here: scikit-learn is heavy, and commands that clean nothing (validate, score) must start fast.
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
     x = _features(images)
     ref = np.flatnonzero(reference)
     if len(ref) < 3:
         return np.zeros(len(images), np.float32), np.zeros(len(images), np.float32)
-    mean = x[ref].mean(axis=0)
-    centred = x - mean
+    scale = np.sqrt(x.shape[1])
     k = int(min(components, len(ref) - 1, x.shape[1]))
-    _, _, vt = np.linalg.svd(centred[ref], full_matrices=False)
-    basis = vt[:k]
-    pca_error = np.linalg.norm(centred - (centred @ basis.T) @ basis, axis=1) / np.sqrt(x.shape[1])
+    # The exact LAPACK solver: deterministic with no seed to carry, and quick on (N, 512) features.
+    pca = PCA(n_components=k, svd_solver="full").fit(x[ref])
+    pca_error = np.linalg.norm(x - pca.inverse_transform(pca.transform(x)), axis=1) / scale
 
-    sq = (x**2).sum(axis=1)
-    knn = np.empty(len(images), np.float32)
     kk = int(min(neighbours, len(ref) - 1))
-    ref_x, ref_sq = x[ref], sq[ref]
-    for start in range(0, len(images), 512):
-        block = x[start : start + 512]
-        d2 = sq[start : start + 512, None] + ref_sq[None, :] - 2.0 * block @ ref_x.T
-        rows = np.arange(start, start + len(block))
-        pos = np.minimum(np.searchsorted(ref, rows), len(ref) - 1)
-        own = ref[pos] == rows
-        d2[np.flatnonzero(own), pos[own]] = np.inf  # a reference image is not its own neighbour
-        d = np.sqrt(np.maximum(np.partition(d2, kk - 1, axis=1)[:, :kk], 0.0))
-        knn[start : start + len(block)] = d.mean(axis=1) / np.sqrt(x.shape[1])
-    return pca_error.astype(np.float32), knn
+    # Brute force: exact at 512 dimensions, and scikit-learn bounds its memory by working in chunks.
+    index = NearestNeighbors(n_neighbors=kk, algorithm="brute").fit(x[ref])
+    knn = np.empty(len(images), np.float32)
+    knn[ref] = index.kneighbors()[0].mean(axis=1)  # no query: a reference point is not its own neighbour
+    others = np.flatnonzero(~np.asarray(reference, bool))
+    if len(others):
+        knn[others] = index.kneighbors(x[others])[0].mean(axis=1)
+    return pca_error.astype(np.float32), knn / np.float32(scale)
 
 
 def _robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(values - median) / (1.4826 MAD), both over the reference images. Plain numpy: scikit-learn's RobustScaler
+    scales by the interquartile range, not the MAD, and these four lines need no library."""
     ref = values[reference] if reference.any() else values
     median = np.median(ref)
     mad = np.median(np.abs(ref - median)) * 1.4826 + 1e-6
@@ -260,12 +270,8 @@ def clean_dataset(images: np.ndarray, masks: np.ndarray, cfg: CleanConfig = Clea
 
 
 def load_truth(path) -> np.ndarray:
-    from marsseg.data.load import _read_array
-
     truth = _read_array(path, "outlier_indices")
     if truth.ndim != 1 or truth.dtype.kind not in "iu":
-        from marsseg.errors import DataError
-
         raise DataError(f"{path}: outlier_indices must be a 1-D integer array, got {truth.dtype} {truth.shape}")
     return truth.astype(np.int64)
 
@@ -275,18 +281,10 @@ def run_clean(
 ) -> dict:
     """`marsseg clean`: write the cleaned dataset (test set untouched), the report and, optionally,
     offline big-rock copies next to it. Returns the report's JSON dict."""
-    import time
-    from pathlib import Path
-
-    from marsseg.data.load import load_dataset, save_dataset
-    from marsseg.files import atomic_write_json
-
     started = time.perf_counter()
     dataset = load_dataset(data_path)
     truth = load_truth(truth_path) if truth_path else None
     if truth is not None and len(truth) and (truth.min() < 0 or truth.max() >= dataset.n_train):
-        from marsseg.errors import DataError
-
         raise DataError(
             f"{truth_path}: outlier_indices run to {truth.max()}, but {data_path} has {dataset.n_train} "
             "training images; pass the truth file written with this dataset"
@@ -304,18 +302,18 @@ def run_clean(
     )
     log(
         f"removed {len(report.removed)} of {report.n_images} training images "
-        f"({len(report.duplicate_groups)} duplicate-mask group(s), {len(report.suspects)} anomalous image(s) kept as suspects); "
+        f"({len(report.duplicate_groups)} duplicate-mask group(s), "
+        f"{len(report.suspects)} anomalous image(s) kept as suspects); "
         f"wrote {out_path} ({len(images)} train, {dataset.n_test} test) in {summary['seconds']:.1f}s"
     )
     if truth is not None:
         t = summary["truth"]
         log(
             f"against {truth_path}: precision {t['precision']:.4f}  recall {t['recall']:.4f}  "
-            f"({t['true_positives']} of {len(truth)} planted outliers found, {len(t['false_positives'])} false positives)"
+            f"({t['true_positives']} of {len(truth)} planted outliers found, "
+            f"{len(t['false_positives'])} false positives)"
         )
     if augment_bigrock:
-        from marsseg.prep.augment import bigrock_copies, save_bigrock
-
         copies = bigrock_copies(images, masks, cfg.augment.bigrock_offline_copies, seed=cfg.seed)
         path = bigrock_path(out_path)
         save_bigrock(path, copies)
@@ -325,7 +323,8 @@ def run_clean(
             "source_images": int(len(np.unique(copies.source_index))),
         }
         log(
-            f"wrote {path}: {len(copies.images)} augmented copies of {summary['bigrock']['source_images']} big-rock images"
+            f"wrote {path}: {len(copies.images)} augmented copies of "
+            f"{summary['bigrock']['source_images']} big-rock images"
         )
     if report_dir:
         report_dir = Path(report_dir)
@@ -336,20 +335,16 @@ def run_clean(
 
 
 def bigrock_path(out_path):
-    from pathlib import Path
-
     out_path = Path(out_path)
     return out_path.with_name(out_path.stem + ".bigrock.npz")
 
 
 def plot_removed(images, masks, report: OutlierReport, path, limit: int = 40):
     """A grid of removed images, each above its mask; at most `limit`, the count in the title."""
-    import matplotlib
+    import matplotlib  # heavy: only when a report is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from marsseg.files import atomic_write_bytes
 
     chosen = report.removed[:limit]
     cols = 8
@@ -368,8 +363,6 @@ def plot_removed(images, masks, report: OutlierReport, path, limit: int = 40):
     )
     if not len(chosen):
         axes[0, 0].text(0, 0.5, "no image removed", fontsize=9)
-    import io
-
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)

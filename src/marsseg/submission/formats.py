@@ -13,6 +13,7 @@ under a second either way (see BENCHMARKS.md).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -50,7 +51,6 @@ def encode_rle(masks: np.ndarray, competition: Competition = MARS) -> bytes:
     if len(chunks) == 1:
         return header + _encode_rle_rows(masks, 0, competition)
     # NumPy releases the GIL in the heavy steps, so halves of the stack encode side by side.
-    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(chunks)) as pool:
         parts = pool.map(lambda c: _encode_rle_rows(masks[c[0] : c[1]], c[0], competition), chunks)
@@ -141,7 +141,8 @@ def decode_rle(text: bytes | str, n_images: int | None = None, competition: Comp
         expected = f"{row // len(classes)}_{classes[row % len(classes)]}"
         if ident != expected:
             raise SubmissionError(
-                f"line {row + 2}: id {_show(ident)}, expected {expected!r} (rows go by image, then class {classes[0]}–{classes[-1]})"
+                f"line {row + 2}: id {_show(ident)}, expected {expected!r} "
+                f"(rows go by image, then class {classes[0]}–{classes[-1]})"
             )
         if not sep:
             raise SubmissionError(f"line {row + 2}: no comma after the id")
@@ -168,7 +169,8 @@ def decode_rle(text: bytes | str, n_images: int | None = None, competition: Comp
         pixel = int(first[order][clash[0] + 1])
         image = pixel // pixels
         raise SubmissionError(
-            f"image {image}: pixel {pixel % pixels + 1} is covered by runs of two classes (lines {image * len(classes) + 2}–{image * len(classes) + len(classes) + 1})"
+            f"image {image}: pixel {pixel % pixels + 1} is covered by runs of two classes "
+            f"(lines {image * len(classes) + 2}–{image * len(classes) + len(classes) + 1})"
         )
     # Starts are now unique, and so are ends, so plain fancy assignment is exact.
     paint = np.zeros(n * pixels + 1, np.int8)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import io
 import math
+from datetime import timedelta
 from pathlib import Path
 
 from marsseg.files import atomic_write_bytes
-from marsseg.tracking.history import History, TrackingError, parse_time, read_history
+from marsseg.tracking.parse import TrackingError, parse_time
+from marsseg.tracking.store import History, read_history
 
 PLOTS = ("score_over_time.png", "rank_over_time.png", "top10_threshold.png", "local_vs_public.png")
 
@@ -90,8 +92,6 @@ def _empty(ax, text: str) -> None:
 def _pad_single_time(ax, times) -> None:
     """One instant gives matplotlib a zero-width date range: widen it to a day. (A span of seconds, as in a
     dry run against the emulator, keeps matplotlib's own margins, so the points stay apart.)"""
-    from datetime import timedelta
-
     if times and max(times) == min(times):
         ax.set_xlim(min(times) - timedelta(hours=12), max(times) + timedelta(hours=12))
 

@@ -1,0 +1,143 @@
+"""The Kaggle path: `bundle`, `check-rules`, `submit`, `status`, `data`, `emulator`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from marsseg.errors import UserError
+from marsseg.kaggle.bundle import stale_reason, write_kernel
+from marsseg.kaggle.download import fetch_data
+from marsseg.kaggle.emulator.server import print_env, serve
+from marsseg.kaggle.flow import show_status, submit_csv, submit_kernel
+from marsseg.kaggle.rules import RulesError, check_rules
+
+
+def add_bundle(sub):
+    p = sub.add_parser("bundle", help="bundle src/marsseg into the one Kaggle kernel script kernels/marsseg_kernel.py")
+    p.add_argument("--out", type=Path, default=Path("kernels/marsseg_kernel.py"))
+    p.add_argument("--check", action="store_true", help="only check that the file is up to date (exit 2 if stale)")
+    p.set_defaults(func=cmd_bundle)
+
+
+def cmd_bundle(args) -> int:
+
+    if args.check:
+        reason = stale_reason(args.out)
+        if reason:
+            raise UserError(reason)
+        print(f"{args.out}: up to date")
+        return 0
+    write_kernel(args.out)
+    return 0
+
+
+def add_check_rules(sub):
+    p = sub.add_parser("check-rules", help="check the kernel and kernel-metadata.json against the competition rules")
+    p.add_argument("--kernel", type=Path, default=Path("kernels/marsseg_kernel.py"))
+    p.add_argument("--metadata", type=Path, default=Path("kernel-metadata.json"))
+    p.add_argument(
+        "--allow-source",
+        action="append",
+        default=[],
+        metavar="SLUG",
+        help="a data source besides the competition that the rules allow (repeatable)",
+    )
+    p.set_defaults(func=cmd_check_rules)
+
+
+def cmd_check_rules(args) -> int:
+
+    found = check_rules(args.kernel, args.metadata, tuple(args.allow_source))
+    for violation in found:
+        print(f"  {violation}")
+    if found:
+        raise RulesError(f"{len(found)} rule violation(s), listed above; fix them before pushing or submitting")
+    print("rules check passed: no pretrained weights or downloads, internet off, competition data only, no credentials")
+    return 0
+
+
+def add_submit(sub):
+    p = sub.add_parser(
+        "submit", help="bundle, rules check, push the kernel, wait, fetch, validate, convert, submit, record"
+    )
+    p.add_argument("--file", type=Path, help="submit this local CSV instead of running the kernel (make submit-csv)")
+    p.add_argument("--preset", help="with --file: the preset that made it (default: from its config.json)")
+    p.add_argument("--images", type=int, help="expected number of test images (checked before submitting)")
+    p.add_argument("--allow-source", action="append", default=[], metavar="SLUG")
+    p.add_argument("--skip-push", action="store_true", help="use the kernel's latest run instead of pushing again")
+    p.add_argument("--poll", type=float, help="first status poll interval in seconds (then backs off; default 10)")
+    p.set_defaults(func=cmd_submit)
+
+
+def cmd_submit(args) -> int:
+
+    if args.file:
+        submit_csv(args.file, preset=args.preset, allowed_sources=tuple(args.allow_source), images=args.images)
+    else:
+        submit_kernel(
+            allowed_sources=tuple(args.allow_source), images=args.images, poll=args.poll, skip_push=args.skip_push
+        )
+    return 0
+
+
+def add_status(sub):
+    p = sub.add_parser("status", help="the latest Kaggle kernel run and the latest recorded submission")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args) -> int:
+
+    show_status()
+    return 0
+
+
+def add_data(sub):
+    p = sub.add_parser("data", help="download the competition data (Kaggle credentials), else write synthetic data")
+    p.add_argument("--dir", type=Path, default=Path("data"))
+    p.add_argument("--train", type=int, default=2615, help="synthetic training images when there are no credentials")
+    p.add_argument("--test", type=int, default=10022, help="synthetic test images when there are no credentials")
+    p.set_defaults(func=cmd_data)
+
+
+def cmd_data(args) -> int:
+
+    fetch_data(args.dir, synthetic_train=args.train, synthetic_test=args.test)
+    return 0
+
+
+def add_emulator(sub):
+    p = sub.add_parser("emulator", help="a loopback Kaggle for dry runs (the real kaggle client talks to it)")
+    p.add_argument("--port", type=int, default=7777)
+    p.add_argument(
+        "--print-env", action="store_true", help="print the lines that route the kit and `kaggle` here, and exit"
+    )
+    p.add_argument("--data", type=Path, help="competition data to serve and run kernels on (default: small synthetic)")
+    p.add_argument("--truth", type=Path, help="test labels to score submissions with (synthetic truth by default)")
+    p.add_argument("--kernel-preset", default="smoke", help="preset the pushed kernel runs with (default smoke)")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault: METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]",
+    )
+    p.add_argument("--root", type=Path, help="folder for kernel runs and synthetic data (default: a temporary one)")
+    p.set_defaults(func=cmd_emulator)
+
+
+def cmd_emulator(args) -> int:
+
+    if args.print_env:
+        print(print_env(args.port))
+        return 0
+    if args.data and not args.data.is_file():
+        raise UserError(f"{args.data}: no such file; pass a competition .npz (or omit --data for synthetic data)")
+    serve(
+        args.port,
+        args.root,
+        tuple(args.fault),
+        data_path=args.data,
+        truth_path=args.truth,
+        kernel_preset=args.kernel_preset,
+    )
+    return 0

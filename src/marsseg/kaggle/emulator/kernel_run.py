@@ -1,0 +1,107 @@
+"""One pushed kernel version, executed in a subprocess as Kaggle would run it; its status follows the process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from marsseg.competition import Competition
+
+
+class KernelRun:
+    """One pushed version, executed in a subprocess; status follows the process."""
+
+    def __init__(
+        self,
+        owner: str,
+        slug: str,
+        version: int,
+        text: str,
+        root: Path,
+        data_path: Path,
+        competition: Competition,
+        preset: str,
+        queue_seconds: float,
+        corrupt: bool,
+    ):
+        self.owner, self.slug, self.version = owner, slug, version
+        self.folder = root / "kernels" / owner / slug / f"v{version}"
+        self.script = self.folder / "script.py"
+        self.input = self.folder / "input"
+        self.working = self.folder / "working"
+        self.log_path = self.folder / "log.txt"
+        for directory in (self.input / competition.slug, self.working):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.script.write_text(text, encoding="utf-8")
+        target = self.input / competition.slug / competition.data_filename
+        if corrupt:
+            target.write_bytes(b"this is not an npz file")
+        else:
+            try:
+                os.link(data_path, target)
+            except OSError:
+                shutil.copyfile(data_path, target)
+        self.status, self.failure = "QUEUED", ""
+        self.preset, self.queue_seconds = preset, queue_seconds
+        self.process: subprocess.Popen | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _environment(self) -> dict:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KAGGLE_", "MARSSEG_", "PYTHON")) and k.lower() not in {"http_proxy", "https_proxy"}
+        }
+        env.update(
+            MARSSEG_KAGGLE_INPUT=str(self.input),
+            MARSSEG_KAGGLE_WORKING=str(self.working),
+            MARSSEG_KERNEL_PRESET=self.preset,
+            PYTHONNOUSERSITE="1",
+            PYTHONUNBUFFERED="1",
+            KERAS_BACKEND="tensorflow",
+            TF_CPP_MIN_LOG_LEVEL="3",
+        )
+        return env
+
+    def _run(self) -> None:
+        time.sleep(self.queue_seconds)
+        with open(self.log_path, "wb") as log:
+            # As Kaggle does: the script alone, from its working folder, with no arguments.
+            self.process = subprocess.Popen(
+                [sys.executable, str(self.script)],
+                cwd=self.working,
+                env=self._environment(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            self.status = "RUNNING"
+            code = self.process.wait()
+        if code == 0:
+            self.status = "COMPLETE"
+        else:
+            tail = [line for line in self.log_path.read_text("utf-8", "replace").splitlines() if line.strip()]
+            self.failure = (tail[-1].strip() if tail else f"exit status {code}")[:500]
+            self.status = "ERROR"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output_files(self) -> list[Path]:
+        if self.status != "COMPLETE" and self.status != "ERROR":
+            return []
+        return sorted(p for p in self.working.rglob("*") if p.is_file())
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", "replace")
+        except OSError:
+            return ""

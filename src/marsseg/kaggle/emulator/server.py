@@ -1,0 +1,80 @@
+"""Serving the emulator: make_server (bound to 127.0.0.1), serve (`marsseg emulator`) and print_env (the routing)."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import signal
+import tempfile
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from marsseg.errors import UserError
+from marsseg.kaggle.emulator.faults import parse_fault
+from marsseg.kaggle.emulator.handler import Handler
+from marsseg.kaggle.emulator.state import EmulatorState
+
+DEFAULT_PORT = 7777
+
+
+def print_env(port: int) -> str:
+    """Shell lines that route the kit (and a plain `kaggle` command) to an emulator on PORT."""
+    endpoint = f"http://127.0.0.1:{port}"
+    return "\n".join(
+        [
+            f"export MARSSEG_KAGGLE_ENDPOINT={endpoint}",
+            "export KAGGLE_API_ENVIRONMENT=LOCALHOST",
+            f"export HTTP_PROXY={endpoint} http_proxy={endpoint}",
+            "export NO_PROXY= no_proxy=",
+            "# any credentials work, e.g.: export KAGGLE_USERNAME=me KAGGLE_KEY=dummy-key",
+        ]
+    )
+
+
+def make_server(port: int = DEFAULT_PORT, root: Path | None = None, **state_options) -> ThreadingHTTPServer:
+    """A started-on-demand server bound to 127.0.0.1:PORT (0 picks a free port); `server.state` is its state."""
+    root = Path(root) if root else Path(tempfile.mkdtemp(prefix="marsseg_emulator_"))
+    state = EmulatorState(root, **state_options)
+    handler = type("BoundHandler", (Handler,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    server.state = state
+    return server
+
+
+def serve(
+    port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **state_options
+) -> None:
+    """`marsseg emulator`: serve until interrupted (Ctrl-C or SIGTERM), then stop any running kernel."""
+    if log is print:
+        log = functools.partial(print, flush=True)  # a pipe must see the address at once
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    scratch = None if root else Path(tempfile.mkdtemp(prefix="marsseg_emulator_"))
+    try:
+        server = make_server(port, root or scratch, log=log, **state_options)
+    except OSError as exc:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise UserError(f"cannot listen on 127.0.0.1:{port} ({exc.strerror}); pick another --port") from None
+    for spec in faults:
+        server.state.add_fault(parse_fault(spec))
+    actual = server.server_address[1]
+    state = server.state
+    log(
+        f"Kaggle emulator on http://127.0.0.1:{actual} (competition {state.competition.slug}, data {state.data_path}, "
+        f"kernels run with preset {state.kernel_preset}); route the kit with:"
+    )
+    log(print_env(actual))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        state.shutdown()
+        if scratch:  # the kernel runs and synthetic data of this session only
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,73 @@
+"""What a run reports in metrics.json, and its closing log line, assembled from the run's results.
+
+metrics["stage1"] = stage1_metrics(s1, infer_rate1)
+metrics.update(final_metrics(metrics, final_stage, final_choice, choice1, choice2))
+metrics["seconds"] = phase_seconds(budget)
+budget.note(done_note(metrics, final_stage, final_choice, out_dir))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def stage1_metrics(s1, infer_rate: float) -> dict:
+    """The stage-1 fold models (a `stages.Stage1Outcome`): how many trained, how far, how fast."""
+    return {
+        "folds_planned": s1.planned_folds,
+        "folds_trained": len(s1.folds),
+        "oof_covered": int(s1.covered.sum()),
+        "fold_best_val_miou": [f.result.best_val_miou for f in s1.folds],
+        "fold_epochs": [f.result.epochs_run for f in s1.folds],
+        "fold_epoch_seconds": [[round(t, 1) for t in f.result.extra.get("epoch_seconds", [])] for f in s1.folds],
+        "fold_stop_reason": [f.result.stop_reason for f in s1.folds],
+        "train_samples_per_s": float(np.median([f.result.train_samples_per_s for f in s1.folds])),
+        "infer_samples_per_s": float(infer_rate),
+    }
+
+
+def stage2_metrics(result, residual: bool, infer_rate: float) -> dict:
+    """The stage-2 model (a `fit.StageResult`): its epochs, its scores before and after training, its rates."""
+    return {
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "epoch_seconds": [round(t, 1) for t in result.extra.get("epoch_seconds", [])],
+        "residual": residual,
+        "before_training_val_miou": result.extra.get("baseline_val_miou"),
+        "stop_reason": result.stop_reason,
+        "early_stopping_val_miou": result.best_val_miou,
+        "train_samples_per_s": result.train_samples_per_s,
+        "infer_samples_per_s": float(infer_rate),
+    }
+
+
+def final_metrics(metrics: dict, final_stage: int, choice: dict, choice1: dict, choice2: dict | None) -> dict:
+    """The keys the final choice sets: its stage and hold-out scores, and each stage's post-processing choice."""
+    return {
+        "final_stage": final_stage,
+        "val_miou_final": choice["miou_final"],
+        "val_iou_final": choice["iou_final"],
+        "final_tta": bool(choice["tta"]["used"]),
+        "val_miou_stage2": metrics.get("val_miou_stage2"),
+        "post": {
+            f"stage{s}": {"tta": c["tta"], "class_bias": c["class_bias"], "morphology": c["morphology"]}
+            for s, c in ((1, choice1), (2, choice2))
+            if c is not None
+        },
+    }
+
+
+def phase_seconds(budget) -> dict:
+    """Seconds per phase of a `budget.Budget`, and the total."""
+    return {**{k: round(v, 2) for k, v in budget.phase_seconds.items()}, "total": round(budget.elapsed(), 2)}
+
+
+def done_note(metrics: dict, final_stage: int, choice: dict, out_dir) -> str:
+    """The run's last log line: the final stage and the hold-out mIoU of each stage."""
+    stage2 = metrics.get("val_miou_stage2")
+    return (
+        f"done: final stage {final_stage}, hold-out mIoU {choice['miou_final']:.4f} "
+        f"(stage 1 {metrics['val_miou_stage1']:.4f}"
+        + (f", stage 2 {stage2:.4f}" if stage2 is not None else "")
+        + f"); {out_dir}"
+    )
