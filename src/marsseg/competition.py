@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from marsseg.errors import ConfigError
 
+SCORING_RULES = ("keras", "scored")
+
 
 @dataclass(frozen=True)
 class Competition:
@@ -18,8 +20,17 @@ class Competition:
     # The layout the competition's scorer takes: "pixels" (id,0..H*W-1) or "rle" (id,EncodedPixels).
     submission_layout: str
     data_filename: str
+    # How the scorer averages (see `submission/scoring.py`): "keras" is `keras.metrics.MeanIoU(num_classes,
+    # ignore_class=ignored_class)`, the course's starter code; "scored" is the mean over the scored classes alone.
+    scoring_rule: str = "keras"
+    # Images in the competition's test set: a submission with any other count is refused before upload.
+    test_images: int | None = None
     train_key: str = "training_set"
     test_key: str = "test_set"
+
+    def __post_init__(self):
+        if self.scoring_rule not in SCORING_RULES:
+            raise ConfigError(f"scoring_rule {self.scoring_rule!r}: use one of {', '.join(SCORING_RULES)}")
 
     @property
     def num_classes(self) -> int:
@@ -48,7 +59,12 @@ MARS = Competition(
     # The course's starter notebook and every public solution wrote this layout.
     submission_layout="pixels",
     data_filename="mars_for_students.npz",
+    # The course's starter code scores with keras.metrics.MeanIoU(num_classes=5, ignore_class=0): the
+    # leaderboard's most likely rule (shared/kaggle-api.md, "The scorer").
+    scoring_rule="keras",
+    test_images=10022,
 )
+
 
 PROFILES = {MARS.slug: MARS, "mars": MARS}
 

@@ -31,7 +31,55 @@ def test_hand_computed(truth, prediction, expected):
         else:
             assert score["iou"][c] == pytest.approx(value)
     present = [v for v in expected.values() if not np.isnan(v)]
-    assert score["miou"] == pytest.approx(np.mean(present))
+    assert score["miou_scored"] == pytest.approx(np.mean(present))
+    background_on_labelled = bool(((_masks(*prediction) == 0) & (_masks(*truth) != 0)).any())
+    keras_rule = present + [0.0] * background_on_labelled  # class 0 joins the mean with IoU 0
+    assert score["miou_keras"] == pytest.approx(np.mean(keras_rule))
+    assert score["miou"] == score["miou_keras"]  # the profile's rule
+
+
+# truth, prediction and the value of keras.metrics.MeanIoU(num_classes=5, ignore_class=0), worked by hand
+KERAS_CASES = [
+    # soil 1/2 (tp 2, union 4), big rock 0 (predicted once, absent), class 0 predicted on a labelled pixel: IoU 0
+    ([[1, 1], [1, 1]], [[0, 1], [4, 1]], (0.5 + 0.0 + 0.0) / 3),
+    # background predicted only where truth is background: ignored, so class 0 stays out of the mean
+    ([[0, 0], [3, 4]], [[0, 0], [3, 4]], 1.0),
+    # half the labelled pixels called background: soil 1/2, bedrock 1/2, class 0 IoU 0
+    ([[1, 1, 2, 2]], [[1, 0, 2, 0]], (0.5 + 0.5 + 0.0) / 3),
+    # no background predicted: both readings agree
+    ([[1, 2], [3, 4]], [[1, 2], [3, 3]], (1 + 1 + 0.5 + 0) / 4),
+]
+
+
+@pytest.mark.parametrize("truth, prediction, expected", KERAS_CASES)
+def test_keras_rule_on_hand_made_masks_matches_keras_mean_iou_itself(truth, prediction, expected):
+    keras = pytest.importorskip("keras")
+    truth, prediction = _masks(*truth), _masks(*prediction)
+    reference = keras.metrics.MeanIoU(num_classes=5, ignore_class=0, sparse_y_true=True, sparse_y_pred=True)
+    reference.update_state(truth, prediction)
+    assert float(reference.result()) == pytest.approx(expected, abs=1e-6)
+    assert score_masks(truth, prediction)["miou"] == pytest.approx(expected)
+    assert mean_iou(confusion_matrix(truth, prediction), rule="keras") == pytest.approx(expected)
+
+
+def test_the_two_readings_differ_only_when_background_is_predicted_on_labelled_pixels(rng):
+    truth = rng.integers(0, 5, (4, 64, 128))
+    without = rng.integers(1, 5, (4, 64, 128))
+    assert score_masks(truth, without)["miou_keras"] == pytest.approx(score_masks(truth, without)["miou_scored"])
+    with_background = without.copy()
+    with_background[truth != 0] = np.where(rng.random((truth != 0).sum()) < 0.1, 0, without[truth != 0])
+    score = score_masks(truth, with_background)
+    assert score["miou_keras"] == pytest.approx(score["miou_scored"] * 4 / 5)
+
+
+def test_unknown_rule_is_refused():
+    from marsseg.competition import MARS, Competition
+    from marsseg.errors import ConfigError
+
+    with pytest.raises(ValueError, match="unknown scoring rule"):
+        mean_iou(np.eye(5), rule="dice")
+    with pytest.raises(ConfigError, match="scoring_rule 'dice'"):
+        Competition(**{**MARS.__dict__, "scoring_rule": "dice"})
 
 
 def test_accumulates_over_pixels_not_images():
@@ -58,6 +106,7 @@ def test_matches_keras_mean_iou(rng):
     ours.update_state(truth, np.eye(5, dtype="float32")[prediction])  # as probabilities
     numpy_score = mean_iou(confusion_matrix(truth, prediction))
     assert float(ours.result()) == pytest.approx(float(reference.result()), abs=1e-6)
+    assert numpy_score == pytest.approx(float(reference.result()), abs=1e-6)
     assert float(ours.result()) == pytest.approx(numpy_score, abs=1e-6)
 
 
@@ -68,9 +117,24 @@ def test_keras_metric_agrees_with_numpy_with_background_predicted(rng):
     metric = MeanIoU()
     metric.update_state(truth[:2], prediction[:2])
     metric.update_state(truth[2:], prediction[2:])
-    assert float(metric.result()) == pytest.approx(mean_iou(confusion_matrix(truth, prediction)), abs=1e-6)
+    scored = mean_iou(confusion_matrix(truth, prediction), rule="scored")  # labels given as they are: 0 included
+    assert float(metric.result()) == pytest.approx(scored, abs=1e-6)
     per_class = np.asarray(metric.per_class())
     expected = iou_per_class(confusion_matrix(truth, prediction))
     np.testing.assert_allclose(per_class[1:], [expected[c] for c in (1, 2, 3, 4)], atol=1e-6)
     metric.reset_state()
     assert float(np.asarray(metric.confusion).sum()) == 0
+
+
+def test_training_metric_labels_probabilities_by_the_argmax_over_the_scored_classes():
+    """Model selection sees what the submission gets: background is never the predicted label."""
+    from marsseg.training.metrics import MeanIoU
+
+    truth = _masks([1, 2], [3, 4])
+    probs = np.zeros((*truth.shape, 5), np.float32)
+    probs[..., 0] = 0.6  # background would win a plain argmax everywhere
+    probs[..., 1:] = np.eye(4, dtype=np.float32)[np.maximum(truth, 1) - 1] * 0.4
+    metric = MeanIoU()
+    metric.update_state(truth, probs)
+    assert float(metric.result()) == pytest.approx(1.0)
+    assert score_masks(truth, probs[..., 1:].argmax(-1) + 1)["miou"] == pytest.approx(1.0)

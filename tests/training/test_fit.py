@@ -296,3 +296,14 @@ def test_bad_training_settings_are_config_errors():
     with pytest.raises(ConfigError):
         mixed_precision_wanted("sometimes")
     assert mixed_precision_wanted("off") is False and mixed_precision_wanted("on") is True
+
+
+def test_runtime_line_names_backend_devices_and_precision():
+    import keras
+
+    from marsseg.training.fit import runtime_line
+
+    line = runtime_line("off")
+    assert f"Keras {keras.__version__} on {keras.backend.backend()}" in line
+    assert "devices: CPU only" in line and line.endswith("precision float32")
+    assert runtime_line("on").endswith("precision mixed_float16")

@@ -58,7 +58,7 @@ def cmd_convert(args) -> int:
 
 
 def add_score(sub):
-    p = sub.add_parser("score", help="score a submission against true test labels (mIoU over classes 1-4)")
+    p = sub.add_parser("score", help="score a submission against true test labels (the leaderboard's mean IoU)")
     p.add_argument("submission", type=Path)
     p.add_argument("truth", type=Path, help=".npz with key 'test_labels' (as written by `marsseg synth --truth`)")
     p.add_argument("--json", action="store_true")
@@ -71,9 +71,13 @@ def cmd_score(args) -> int:
     info = read_submission(args.submission, len(truth))
     score = score_masks(truth, info.masks)
     if args.json:
-        print(json.dumps({"miou": score["miou"], "iou": {str(k): v for k, v in score["iou"].items()}}))
+        readings = {key: score[key] for key in ("miou_keras", "miou_scored")}
+        iou = {str(k): v for k, v in score["iou"].items()}
+        print(json.dumps({"miou": score["miou"], "rule": MARS.scoring_rule, **readings, "iou": iou}))
     else:
+        other = "scored" if MARS.scoring_rule == "keras" else "keras"
         print(
-            f"mIoU {score['miou']:.4f}  " + "  ".join(f"{MARS.class_names[c]} {v:.4f}" for c, v in score["iou"].items())
+            f"mIoU {score['miou']:.4f} ({MARS.scoring_rule} rule; {other} {score['miou_' + other]:.4f})  "
+            + "  ".join(f"{MARS.class_names[c]} {v:.4f}" for c, v in score["iou"].items())
         )
     return 0

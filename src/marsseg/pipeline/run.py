@@ -147,8 +147,10 @@ class _Run:
 
     def stage1(self) -> None:
         from marsseg.training.feed import network_input
+        from marsseg.training.fit import runtime_line
 
         cfg = self.cfg
+        self.budget.note(runtime_line(cfg.stage1.train.mixed_precision))
         share = cfg.stage1_share if cfg.two_stage else 0.8
         stage_end = self.budget.clock() + share * max(0.0, self.budget.remaining() - self.safety)
         self.s1 = stage1_folds(

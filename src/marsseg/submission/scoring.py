@@ -1,7 +1,15 @@
-"""The competition metric in NumPy: mean IoU over the scored classes, from one confusion matrix.
+"""The competition metric in NumPy: mean IoU from one confusion matrix, by the profile's scoring rule.
 
-IoU is accumulated over all pixels of all images (not averaged per image), as the leaderboard does.
-A class absent from both truth and prediction is left out of the mean rather than counted as 0 or 1.
+IoU is accumulated over all pixels of all images (not averaged per image), as the leaderboard does, and pixels
+whose truth is the ignored class (background) count for no class. The two readings differ only in class 0:
+
+- "keras" (the default; `keras.metrics.MeanIoU(num_classes=5, ignore_class=0)`, the course's starter code): every
+  class with a non-empty union is averaged, so a prediction of 0 on a labelled pixel brings class 0 into the mean
+  with IoU 0;
+- "scored": the mean over classes 1-4 only.
+
+A class absent from both truth and prediction is left out of the mean rather than counted as 0 or 1. Predictions
+that never say 0 (the kit's argmax over classes 1-4) score the same under both.
 """
 
 from __future__ import annotations
@@ -38,12 +46,27 @@ def iou_per_class(confusion: np.ndarray, competition: Competition = MARS) -> dic
     return out
 
 
-def mean_iou(confusion: np.ndarray, competition: Competition = MARS) -> float:
+def mean_iou(confusion: np.ndarray, competition: Competition = MARS, rule: str | None = None) -> float:
+    """Mean IoU by `rule` ("keras" or "scored"; default: the profile's)."""
+    rule = rule or competition.scoring_rule
     values = [v for v in iou_per_class(confusion, competition).values() if not np.isnan(v)]
+    if rule == "keras" and competition.ignored_class is not None:
+        ignored = competition.ignored_class
+        confusion = np.asarray(confusion, dtype=np.float64)
+        predicted_on_labelled = confusion[:, ignored].sum() - confusion[ignored, ignored]
+        if predicted_on_labelled > 0:
+            values.append(0.0)  # its row is dropped, so its IoU is 0 whenever it is predicted on a labelled pixel
+    elif rule not in ("keras", "scored"):
+        raise ValueError(f"unknown scoring rule {rule!r}; use keras or scored")
     return float(np.mean(values)) if values else float("nan")
 
 
 def score_masks(truth: np.ndarray, prediction: np.ndarray, competition: Competition = MARS) -> dict:
-    """{"miou": float, "iou": {class: float}} for whole mask stacks."""
+    """{"miou": by the profile's rule, "miou_keras", "miou_scored", "iou": {scored class: IoU}} for mask stacks."""
     confusion = confusion_matrix(truth, prediction, competition.num_classes)
-    return {"miou": mean_iou(confusion, competition), "iou": iou_per_class(confusion, competition)}
+    readings = {f"miou_{rule}": mean_iou(confusion, competition, rule) for rule in ("keras", "scored")}
+    return {
+        "miou": readings[f"miou_{competition.scoring_rule}"],
+        **readings,
+        "iou": iou_per_class(confusion, competition),
+    }

@@ -54,6 +54,17 @@ def mixed_precision_wanted(setting: str) -> bool:
     return bool(accelerator_devices())
 
 
+def runtime_line(mixed_precision: str) -> str:
+    """The one start-up line a run keeps: Keras, its backend, the devices and the precision training will use."""
+    import importlib
+
+    backend = keras.backend.backend()
+    version = getattr(importlib.import_module(backend), "__version__", "") if backend != "numpy" else ""
+    devices = ", ".join(accelerator_devices()) or "CPU only"
+    precision = "mixed_float16" if mixed_precision_wanted(mixed_precision) else "float32"
+    return f"Keras {keras.__version__} on {backend} {version}; devices: {devices}; precision {precision}"
+
+
 def make_optimizer(train_cfg: TrainConfig):
     if train_cfg.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)

@@ -12,7 +12,10 @@ from marsseg.training import functional as F
 class MeanIoU(keras.metrics.Metric):
     """Mean IoU over the scored classes, accumulated over every pixel seen (the leaderboard's way).
 
-    `y_pred` may be class probabilities (B, H, W, K) or labels (B, H, W).
+    `y_pred` may be class probabilities (B, H, W, K) or labels (B, H, W). Probabilities are labelled by the argmax
+    over the scored classes, as the submission is, so model selection (early stopping, the best epoch, the LR
+    plateau) sees the number the submission would get; with no class-0 prediction the leaderboard's Keras rule and
+    the mean over the scored classes agree.
     """
 
     def __init__(self, num_classes: int = 5, ignored_class: int | None = 0, name: str = "miou", **kwargs):
@@ -24,7 +27,12 @@ class MeanIoU(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = ops.argmax(y_pred, axis=-1) if len(y_pred.shape) == 4 else y_pred
+        if len(y_pred.shape) == 4:
+            if self.ignored_class is not None:  # probabilities are >= 0: -1 keeps the ignored class out of the argmax
+                y_pred = y_pred - 1.0 * ops.one_hot(self.ignored_class, self.num_classes, dtype=y_pred.dtype)
+            labels = ops.argmax(y_pred, axis=-1)
+        else:
+            labels = y_pred
         self.confusion.assign_add(F.confusion_matrix(y_true, labels, self.num_classes))
 
     def result(self):
