@@ -31,7 +31,7 @@ def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, s
     log(f"submission: {submission_path} ({info.layout}, {info.n_images} images, valid)")
     names = MARS.class_names
     log(
-        "test mIoU (classes 1-4) against the synthetic truth: "
+        "test mIoU (leaderboard rule) against the synthetic truth: "
         f"{score['miou']:.4f}  [" + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items()) + "]"
     )
     return score
@@ -64,7 +64,7 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
         + f", final {metrics['val_miou_final']:.4f}"
     )
     log(
-        "test mIoU (classes 1-4) against the synthetic truth: "
+        "test mIoU (leaderboard rule) against the synthetic truth: "
         f"{score['miou']:.4f}  ["
         + ", ".join(f"{names[c]} {v:.3f}" for c, v in score["iou"].items())
         + "]"
