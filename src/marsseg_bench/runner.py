@@ -4,16 +4,22 @@ Each section measures in one run and reports medians and ratios, never a single 
 and noisy. Each block is stamped with when, at which commit, in how long and on which machine it was measured,
 and the command that re-measures it; blocks of sections not run (`--only NAME`) stay as they were. The sections
 live in `sections_io`, `sections_models`, `sections_tracking`, `quality` and `gpu`.
+
+Sections that take a `seed` (the quality sections) run `repeat` times, at seeds `seed`, `seed + 1`, ...; each run
+is stored as it finishes and the block is written from every stored run, so an interrupted series resumes with
+`--seed` at the next seed. The file is rewritten after each section.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from marsseg.config import Config
 from marsseg.errors import UserError
 from marsseg.files import atomic_write_text
 from marsseg.stamps import git_commit
@@ -38,28 +44,68 @@ SECTIONS = {
 }
 
 
-def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, log=None) -> Path:
+def run_benchmarks(
+    out: Path, repeats: int = 5, only: list[str] | None = None, log=None, repeat: int = 1, seed: int | None = None
+) -> Path:
     """Run the sections (all, or `only`) and write `out`. Blocks of sections not run, or that measured nothing
-    here (a GPU section on a CPU machine), stay as they were in `out`."""
+    here (a GPU section on a CPU machine), stay as they were in `out`. Sections that take a seed run `repeat`
+    times at seeds `seed` (default: the presets' seed), `seed + 1`, ...; the others run once."""
     log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
     unknown = [name for name in only or [] if name not in SECTIONS]
     if unknown:
         raise UserError(f"unknown benchmark section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if repeat < 1:
+        raise UserError(f"--repeat {repeat}: run each seeded section at least once (e.g. --repeat 3)")
     names = only or list(SECTIONS)
     blocks = _read_blocks(out)
     machine = machine_description()
     for name in names:
         log(f"section {name}")
         started = time.perf_counter()
-        body = SECTIONS[name](repeats, log)
+        body, command = _run_section(name, repeats, log, repeat, seed)
         if body is None:
             continue
         stamp = (
             f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
             f"at commit {git_commit('short', cwd=Path.cwd())} "
-            f"in {time.perf_counter() - started:.0f} s on {machine} (`marsseg bench --only {name}`)._"
+            f"in {time.perf_counter() - started:.0f} s on {machine} (`{command}`)._"
         )
         blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
+        _write(out, blocks)
+    _write(out, blocks)
+    log(f"wrote {out}")
+    return out
+
+
+def takes_seed(section) -> bool:
+    """Whether a section function has a `seed` parameter (runs at several seeds, results stored)."""
+    try:
+        return "seed" in inspect.signature(section).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _run_section(name: str, repeats: int, log, repeat: int, seed: int | None):
+    """The section's block (None: measured nothing here) and the command that re-measures it."""
+    section = SECTIONS[name]
+    command = f"marsseg bench --only {name}"
+    if not takes_seed(section):
+        if repeat > 1 or seed is not None:
+            log(f"{name}: takes no seed; measured once")
+        return section(repeats, log), command
+    first = Config().seed if seed is None else int(seed)
+    body = None
+    for i in range(repeat):
+        log(f"{name}: seed {first + i} ({i + 1} of {repeat})")
+        body = section(repeats, log, seed=first + i)
+        if body is None:  # nothing to measure on this machine: no point in the other seeds
+            break
+    if seed is not None or repeat > 1:
+        command += f" --seed {first}" + (f" --repeat {repeat}" if repeat > 1 else "")
+    return body, command
+
+
+def _write(out: Path, blocks: dict[str, str]) -> None:
     ordered = [blocks[name] for name in SECTIONS if name in blocks]
     header = [
         "# Benchmarks",
@@ -72,8 +118,6 @@ def run_benchmarks(out: Path, repeats: int = 5, only: list[str] | None = None, l
         "",
     ]
     atomic_write_text(out, "\n".join(header + ["\n\n".join(ordered), ""]))
-    log(f"wrote {out}")
-    return out
 
 
 def _read_blocks(path: Path) -> dict[str, str]:

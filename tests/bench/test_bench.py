@@ -107,14 +107,15 @@ def test_gpu_section_report_from_a_smoke_run():
 
 
 @pytest.mark.slow
-def test_quality_section_on_a_gpu_names_the_preset_and_device(monkeypatch):
+def test_quality_section_on_a_gpu_names_the_preset_and_device(tmp_path, monkeypatch):
     import marsseg_bench.quality as quality
 
+    monkeypatch.setenv("MARSSEG_BENCH_RESULTS", str(tmp_path))
     monkeypatch.setattr(quality, "N_TRAIN", 48)
     monkeypatch.setattr(quality, "N_TEST", 16)
     text = quality.section_quality(1, lambda m: None, preset_name="smoke", budget=60, device="1 × Test GPU")
-    assert text.startswith("## Quality at a fixed budget (60 s each, synthetic data, on a GPU: 1 × Test GPU")
-    assert "Kit: `smoke` preset" in text and "| kit (final) |" in text and "| plain U-Net |" in text
+    assert text.startswith("## Quality at a fixed budget (60 s a side, synthetic data, on a GPU: 1 × Test GPU")
+    assert "the kit (`smoke` preset)" in text and "| kit (final) |" in text and "| naive U-Net |" in text
 
 
 def test_gpu_names_come_from_nvidia_smi_one_per_line(monkeypatch):
@@ -140,6 +141,11 @@ def test_quality_long_is_the_quality_comparison_at_its_own_budget(monkeypatch):
     monkeypatch.setattr(quality, "section_quality", lambda repeats, log, **kw: calls.append(kw) or "## q")
     monkeypatch.setattr(quality, "QUALITY_LONG_BUDGET", 1200.0)
     assert bench.SECTIONS["quality_long"](1, lambda m: None) == "## q"
-    assert calls == [{"budget": 1200.0}]
+    assert bench.SECTIONS["quality_long"](1, lambda m: None, seed=43) == "## q"
+    assert calls == [
+        {"budget": 1200.0, "seed": None, "section": "quality_long"},
+        {"budget": 1200.0, "seed": 43, "section": "quality_long"},
+    ]
+    assert all(bench.takes_seed(bench.SECTIONS[name]) for name in ("quality", "quality_long", "quality_gpu"))
     names = list(bench.SECTIONS)
     assert names.index("quality") + 1 == names.index("quality_long")

@@ -99,11 +99,20 @@ def add_bench(sub):
         metavar="SECTION",
         help="run only this section (repeatable); the others already in --out stay",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run the seeded sections (quality*) K times, at seeds --seed, --seed+1, ...; each run is kept in "
+        ".bench/quality.jsonl and the block shows all stored runs",
+    )
+    p.add_argument("--seed", type=int, default=None, help="first seed of the seeded sections (default: the preset's)")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     from marsseg_bench.runner import run_benchmarks
 
-    run_benchmarks(args.out, repeats=args.repeats, only=args.only)
+    run_benchmarks(args.out, repeats=args.repeats, only=args.only, repeat=args.repeat, seed=args.seed)
     return 0
