@@ -64,6 +64,10 @@ class ModelConfig:
     # Stage 2 only: the main head refines the input's stage-1 probabilities (softmax(log p1 + learned correction),
     # the correction zero at the start), so stage 2 begins where stage 1 ended instead of from scratch.
     residual: bool = False
+    # "aspp": a context block after the bottleneck (dilated 3x3 branches at `context_rates`, comma-separated, plus a
+    # global-pooling branch, models/context.py); "none": the plain bottleneck.
+    context: str = "none"
+    context_rates: str = "2,4"
     # 2: a strided 3x3 stem convolution halves the resolution the U-Net works at and the heads upsample their
     # logits back (bilinear). About 3x the samples/s on a CPU (48 -> 152 img/s for the cpu stage 1, measured), for
     # coarse predictions that a full-resolution stage 2 refines. 1: every level at full resolution.

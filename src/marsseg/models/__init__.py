@@ -1,6 +1,7 @@
 """Networks: the gated U-Net with deep supervision (`build_unet`) and its blocks. Random init only."""
 
 from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
+from marsseg.models.context import ContextBlock
 from marsseg.models.unet import (
     aux_loss_weights,
     build_unet,
@@ -16,6 +17,7 @@ from marsseg.models.unet import (
 
 __all__ = [
     "AttentionGate",
+    "ContextBlock",
     "ConvBlock",
     "ResidualRefinementHead",
     "SegmentationHead",

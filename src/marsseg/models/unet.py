@@ -11,9 +11,16 @@ from keras import layers
 from marsseg.config import ModelConfig
 from marsseg.errors import ConfigError
 from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
+from marsseg.models.context import ContextBlock
 
 IMAGE_SHAPE = (64, 128)
 MIN_DEPTH, MAX_DEPTH = 2, 5
+CONTEXTS = ("none", "aspp")
+
+
+def context_rates(model_cfg: ModelConfig) -> tuple[int, ...]:
+    """The context block's dilation rates from the comma-separated setting."""
+    return tuple(int(r) for r in str(model_cfg.context_rates).split(",") if r.strip())
 
 
 def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes: int) -> None:
@@ -39,6 +46,20 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
             f"{num_classes} probability channels ({1 + num_classes} in all), got {input_channels}; "
             f"it is for stage 2 only (--set stage2.model.residual=true)"
         )
+    if model_cfg.context not in CONTEXTS:
+        raise ConfigError(
+            f"model context {model_cfg.context!r}: use {' or '.join(CONTEXTS)} (e.g. --set stage1.model.context=aspp)"
+        )
+    if model_cfg.context != "none":
+        try:
+            rates = context_rates(model_cfg)
+        except ValueError:
+            rates = ()
+        if not rates or min(rates) < 1:
+            raise ConfigError(
+                f"model context_rates must be comma-separated dilation rates >= 1 (e.g. 2,4), "
+                f"got {model_cfg.context_rates!r}"
+            )
     if input_channels < 1 or num_classes < 2:
         raise ConfigError(f"a U-Net needs >= 1 input channel and >= 2 classes, got {input_channels} and {num_classes}")
 
@@ -80,6 +101,14 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
     x = ConvBlock(base * 2**depth, name="bottleneck", **block)(x)
+    if model_cfg.context == "aspp":
+        x = ContextBlock(
+            base * 2**depth,
+            rates=context_rates(model_cfg),
+            batch_norm=model_cfg.batch_norm,
+            norm_momentum=model_cfg.norm_momentum,
+            name="context",
+        )(x)
 
     decoder = {}
     for level in reversed(range(depth)):
