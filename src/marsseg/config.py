@@ -41,10 +41,13 @@ class CleanConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    strength: str = "medium"  # none | light | medium | strong
+    strength: str = "medium"  # none | flips | light | medium | strong
     elastic: bool = False
     bigrock_oversample: float = 2.0  # sampling weight of images that contain big rock
     bigrock_offline_copies: int = 2  # augmented copies of each big-rock image, made once
+    # Per training image and batch: the chance that one big-rock component of another training image is pasted in
+    # (prep/copypaste.py; stage 1 only, since stage 2's inputs carry stage-1 probabilities of the original).
+    copy_paste_rate: float = 0.0
     workers: int = 2
 
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from marsseg.data.synth import make_synthetic
 from marsseg.errors import ConfigError
+from marsseg.prep.copypaste import bigrock_donors, paste_batch
 
-STRENGTHS = ("none", "light", "medium", "strong")
+STRENGTHS = ("none", "flips", "light", "medium", "strong")
 BIG_ROCK = 4
 
 
@@ -79,9 +80,15 @@ class _Compat:
     def run(self, composes, seed: int, fn):
         """Call fn() with the composes' random state fixed by `seed`."""
         if self.seedable:
-            for compose in composes:
-                if compose is not None:
-                    compose.set_random_seed(seed)
+            for c, compose in enumerate(composes):
+                if compose is None:
+                    continue
+                compose.set_random_seed(seed)
+                # albumentations 2.x hands every transform of a Compose the same seed, so transforms with the same
+                # p fire together (a horizontal flip always with a vertical one, measured): give each its own.
+                for t, transform in enumerate(compose.transforms):
+                    if hasattr(transform, "set_random_seed"):
+                        transform.set_random_seed(int(np.random.SeedSequence([seed, c, t]).generate_state(1)[0]))
             return fn()
         with self._lock:  # older 1.4 draws from the global `random` / `np.random` state
             random.seed(seed)
@@ -106,7 +113,9 @@ def build_transforms(strength: str = "medium", elastic: bool = False):
     c = _compat()
     A = c.A
     geometric, photometric = [], []
-    if strength == "light":
+    if strength == "flips":  # what the public write-ups found best: light geometry, no photometric change
+        geometric = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    elif strength == "light":
         geometric = [A.HorizontalFlip(p=0.5), c.affine((0.95, 1.05), (-0.05, 0.05), (-5, 5), (0, 0), p=0.5)]
         photometric = [A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5)]
     elif strength == "medium":
@@ -171,7 +180,7 @@ class Augmenter:
 
 
 def batch_seed(seed: int, epoch: int, batch: int, stream: int = 0) -> int:
-    """An independent seed per (stream, seed, epoch, batch); stream 0 trains, 1 makes offline copies."""
+    """An independent seed per (stream, seed, epoch, batch); stream 0 trains, 1 makes offline copies, 2 pastes."""
     parts = [int(stream), int(seed) % 2**32, int(epoch) % 2**32, int(batch) % 2**32]
     return int(np.random.SeedSequence(parts).generate_state(1)[0])
 
@@ -233,6 +242,7 @@ def _sequence_class():
             workers=1,
             use_multiprocessing=False,
             max_queue_size=10,
+            copy_paste_rate=0.0,
         ):
             super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
             if len(images) != len(masks) or (extras is not None and len(extras) != len(images)):
@@ -244,6 +254,10 @@ def _sequence_class():
             self.shuffle, self.seed = shuffle, int(seed)
             self._local = threading.local()
             build_transforms(strength, elastic)  # fail early on a bad strength
+            # Stage 2's extra channels are stage-1 probabilities of the original image: a pasted rock would have
+            # none, so copy-paste is for inputs without extras only.
+            self.copy_paste_rate = float(copy_paste_rate) if extras is None else 0.0
+            self.donors = bigrock_donors(images, masks) if self.copy_paste_rate > 0 else []
             self.set_epoch(0)
 
         def set_epoch(self, epoch: int):
@@ -267,9 +281,16 @@ def _sequence_class():
             if index < 0 or index >= len(self):
                 raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
             idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-            x, y = self._augmenter().batch(
+            images, masks = paste_batch(
                 self.images[idx],
                 self.masks[idx],
+                self.donors,
+                self.copy_paste_rate,
+                np.random.default_rng(batch_seed(self.seed, self.epoch, index, stream=2)),
+            )
+            x, y = self._augmenter().batch(
+                images,
+                masks,
                 None if self.extras is None else self.extras[idx],
                 seed=batch_seed(self.seed, self.epoch, index),
             )
@@ -308,6 +329,9 @@ def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=Non
     """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
     train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
     cls = __getattr__("SegmentationSequence")
+    rate = float(getattr(augment_cfg, "copy_paste_rate", 0.0)) if augment_cfg is not None else 0.0
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"augment.copy_paste_rate {rate} is outside 0..1 (e.g. --set augment.copy_paste_rate=0.3)")
     if not train:
         return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed, workers=1)
     return cls(
@@ -321,6 +345,7 @@ def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=Non
         shuffle=True,
         seed=seed,
         workers=max(1, int(augment_cfg.workers)),
+        copy_paste_rate=rate,
     )
 
 
