@@ -67,6 +67,8 @@ def test_flatten_lists_dotted_keys():
         ("post.tta=maybe", "post.tta"),
         ("post.morphology=yes", "post.morphology"),
         ("post.class_bias=sometimes", "post.class_bias"),
+        ("stage1.loss.max_weight_ratio=0.5", "stage1.loss.max_weight_ratio"),
+        ("stage2.loss.max_weight_ratio=-3", "stage2.loss.max_weight_ratio"),
     ],
 )
 def test_validate_refuses_each_unusable_setting_by_name(assignment, key):

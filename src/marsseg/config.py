@@ -25,6 +25,9 @@ class DataConfig:
     max_train: int = 0  # 0 keeps every training image; presets for tests shrink it
     max_test: int = 0
     val_fraction: float = 0.15
+    # Of the hold-out: the reporting part, which makes no decision (TTA, class biases, morphology and the stage
+    # choice are made on the rest, the tuning part); val_miou_final is its score.
+    report_fraction: float = 0.5
     folds: int = 5
 
 
@@ -85,6 +88,8 @@ class LossConfig:
     # auto weights are (1 / pixel share) ** power over the scored classes: 0.5 weights big rock (~1% of pixels)
     # about 5x a large class, 0.25 about 2.3x, 0 not at all.
     class_weight_power: float = 0.5
+    # The largest auto weight at most this many times the smallest (the write-ups capped big rock at ~10x); 0: no cap.
+    max_weight_ratio: float = 0.0
     focal_gamma: float = 2.0
     tversky_alpha: float = 0.7
     tversky_beta: float = 0.3
@@ -315,7 +320,18 @@ def validate(cfg: Config) -> Config:
     """Refuse settings no run can use, before anything is written; returns `cfg`."""
     if not 0.05 <= cfg.stage1_share <= 0.95:
         raise ConfigError(f"stage1_share {cfg.stage1_share} is outside 0.05..0.95 (e.g. --set stage1_share=0.6)")
+    if not 0.05 <= cfg.data.report_fraction <= 0.95:
+        raise ConfigError(
+            f"data.report_fraction {cfg.data.report_fraction} is outside 0.05..0.95 "
+            "(the hold-out's reporting share; e.g. --set data.report_fraction=0.5)"
+        )
     for stage in ("stage1", "stage2"):
+        ratio = getattr(cfg, stage).loss.max_weight_ratio
+        if ratio != 0 and ratio < 1:
+            raise ConfigError(
+                f"{stage}.loss.max_weight_ratio {ratio} must be 0 (no cap) or at least 1 "
+                f"(e.g. --set {stage}.loss.max_weight_ratio=10)"
+            )
         power = getattr(cfg, stage).loss.class_weight_power
         if not 0.0 <= power <= 2.0:
             raise ConfigError(

@@ -15,5 +15,8 @@ def test_stage_2_reserve_and_need():
     assert budget.stage2_epoch_seconds(10.0, 100, 150) == pytest.approx(15.0)
     assert budget.stage2_reserve(100, 10, False, 50.0, safety=5.0) == pytest.approx(2.0 * 1.3 + 0.4 + 5.0)
     assert budget.stage2_reserve(100, 10, True, 50.0, safety=5.0) == pytest.approx(4.0 * 1.3 + 0.4 + 5.0)
+    # With TTA, stage 2's test input needs stage 1's flipped pass first: 3 models x 100 images at 50/s.
+    assert budget.stage2_reserve(100, 10, True, 50.0, 5.0, stage1_models=3) == pytest.approx(10.0 * 1.3 + 0.4 + 5.0)
+    assert budget.stage2_reserve(100, 10, False, 50.0, 5.0, stage1_models=3) == pytest.approx(2.0 * 1.3 + 0.4 + 5.0)
     assert budget.stage2_needed(20.0, residual=True) == pytest.approx(20.0 * budget.RESIDUAL_MIN_EPOCH)
     assert budget.stage2_needed(20.0, residual=False) == 20.0

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line_error, run_cli
+from tests.pipeline.fakes import capture_state
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,29 @@ def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
 
 
 def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
+    from marsseg.submission.scoring import mean_iou
+
     _, _, m, lines = smoke_run
-    for key in ("val_miou_stage1", "val_miou_final"):
+    for key in ("val_miou_stage1", "val_miou_final", "val_miou_final_tuned"):
         assert 0.0 <= m[key] <= 1.0
+    # The reporting part scores; the tuning part decides. Both are part of the hold-out, neither is empty.
+    assert m["holdout"]["n_tune"] + m["holdout"]["n_report"] == m["data"]["n_val"]
+    assert min(m["holdout"].values()) >= 1
+    confusion = np.array(m["confusion_report"])
+    assert confusion.shape == (5, 5) and confusion.sum() == m["holdout"]["n_report"] * 64 * 128
+    assert mean_iou(confusion) == pytest.approx(m["val_miou_final"])
+    lo, hi = m["val_miou_final_ci95"]
+    assert 0.0 <= lo <= hi <= 1.0
+    gap = m["stage2_input"]
+    for key in ("oof_nll", "oof_ece", "ensemble_nll", "ensemble_ece", "temperature", "temperature_fitted"):
+        assert np.isfinite(gap[key]), key
+    for key in ("gap_before", "gap_after"):
+        assert set(gap[key]) == {"nll", "ece"} and all(np.isfinite(v) for v in gap[key].values())
+    assert gap["temperature"] in (1.0, gap["temperature_fitted"])
+    assert gap["gap_before"]["nll"] == pytest.approx(gap["oof_nll"] - gap["ensemble_nll"])
+    assert 0.0 <= gap["oof_ece"] <= 1.0 and gap["oof_nll"] > 0.0
+    assert lines[-1].startswith("[marsseg] ") and f"mIoU {m['val_miou_final']:.4f}" in lines[-1]
+    assert f"reporting hold-out ({m['holdout']['n_report']} images)" in lines[-1]
     assert m["stage2_status"] in ("ok",) or m["stage2_status"].startswith("not used")
     assert m["val_miou_stage2"] is not None and 0.0 <= m["val_miou_stage2"] <= 1.0
     assert m["final_stage"] == (2 if m["stage2_status"] == "ok" else 1)
@@ -138,8 +159,10 @@ def _fake_fit(monkeypatch):
 
 def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import preset
+    from marsseg.pipeline.postprocess import clean_masks, labels_from_probs
     from marsseg.pipeline.run import _Run, run
     from marsseg.submission.formats import read_submission
+    from marsseg.submission.scoring import score_masks
 
     _fake_fit(monkeypatch)
 
@@ -147,11 +170,19 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
         raise RuntimeError("injected stage-2 failure")
 
     monkeypatch.setattr(_Run, "stage2", broken)
+    runs = capture_state(monkeypatch)
     lines = []
     m = run(preset("smoke"), small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
     assert m["final_stage"] == 1 and m["stage2_status"].startswith("failed: RuntimeError: injected")
     morphology = m["post"]["stage1"]["morphology"]
-    assert m["val_miou_final"] == (morphology["with"] if morphology["used"] else morphology["without"])
+    assert m["val_miou_final_tuned"] == (morphology["with"] if morphology["used"] else morphology["without"])
+    (state,) = runs
+    hold, choice = state.hold, state.choice1
+    probs = state.val1[1] if choice["tta"]["used"] else state.val1[0]
+    labels = labels_from_probs(probs[hold.report], class_bias=choice["bias_values"])
+    if morphology["used"]:
+        labels = clean_masks(labels, 12, 12)
+    assert m["val_miou_final"] == score_masks(hold.masks[hold.report], labels)["miou"]
     assert any("stage-1 submission stands" in line for line in lines)
     assert read_submission(tmp_path / "run" / "submission.csv", 24).n_images == 24
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final_stage"] == 1
@@ -160,7 +191,7 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
 @pytest.mark.parametrize("time_for_tta", [True, False, "fails"])
 def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file, tmp_path, monkeypatch, time_for_tta):
     """With stage 2 ahead, the fallback is written without TTA; if stage 1 stays final, TTA is added when the
-    budget allows, and otherwise the reported hold-out score is the one without TTA."""
+    budget allows, and otherwise the reported hold-out scores (tuning and reporting part) are the ones without TTA."""
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
     from marsseg.pipeline import run as pipeline_run
@@ -193,18 +224,24 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     ensemble = lambda x: ensemble_probs(state.s1.models, x)  # noqa: E731
     plain = ensemble(test_x)
     stored = plain.astype(np.float16).astype(np.float32)  # the run keeps the test probabilities in float16
-    with_tta = labels_from_probs(0.5 * (stored + ensemble(np.ascontiguousarray(test_x[:, :, ::-1]))[:, :, ::-1]))
+    tta_probs = 0.5 * (stored + ensemble(np.ascontiguousarray(test_x[:, :, ::-1]))[:, :, ::-1])
+    with_tta = labels_from_probs(tta_probs.astype(np.float16).astype(np.float32))
     without = labels_from_probs(plain)
+    hold = state.hold
+    tune, report = hold.masks[hold.tune], hold.masks[hold.report]
     written = read_submission(tmp_path / "run" / "submission.csv", 24).masks
     assert m["final_stage"] == 1 and m["post"]["stage1"]["tta"]["used"] is True
     assert (with_tta != without).mean() > 0.001, "TTA must change some labels for this test to mean anything"
     if time_for_tta is True:
         assert (written == with_tta).all() and m["final_tta"] is True
-        assert m["val_miou_final"] == m["post"]["stage1"]["tta"]["with"]
+        assert m["val_miou_final_tuned"] == m["post"]["stage1"]["tta"]["with"]
+        assert m["val_miou_final"] == score_masks(report, labels_from_probs(state.val1[1][hold.report]))["miou"]
         assert any("stage 1 with flip TTA submission written" in line for line in lines)
     else:
         assert (written == without).all() and m["final_tta"] is False
-        assert m["val_miou_final"] == score_masks(state.val_masks, labels_from_probs(state.val_probs1))["miou"]
+        assert m["val_miou_final_tuned"] == score_masks(tune, labels_from_probs(state.val1[0][hold.tune]))["miou"]
+        assert m["val_miou_final"] == score_masks(report, labels_from_probs(state.val1[0][hold.report]))["miou"]
+        assert m["val_miou_final_tuned"] == m["post"]["stage1"]["tta"]["without"]
         assert any(
             ("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)") in line
             for line in lines
@@ -215,7 +252,7 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
 def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
-    from marsseg.pipeline.postprocess import labels_from_probs
+    from marsseg.pipeline.postprocess import fit_class_bias, labels_from_probs
     from marsseg.pipeline.run import _Run, run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
@@ -224,12 +261,11 @@ def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_d
 
     _fake_fit(monkeypatch)
     monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
-    runs = []
-    finish = _Run.finish
-    monkeypatch.setattr(_Run, "finish", lambda self: (runs.append(self), finish(self)))
+    runs = capture_state(monkeypatch)
     cfg = override(preset("smoke"), ["post.tta=off", "post.morphology=off", "post.class_bias=on"])
     m = run(cfg, small_data_file[0], tmp_path / "run", log=lambda line: None, submissions_dir=None, verbose=0)
     (state,) = runs
+    hold = state.hold
     chosen = m["post"]["stage1"]["class_bias"]
     assert chosen["used"] is True and set(chosen["values"]) == {"soil", "bedrock", "sand", "big rock"}
     assert chosen["with"] is not None and chosen["fitted"] >= chosen["without"]
@@ -241,10 +277,12 @@ def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_d
         "the biases must change labels for this to mean anything"
     )
     assert (read_submission(tmp_path / "run" / "submission.csv", 24).masks == expected).all()
-    assert (
-        m["val_miou_final"]
-        == score_masks(state.val_masks, labels_from_probs(state.val_probs1, class_bias=bias))["miou"]
-    )
+    for part, key in ((hold.tune, "val_miou_final_tuned"), (hold.report, "val_miou_final")):
+        labels = labels_from_probs(state.val1[0][part], class_bias=bias)
+        assert m[key] == score_masks(hold.masks[part], labels)["miou"], key
+    # The biases were fitted on the tuning part alone: fitting them there again gives the same values.
+    refitted, _ = fit_class_bias(state.val1[0][hold.tune], hold.masks[hold.tune])
+    np.testing.assert_array_equal(refitted, bias)
 
 
 def test_a_budget_too_small_for_stage_2_skips_it_and_still_submits(small_data_file, tmp_path):

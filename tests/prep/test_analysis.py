@@ -51,3 +51,18 @@ def test_inspect_plot_cli(tmp_path, small_data_file):
     assert (tmp_path / "out" / "class_stats.png").exists() and (tmp_path / "out" / "class_stats.json").exists()
     (tmp_path / "file").write_text("x")
     assert "is a file" in one_line_error(run_cli("inspect", data, "--plot", tmp_path / "file"))
+
+
+@pytest.mark.parametrize("power, ratio", [(1.0, 10.0), (1.0, 3.0), (0.5, 2.0), (1.0, 1.0)])
+def test_max_weight_ratio_caps_largest_over_smallest(power, ratio):
+    masks = np.zeros((1, 64, 128), np.uint8)
+    masks[0, :32] = 1  # soil: half the image
+    masks[0, 32:60] = 2
+    masks[0, 60:63] = 3
+    masks[0, 63, :20] = 4  # big rock: 20 pixels
+    uncapped = class_weights(masks, power=power, cap=np.inf)
+    capped = class_weights(masks, power=power, cap=np.inf, max_ratio=ratio)
+    scored = capped[1:]
+    assert capped[0] == 0 and scored.mean() == pytest.approx(1.0)
+    assert scored.max() / scored.min() == pytest.approx(min(ratio, uncapped[1:].max() / uncapped[1:].min()))
+    assert np.all(np.diff(scored) >= -1e-12)  # rarer classes still weigh at least as much

@@ -1,10 +1,11 @@
-"""The post-processing choice on the hold-out, and applying it.
+"""The post-processing choice on the hold-out's tuning part, and applying it.
 
-    choice = choose_post(cfg.post, val_masks, predict, x_val, val_probs, seed=cfg.seed)
-    labels = clean(labels_with_bias(probs, choice), choice, cfg.post)
+    choice = choose_post(cfg.post, masks, plain, tta, seed=cfg.seed)   # tta: flip-TTA'd probabilities or None
+    labels = apply_choice(choice, plain, tta, cfg.post)                  # on any images, e.g. the reporting part
 
-Flip TTA, then per-class biases, then the morphological clean-up are each scored on the hold-out without and
-with the step; "auto" keeps a step only where it raises hold-out mIoU, "on" always, "off" never.
+Flip TTA, then per-class biases, then the morphological clean-up are each scored on the given images without and
+with the step; "auto" keeps a step only where it raises their mIoU, "on" always, "off" never. Only the images
+passed in are read: the run passes the tuning part (see `holdout`).
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ from marsseg.pipeline.postprocess import (
     decide,
     fit_class_bias,
     labels_from_probs,
-    predict_tta,
 )
 from marsseg.submission.scoring import score_masks
 
 
-def choose_post(post: PostConfig, val_masks: np.ndarray, predict, x_val, val_probs: np.ndarray, seed: int) -> dict:
-    """Hold-out mIoU without and with TTA, class biases and morphology, in that order; what the settings keep.
+def choose_post(post: PostConfig, val_masks: np.ndarray, val_probs: np.ndarray, tta_probs, seed: int) -> dict:
+    """mIoU without and with TTA, class biases and morphology, in that order; what the settings keep.
 
-    `predict` maps network input to probabilities (for the flipped TTA pass); `val_probs` is `predict(x_val)`."""
+    `val_probs`: plain probabilities of the images `val_masks` label; `tta_probs`: their flip-TTA'd probabilities
+    (needed unless post.tta is off)."""
     labels = labels_from_probs(val_probs)
     plain = before = score_masks(val_masks, labels)
     chosen_probs, tta = val_probs, {"setting": post.tta, "without": plain["miou"], "with": None, "used": False}
     if post.tta != "off":
-        tta_probs = predict_tta(predict, x_val, val_probs)
         tta_labels = labels_from_probs(tta_probs)
         tta_score = score_masks(val_masks, tta_labels)
         tta["with"] = tta_score["miou"]
@@ -92,8 +92,13 @@ def clean(labels: np.ndarray, choice: dict, post: PostConfig) -> np.ndarray:
     return clean_masks(labels, post.min_component, post.max_hole)
 
 
+def apply_choice(choice: dict, plain: np.ndarray, tta, post: PostConfig) -> np.ndarray:
+    """Labels from plain or (where `choice` kept TTA) flip-TTA'd probabilities, with its biases and clean-up."""
+    return clean(labels_with_bias(tta if choice["tta"]["used"] else plain, choice), choice, post)
+
+
 def without_tta(choice: dict, val_probs: np.ndarray, val_masks: np.ndarray, post: PostConfig) -> dict:
-    """`choice` as applied without its TTA (the plain `val_probs`), scored again on the hold-out."""
+    """`choice` as applied without its TTA (the plain `val_probs`), scored again on the images `val_masks` label."""
     labels = clean(labels_with_bias(val_probs, choice), choice, post)
     score = score_masks(val_masks, labels)
     return {

@@ -59,9 +59,10 @@ def run_pipeline_demo(out_dir: Path, cfg, n_train: int = 1600, n_test: int = 100
         f"stage {metrics['final_stage']})"
     )
     log(
-        f"hold-out mIoU: stage 1 {metrics['val_miou_stage1']:.4f}"
+        f"reporting hold-out ({metrics['holdout']['n_report']} images) mIoU: stage 1 {metrics['val_miou_stage1']:.4f}"
         + (f", stage 2 {metrics['val_miou_stage2']:.4f}" if metrics.get("val_miou_stage2") is not None else "")
-        + f", final {metrics['val_miou_final']:.4f}"
+        + f", final (stage {metrics['final_stage']}) {metrics['val_miou_final']:.4f}"
+        + f"; tuning part, which made the choices: {metrics['val_miou_final_tuned']:.4f}"
     )
     log(
         "test mIoU (leaderboard rule) against the synthetic truth: "

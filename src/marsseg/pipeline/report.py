@@ -1,9 +1,9 @@
 """What a run reports in metrics.json, and its closing log line, assembled from the run's results.
 
 metrics["stage1"] = stage1_metrics(s1, infer_rate1)
-metrics.update(final_metrics(metrics, final_stage, final_choice, choice1, choice2))
+metrics.update(final_metrics(metrics, final_stage, final_choice, choice1, choice2, reported))
 metrics["seconds"] = phase_seconds(budget)
-budget.note(done_note(metrics, final_stage, final_choice, out_dir))
+budget.note(done_note(metrics, out_dir))
 """
 
 from __future__ import annotations
@@ -41,12 +41,18 @@ def stage2_metrics(result, residual: bool, infer_rate: float) -> dict:
     }
 
 
-def final_metrics(metrics: dict, final_stage: int, choice: dict, choice1: dict, choice2: dict | None) -> dict:
-    """The keys the final choice sets: its stage and hold-out scores, and each stage's post-processing choice."""
+def final_metrics(
+    metrics: dict, final_stage: int, choice: dict, choice1: dict, choice2: dict | None, reported: dict
+) -> dict:
+    """The keys the final choice sets: its stage, its reporting-part scores (`holdout.reported`) and the tuning
+    part's (labelled tuned), and each stage's post-processing choice (made on the tuning part)."""
     return {
         "final_stage": final_stage,
-        "val_miou_final": choice["miou_final"],
-        "val_iou_final": choice["iou_final"],
+        "val_miou_final": reported["miou"],
+        "val_iou_final": reported["iou"],
+        "val_miou_final_ci95": reported["ci95"],
+        "val_miou_final_tuned": choice["miou_final"],
+        "confusion_report": reported["confusion"],
         "final_tta": bool(choice["tta"]["used"]),
         "val_miou_stage2": metrics.get("val_miou_stage2"),
         "post": {
@@ -62,12 +68,15 @@ def phase_seconds(budget) -> dict:
     return {**{k: round(v, 2) for k, v in budget.phase_seconds.items()}, "total": round(budget.elapsed(), 2)}
 
 
-def done_note(metrics: dict, final_stage: int, choice: dict, out_dir) -> str:
-    """The run's last log line: the final stage and the hold-out mIoU of each stage."""
+def done_note(metrics: dict, out_dir) -> str:
+    """The run's last log line: the final stage and the reporting hold-out's mIoU of the final choice and each
+    stage, then the tuning part's figure of the final choice."""
     stage2 = metrics.get("val_miou_stage2")
+    lo, hi = metrics["val_miou_final_ci95"]
     return (
-        f"done: final stage {final_stage}, hold-out mIoU {choice['miou_final']:.4f} "
+        f"done: final stage {metrics['final_stage']}, reporting hold-out ({metrics['holdout']['n_report']} images) "
+        f"mIoU {metrics['val_miou_final']:.4f} [95% {lo:.4f}-{hi:.4f}] "
         f"(stage 1 {metrics['val_miou_stage1']:.4f}"
         + (f", stage 2 {stage2:.4f}" if stage2 is not None else "")
-        + f"); {out_dir}"
+        + f"; tuned {metrics['val_miou_final_tuned']:.4f}); {out_dir}"
     )

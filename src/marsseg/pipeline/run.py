@@ -1,13 +1,17 @@
 """The whole run under one wall-clock budget, written to one run folder.
 
-    load -> clean -> hold-out split + K folds -> stage 1 per fold (out-of-fold probabilities) -> stage-1
-    submission (the fallback, written first) -> stage 2 on image + probabilities -> post-processing and TTA
-    (each kept only if it raises hold-out mIoU under "auto") -> final submission, validated.
+    load -> clean -> hold-out split (tuning + reporting parts) + K folds -> stage 1 per fold (out-of-fold
+    probabilities) -> stage-1 submission (the fallback, written first) -> stage 2 on image + probabilities ->
+    post-processing and TTA (each kept only if it raises the tuning part's mIoU under "auto") -> final
+    submission, validated.
 
-The hold-out images are never trained on or used for early stopping by either stage, so `val_miou_stage1`
-and `val_miou_stage2` compare the two stages on the same unseen images. The signature of `run` is the
-contract the Kaggle kernel and the emulator call. The post-processing choice lives in `choice`, the time
-arithmetic in `budget`, test-set prediction in `testset`, the metrics report in `report`.
+The hold-out images are never trained on or used for early stopping by either stage. Its tuning part makes every
+decision (TTA, class biases, morphology, which stage is submitted); its reporting part makes none, and
+`val_miou_stage1`, `val_miou_stage2` and `val_miou_final` are its scores (both stages under flip TTA unless
+post.tta is off), so they do not flatter. Stage 2's input is stage 1's flip-TTA'd probabilities everywhere
+(see `stages`). The signature of `run` is the contract the Kaggle kernel and the emulator call. The
+post-processing choice lives in `choice`, the tuning/reporting split in `holdout`, the input calibration in
+`calibration`, the time arithmetic in `budget`, test-set prediction in `testset`, the metrics report in `report`.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from marsseg.pipeline.budget import (
     stage2_reserve,
     test_seconds,
 )
-from marsseg.pipeline.choice import choose_post, without_tta
+from marsseg.pipeline.calibration import InputGap, fit_temperature
 from marsseg.pipeline.figures import plot_curves, plot_samples
-from marsseg.pipeline.stages import check_out_of_fold, ensemble_probs, stage1_folds, stage2_fit
+from marsseg.pipeline.holdout import Holdout
+from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
 from marsseg.prep.analysis import class_weights
 from marsseg.prep.bigrock import bigrock_copies, with_copies
 from marsseg.prep.clean import clean_dataset
@@ -72,6 +77,8 @@ class _Run:
         self.submissions_dir, self.verbose, self.started_at = submissions_dir, verbose, started_at
         self.metrics: dict = {"preset": cfg.preset, "budget_seconds": cfg.budget_seconds, "notes": []}
         self.safety = safety_seconds(cfg.budget_seconds)
+        self.tta_on = cfg.post.tta != "off"
+        self.test_tta1 = None  # stage 1's flip-TTA'd test probabilities, once the flipped pass has run
 
     def note(self, message: str) -> None:
         self.metrics["notes"].append(message)
@@ -119,7 +126,9 @@ class _Run:
         cfg = self.cfg
         self.budget.phase("folds")
         dev, val = holdout_split(self.masks, cfg.data.val_fraction, cfg.seed)
-        self.val_images, self.val_masks = self.images[val], self.masks[val]
+        self.hold = Holdout.split(self.images[val], self.masks[val], cfg.data.report_fraction, cfg.seed)
+        self.val_images, self.val_masks = self.hold.images, self.hold.masks  # both parts; marsseg_bench reads them
+        self.metrics["holdout"] = self.hold.counts()
         dev_images, dev_masks = self.images[dev], self.masks[dev]
         copies = bigrock_copies(
             dev_images,
@@ -133,7 +142,11 @@ class _Run:
         k = max(2, cfg.data.folds)  # stage 1 is a K-fold ensemble even when stage 2 is off
         self.fold_of = fold_ids(self.dev_masks, k, cfg.seed, groups=self.dev_groups)
         self.class_weights = {
-            stage: class_weights(self.dev_masks, power=getattr(cfg, stage).loss.class_weight_power)
+            stage: class_weights(
+                self.dev_masks,
+                power=getattr(cfg, stage).loss.class_weight_power,
+                max_ratio=getattr(cfg, stage).loss.max_weight_ratio or None,
+            )
             for stage in ("stage1", "stage2")
         }
         self.metrics["data"].update(
@@ -167,35 +180,43 @@ class _Run:
         check_out_of_fold(self.s1)
         for message in self.s1.notes:
             self.metrics["notes"].append(message)
+        rows = np.flatnonzero(self.s1.covered)
+        # Fitted on the out-of-fold rows alone, checked on the tuning part (see `calibration` for why this scheme).
+        self.temperature = fit_temperature(self.s1.oof[rows], self.dev_masks[rows]) if cfg.two_stage else 1.0
         self.budget.phase("stage1 validation")
-        predicted = sum(len(f.val_index) for f in self.s1.folds)
+        passes = 2 if self.tta_on else 1
+        predicted = sum(len(f.val_index) for f in self.s1.folds) * passes
         seconds = sum(f.predict_seconds for f in self.s1.folds)
-        x_val = network_input(self.val_images)
+        x_val = network_input(self.hold.images)
+        gap = InputGap(self.hold.masks, self.hold.tune, self.hold.report, self.temperature)
         started = self.budget.clock()
-        self.val_probs1 = ensemble_probs(self.s1.models, x_val)
+        self.val1 = member_probs(self.s1.models, x_val, self.tta_on, each=gap.add if cfg.two_stage else None)
         # Per model pass. The out-of-fold passes also traced each model's predict function; this one did not.
         self.infer_rate1 = max(
-            predicted / max(seconds, 1e-6), len(x_val) * len(self.s1.models) / max(self.budget.clock() - started, 1e-6)
+            predicted / max(seconds, 1e-6),
+            len(x_val) * len(self.s1.models) * passes / max(self.budget.clock() - started, 1e-6),
         )
         self.metrics["stage1"] = report.stage1_metrics(self.s1, self.infer_rate1)
-        self.choice1 = self.choose_post("stage1", lambda x: ensemble_probs(self.s1.models, x), x_val, self.val_probs1)
-        self.metrics["val_miou_stage1"] = self.choice1["miou_plain"]
-        self.metrics["val_iou_stage1"] = self.choice1["iou_plain"]
+        if cfg.two_stage:
+            self.temperature, self.metrics["stage2_input"] = gap.finish(self.val1[1] if self.tta_on else self.val1[0])
+        self.choice1 = self.choose_post("stage1", self.val1)
+        self.metrics["val_miou_stage1"], self.metrics["val_iou_stage1"] = self.hold.bare(self.val1)
         plot_curves(
             {f"fold {f.fold + 1}": f.result.history for f in self.s1.folds},
             self.out_dir / "curves_stage1.png",
             "stage 1",
         )
 
-    def choose_post(self, stage: str, predict, x_val, val_probs) -> dict:
+    def choose_post(self, stage: str, probs: tuple) -> dict:
         self.budget.phase(f"{stage} post-processing choice")
-        return choose_post(self.cfg.post, self.val_masks, predict, x_val, val_probs, seed=self.cfg.seed)
+        return self.hold.choose(self.cfg.post, probs, seed=self.cfg.seed)
 
     # ------------------------------------------------------------------------------------- submissions
     def write_stage1_submission(self) -> None:
         n_models, tta = len(self.s1.models), self.choice1["tta"]["used"]
         # With stage 2 to come, the fallback is written without flip TTA: half the prediction time, which stage 2
-        # gets instead. TTA is added at the end if stage 1 stays the final stage (`add_stage1_tta`).
+        # gets instead. The flipped pass runs once, at the end: for stage 2's input if stage 2 is submitted, for
+        # stage 1's TTA if stage 1 stays the final stage (`add_stage1_tta`).
         self.stage1_tta_pending = tta and self.cfg.two_stage
         tta = tta and not self.stage1_tta_pending
         estimate = test_seconds(len(self.test_images), n_models, tta, self.infer_rate1)
@@ -212,24 +233,36 @@ class _Run:
         )
         self.final_stage, self.final_choice = 1, self.choice1
 
+    def flip_estimate(self) -> float:
+        """Seconds for stage 1's flipped test pass; 0 once it has run."""
+        if self.test_tta1 is not None:
+            return 0.0
+        return test_seconds(len(self.test_images), len(self.s1.models), False, self.infer_rate1)
+
+    def stage1_flip(self, why: str) -> None:
+        """Stage 1's flipped test pass: its flip-TTA'd test probabilities (stage 2's input, stage 1's TTA)."""
+        if self.test_tta1 is None:
+            self.budget.phase(f"stage1 test prediction (flip TTA{why})", note=f"about {self.flip_estimate():.0f}s")
+            self.test_tta1 = testset.stage1_flip(self.s1.models, self.test_images, self.test_probs1)
+            self.test_probs1 = None  # the plain half is not read again: free it (0.8 GB for Kaggle's test set)
+
     def add_stage1_tta(self) -> None:
-        """Rewrite the stage-1 submission with the flip TTA the hold-out chose, if the budget allows; otherwise
+        """Rewrite the stage-1 submission with the flip TTA the tuning part chose, if the budget allows; otherwise
         report the hold-out score of what was written (no TTA)."""
-        estimate = test_seconds(len(self.test_images), len(self.s1.models), False, self.infer_rate1)
+        estimate = self.flip_estimate()
         if not fits(estimate, self.budget.remaining(), self.safety):
             self.report_stage1_without_tta(
                 f"stage-1 flip TTA not added: it needs about {estimate:.0f}s, {self.budget.remaining():.0f}s left"
             )
             return
-        self.budget.phase("stage1 test prediction (flip TTA)", note=f"about {estimate:.0f}s")
-        self.test_labels1 = testset.stage1_tta_labels(
-            self.s1.models, self.test_images, self.test_probs1, self.choice1, self.cfg.post
-        )
+        self.stage1_flip("")
+        self.test_labels1 = testset.stage1_tta_labels(self.test_images, self.test_tta1, self.choice1, self.cfg.post)
         self.write_submission(self.test_labels1, "stage 1 with flip TTA")
 
     def report_stage1_without_tta(self, why: str) -> None:
-        """The final choice is the stage-1 submission as written, without TTA: score that on the hold-out."""
-        self.final_choice = without_tta(self.choice1, self.val_probs1, self.val_masks, self.cfg.post)
+        """The final choice is the stage-1 submission as written, without TTA: rescore it on the tuning part (the
+        reporting part is scored in `finish`)."""
+        self.final_choice = self.hold.without_tta(self.choice1, self.val1, self.cfg.post)
         self.note(f"{why}; the submission has none")
 
     def write_submission(self, labels: np.ndarray, what: str) -> Path:
@@ -255,7 +288,6 @@ class _Run:
 
     def stage2(self) -> str:
         from marsseg.training.feed import network_input
-        from marsseg.training.fit import predict_probs
 
         cfg = self.cfg
         rows = np.flatnonzero(self.s1.covered)
@@ -265,9 +297,8 @@ class _Run:
         first_epoch = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[0] for f in self.s1.folds)
         epoch_estimate = stage2_epoch_seconds(first_epoch, fold_train, len(rows))
         tta_possible = cfg.post.tta != "off"
-        reserve = stage2_reserve(
-            len(self.test_images), len(self.val_images), tta_possible, self.infer_rate1, self.safety
-        )
+        n_test, n_val, models = len(self.test_images), len(self.hold.images), len(self.s1.models)
+        reserve = stage2_reserve(n_test, n_val, tta_possible, self.infer_rate1, self.safety, models)
         available = self.budget.remaining() - reserve
         needed = stage2_needed(epoch_estimate, cfg.stage2.model.residual)
         if available < needed:
@@ -286,44 +317,33 @@ class _Run:
             class_weights=self.class_weights["stage2"],
             verbose=self.verbose,
             log=self.log,
+            temperature=self.temperature,
         )
         plot_curves({"stage 2": result.history}, self.out_dir / "curves_stage2.png", "stage 2")
         self.budget.phase("stage2 validation")
-        x_val = network_input(self.val_images, self.val_probs1)
-        passes = []
-
-        def timed_predict(x):
-            started = self.budget.clock()
-            probs = predict_probs(result.model, x)
-            passes.append((len(x), self.budget.clock() - started))
-            return probs
-
-        val_probs2 = timed_predict(x_val)
-        self.choice2 = self.choose_post("stage2", timed_predict, x_val, val_probs2)
-        # The first pass also traces the predict function (measured: a test-time estimate of 57 s for 26 s of
-        # prediction); later passes, the TTA choice's, are the better estimate.
-        self.infer_rate2 = max(n / max(seconds, 1e-6) for n, seconds in passes)
-        self.metrics["val_miou_stage2"] = self.choice2["miou_plain"]
-        self.metrics["val_iou_stage2"] = self.choice2["iou_plain"]
+        x_val = network_input(self.hold.images, self.val1[1] if self.tta_on else self.val1[0])
+        *self.val2, self.infer_rate2 = stage2_probs(result.model, x_val, self.tta_on, clock=self.budget.clock)
+        self.choice2 = self.choose_post("stage2", self.val2)
+        self.metrics["val_miou_stage2"], self.metrics["val_iou_stage2"] = self.hold.bare(self.val2)
         self.metrics["stage2"] = report.stage2_metrics(result, cfg.stage2.model.residual, self.infer_rate2)
         if self.choice2["miou_final"] < self.choice1["miou_final"]:
             return (
-                f"not used: hold-out mIoU {self.choice2['miou_final']:.4f} is below stage 1's "
+                f"not used: tuning hold-out mIoU {self.choice2['miou_final']:.4f} is below stage 1's "
                 f"{self.choice1['miou_final']:.4f}"
             )
-        estimate = test_seconds(len(self.test_images), 1, self.choice2["tta"]["used"], self.infer_rate2)
+        tta2 = self.choice2["tta"]["used"]
+        estimate = test_seconds(len(self.test_images), 1, tta2, self.infer_rate2)
+        estimate += self.flip_estimate() if self.tta_on else 0.0
         if not fits(estimate, self.budget.remaining(), self.safety):
             return (
                 f"skipped at test time: prediction needs about {1.2 * estimate:.0f}s, "
                 f"{self.budget.remaining():.0f}s left"
             )
-        self.budget.phase(
-            "stage2 test prediction",
-            note=f"{len(self.test_images)} images{' x 2 (flip TTA)' if self.choice2['tta']['used'] else ''}",
-        )
-        self.test_labels2 = testset.stage2_labels(
-            result.model, self.test_images, self.test_probs1, self.choice2, self.cfg.post
-        )
+        if self.tta_on:
+            self.stage1_flip(", stage 2's input")
+        self.budget.phase("stage2 test prediction", note=f"{len(self.test_images)} images{' x 2 (flip TTA)' * tta2}")
+        probs1 = self.test_tta1 if self.tta_on else self.test_probs1
+        self.test_labels2 = testset.stage2_labels(result.model, self.test_images, probs1, self.choice2, self.cfg.post)
         self.write_submission(self.test_labels2, "stage 2")
         self.final_stage, self.final_choice = 2, self.choice2
         return "ok"
@@ -332,15 +352,19 @@ class _Run:
     def finish(self) -> None:
         self.budget.phase("report")
         choice2 = getattr(self, "choice2", None)
-        columns = {"stage 1": self.choice1["val_labels"]}
-        if choice2 is not None:
-            columns["stage 2"] = choice2["val_labels"]
+        stages = {1: (self.choice1, self.val1), 2: (choice2, getattr(self, "val2", None))}
+        probs, post = stages[self.final_stage][1], self.cfg.post
+        final = self.hold.reported(self.final_choice, probs, post, seed=self.cfg.seed)
+        columns = {f"stage {s}": self.hold.labels(c, p, post) for s, (c, p) in stages.items() if c is not None}
         try:
-            plot_samples(self.val_images, self.val_masks, columns, self.out_dir / "samples.png")
+            report_part = self.hold.report
+            plot_samples(
+                self.hold.images[report_part], self.hold.masks[report_part], columns, self.out_dir / "samples.png"
+            )
         except Exception as exc:  # noqa: BLE001 - a figure is not worth losing the run's record
             self.note(f"sample figure not written: {exc}")
         self.metrics.update(
-            report.final_metrics(self.metrics, self.final_stage, self.final_choice, self.choice1, choice2)
+            report.final_metrics(self.metrics, self.final_stage, self.final_choice, self.choice1, choice2, final)
         )
         path = self.out_dir / "submission.csv"
         if self.submissions_dir is not None:
@@ -353,4 +377,4 @@ class _Run:
         self.budget.end_phase()
         self.metrics["seconds"] = report.phase_seconds(self.budget)
         atomic_write_json(self.out_dir / "metrics.json", self.metrics)
-        self.budget.note(report.done_note(self.metrics, self.final_stage, self.final_choice, self.out_dir))
+        self.budget.note(report.done_note(self.metrics, self.out_dir))

@@ -2,7 +2,13 @@
 
 Every development image is validated by exactly one fold model; its stage-2 input channels are that
 model's probabilities, so stage 2 never learns from predictions on images stage 1 memorised. At test time
-the stage-2 input is the mean of the fold models' probabilities.
+the stage-2 input is the mean of the fold models' probabilities. Unless post.tta is off, every stage-2 input is
+flip-TTA'd (the mean of p(x) and flip(p(flip(x)))): out of fold, on the hold-out and on the test set alike.
+
+Flip TTA over {identity, horizontal flip} is closed under the flip, so the TTA'd probabilities of a flipped image
+are the flipped TTA'd probabilities: tta(flip x) = (p(flip x) + flip p(x)) / 2 = flip tta(x). Stage 2's own flip
+TTA (and its training's horizontal flips) see stage 1's prediction of the flipped image by flipping every input
+channel, with no second stage-1 pass.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from marsseg.config import Config
+from marsseg.pipeline.calibration import temper
+from marsseg.pipeline.postprocess import predict_tta
 from marsseg.prep.folds import holdout_split
 
 
@@ -59,13 +67,15 @@ def stage1_folds(
     num_classes: int = 5,
 ) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
-    validation rows. Fold f must end, its prediction included, by its share of the time up to `stage_end`; a fold
-    that could not finish even one epoch in the time left is not started (its rows stay uncovered)."""
+    validation rows (with flip TTA unless post.tta is off). Fold f must end, its prediction included, by its share
+    of the time up to `stage_end`; a fold that could not finish even one epoch in the time left is not started (its
+    rows stay uncovered)."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
 
     fit = fit or fit_stage
     predict = predict or predict_probs
+    tta = cfg.post.tta != "off"
     k = int(fold_of.max()) + 1
     h, w = images.shape[1:]
     oof = np.zeros((len(images), h, w, num_classes), np.float32)
@@ -102,10 +112,11 @@ def stage1_folds(
             class_weights=class_weights,
             verbose=verbose,
             log=log,
-            passes_after=1,
+            passes_after=2 if tta else 1,
         )  # the out-of-fold prediction below
         predicted_at = clock()
-        oof[val_index] = predict(result.model, network_input(images[val_index]))
+        x = network_input(images[val_index])
+        oof[val_index] = predict_tta(lambda b, m=result.model: predict(m, b), x) if tta else predict(result.model, x)
         oof_model[val_index] = len(runs)
         predict_seconds = clock() - predicted_at
         runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
@@ -137,10 +148,11 @@ def stage2_fit(
     fit=None,
     verbose=2,
     log=print,
+    temperature: float = 1.0,
 ):
-    """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities), for at
-    most `seconds` from now; early stopping on a split of those rows that keeps each group (an image and its
-    copies) on one side. Returns the `fit.StageResult`."""
+    """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities, tempered
+    by `temperature`), for at most `seconds` from now; early stopping on a split of those rows that keeps each group
+    (an image and its copies) on one side. Returns the `fit.StageResult`."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
@@ -157,9 +169,9 @@ def stage2_fit(
         cfg.stage2,
         images[train_rows],
         masks[train_rows],
-        network_input(images[stop_rows], s1.oof[stop_rows]),
+        network_input(images[stop_rows], temper(s1.oof[stop_rows], temperature)),
         masks[stop_rows],
-        train_extras=s1.oof[train_rows],
+        train_extras=temper(s1.oof[train_rows], temperature),
         augment_cfg=cfg.augment,
         seed=cfg.seed + 1000,
         deadline=deadline,
@@ -187,3 +199,42 @@ def ensemble_probs(models: list, x: np.ndarray, predict=None) -> np.ndarray:
         p = predict(model, x)
         total = p if total is None else total + p
     return total / len(models)
+
+
+def member_probs(models: list, x: np.ndarray, tta: bool, each=None, predict=None):
+    """The mean of `models`' probabilities on network input `x`, plain and (where `tta`, else None) with flip TTA.
+    `each(p)` sees every model's own probabilities (flip-TTA'd where `tta`): what stage 2 trains on out of fold."""
+    from marsseg.training.fit import predict_probs
+
+    predict = predict or predict_probs
+    plain = tta_sum = None
+    for model in models:
+        p = predict(model, x)
+        q = predict_tta(lambda b, m=model: predict(m, b), x, p) if tta else p
+        plain = p.copy() if plain is None else plain + p
+        if tta:
+            tta_sum = q if tta_sum is None else tta_sum + q
+        if each is not None:
+            each(q)
+    return plain / len(models), None if tta_sum is None else tta_sum / len(models)
+
+
+def stage2_probs(model, x: np.ndarray, tta: bool, clock=time.monotonic, predict=None):
+    """Stage 2's probabilities on network input `x` (image + stage 1's flip-TTA'd probabilities): plain, flip-TTA'd
+    (None unless `tta`), and the images per second of its fastest pass. The flipped view's stage-1 channels are the
+    flipped TTA'd ones: stage 1's TTA'd prediction of the flipped image (see above)."""
+    from marsseg.training.fit import predict_probs
+
+    predict = predict or predict_probs
+    passes = []
+
+    def timed(batch):
+        started = clock()
+        probs = predict(model, batch)
+        passes.append(len(batch) / max(clock() - started, 1e-6))
+        return probs
+
+    plain = timed(x)
+    # The first pass also traces the predict function (measured: a test-time estimate of 57 s for 26 s of
+    # prediction); a later pass, the flipped one, is the better estimate.
+    return plain, predict_tta(timed, x, plain) if tta else None, max(passes)

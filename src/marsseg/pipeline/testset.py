@@ -1,7 +1,8 @@
 """Test-set labels under a hold-out choice, predicted TEST_CHUNK images at a time.
 
     labels, probs1 = stage1_labels(models, test_images, choice1, cfg.post, tta=False, keep_probs=True)
-    labels = stage1_tta_labels(models, test_images, probs1, choice1, cfg.post)    # the flipped pass only
+    probs1 = stage1_flip(models, test_images, probs1)       # the flipped pass only: flip-TTA'd probabilities
+    labels = stage1_tta_labels(test_images, probs1, choice1, cfg.post)
     labels = stage2_labels(model, test_images, probs1, choice2, cfg.post)
 
 Each chunk's probabilities are turned into labels with the class biases the choice kept; the clean-up it kept
@@ -50,23 +51,29 @@ def stage1_labels(
     return label_test_set(test_images, chunk_probs, choice, post), probs
 
 
-def stage1_tta_labels(models: list, test_images: np.ndarray, probs: np.ndarray, choice: dict, post) -> np.ndarray:
-    """The stage-1 ensemble's labels with flip TTA, from its kept plain probabilities and the flipped pass."""
+def stage1_flip(models: list, test_images: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The stage-1 ensemble's flip-TTA'd probabilities (float16, a new array) from its kept plain `probs` and the
+    flipped pass: stage 2's test input, and stage 1's TTA labels."""
     from marsseg.training.feed import network_input
 
     predict = lambda x: ensemble_probs(models, x)  # noqa: E731
-    return label_test_set(
-        test_images,
-        lambda start, stop: predict_tta(
-            predict, network_input(test_images[start:stop]), probs[start:stop].astype(np.float32)
-        ),
-        choice,
-        post,
-    )
+    out = np.empty_like(probs)
+    for start in range(0, len(test_images), TEST_CHUNK):
+        stop = min(start + TEST_CHUNK, len(test_images))
+        x = network_input(test_images[start:stop])
+        out[start:stop] = predict_tta(predict, x, probs[start:stop].astype(np.float32))
+    return out
+
+
+def stage1_tta_labels(test_images: np.ndarray, tta_probs: np.ndarray, choice: dict, post) -> np.ndarray:
+    """The stage-1 ensemble's labels with flip TTA, from its flip-TTA'd probabilities (`stage1_flip`)."""
+    return label_test_set(test_images, lambda start, stop: tta_probs[start:stop].astype(np.float32), choice, post)
 
 
 def stage2_labels(model, test_images: np.ndarray, probs1: np.ndarray, choice: dict, post) -> np.ndarray:
-    """The stage-2 model's labels on image + stage-1 probabilities `probs1`, with flip TTA where `choice` kept it."""
+    """The stage-2 model's labels on image + stage-1 probabilities `probs1` (flip-TTA'd unless post.tta is off), with
+    its own flip TTA where `choice` kept it. The flipped view's stage-1 channels are the flipped `probs1`: stage 1's
+    TTA'd prediction of the flipped image (see `stages`), so flipping every input channel is exact."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import predict_probs
 

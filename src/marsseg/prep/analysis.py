@@ -35,20 +35,29 @@ def class_stats(images: np.ndarray, masks: np.ndarray, competition: Competition 
 
 
 def class_weights(
-    masks: np.ndarray, competition: Competition = MARS, power: float = 0.5, cap: float = 10.0
+    masks: np.ndarray,
+    competition: Competition = MARS,
+    power: float = 0.5,
+    cap: float = 10.0,
+    max_ratio: float | None = None,
 ) -> np.ndarray:
     """Inverse-frequency loss weights over the scored classes (ignored class 0), normalised to mean 1.
 
     The square root (power 0.5) tempers big rock's ~1% share so it is weighted up, not allowed to dominate.
+    `max_ratio` caps the largest weight at that many times the smallest (the write-ups capped big rock at ~10x).
     """
     counts = np.bincount(masks.ravel(), minlength=competition.num_classes).astype(np.float64)
-    return _weights_from_counts(counts, competition, power, cap)
+    return _weights_from_counts(counts, competition, power, cap, max_ratio)
 
 
-def _weights_from_counts(counts: np.ndarray, competition: Competition, power: float, cap: float) -> np.ndarray:
+def _weights_from_counts(
+    counts: np.ndarray, competition: Competition, power: float, cap: float, max_ratio: float | None = None
+) -> np.ndarray:
     scored = list(competition.scored_classes)
     freq = counts[scored] / max(counts[scored].sum(), 1)
     raw = np.where(freq > 0, (1.0 / np.maximum(freq, 1e-12)) ** power, 0.0)
+    if max_ratio is not None and (raw > 0).any():
+        raw = np.where(raw > 0, np.minimum(raw, raw[raw > 0].min() * max_ratio), 0.0)
     raw = np.minimum(raw / raw[raw > 0].mean(), cap) if (raw > 0).any() else np.ones(len(scored))
     weights = np.zeros(competition.num_classes)
     weights[scored] = raw / raw[raw > 0].mean()
