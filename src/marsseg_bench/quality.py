@@ -10,8 +10,8 @@ took, start to test-set labels:
   morphology chosen on the hold-out);
 - naive: the same network at full resolution, cross-entropy over all five classes, no augmentation, no cleaning,
   argmax over all classes (the plain reference of old, unchanged);
-- best-practice: the same network, background ignored, inverse-frequency weights capped at 10x, flips tripling
-  the training set, AdamW, argmax over classes 1-4.
+- best-practice: base 16, depth 4 at full resolution (the public notebooks' size), background ignored,
+  inverse-frequency weights capped at 10x, flips tripling the training set, AdamW, argmax over classes 1-4.
 
 All three are scored under both readings of the metric and per class. Each run is one JSON line in
 `.bench/quality.jsonl` (`quality_store`); the block is written from every stored run of the section at its
@@ -95,7 +95,7 @@ def measure_quality(cfg, log) -> dict:
     the scores of all three, the kit's details and the references' epochs and rates."""
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-quality-"))
     try:
-        log(f"quality: synthetic data {N_TRAIN} train + {N_TEST} test, seed {cfg.seed}")
+        log(f"quality: synthetic data {N_TRAIN} train + {N_TEST} test (data seed {DATA_SEED}), run seed {cfg.seed}")
         synthetic = make_synthetic(N_TRAIN, N_TEST, seed=DATA_SEED)
         data = tmp / "data.npz"
         save_synthetic(synthetic, data)
