@@ -152,7 +152,8 @@ def _details(latest: dict) -> list[str]:
         + (", ".join(f"{w:.2f}" for w in weights[1:]) if weights else "n/a")
         + " (soil, bedrock, sand, big rock).",
         "",
-        "Hold-out mIoU inside the kit's run (the same held-out images for both stages):",
+        "Hold-out mIoU inside the kit's run, on its reporting part (which made no decision; both stages under TTA "
+        "where TTA is used):",
         "",
         "| stage 1 | stage 2 | final (after TTA / morphology choice) | stage 2 − stage 1 |",
         "|---:|---:|---:|---:|",
@@ -185,8 +186,8 @@ def _details(latest: dict) -> list[str]:
     if post:
         lines += [
             "",
-            "Post-processing on the hold-out (without → with; kept only if it helps under `auto`; class biases: "
-            "fitted on one half of the hold-out and scored on the other): "
+            "Post-processing on the hold-out's tuning part (without → with; kept only if it helps under `auto`; "
+            "class biases: fitted on one half of the tuning part and scored on the other): "
             + "; ".join(
                 f"{stage} "
                 + ", ".join(
