@@ -69,6 +69,13 @@ def test_flatten_lists_dotted_keys():
         ("post.class_bias=sometimes", "post.class_bias"),
         ("stage1.loss.max_weight_ratio=0.5", "stage1.loss.max_weight_ratio"),
         ("stage2.loss.max_weight_ratio=-3", "stage2.loss.max_weight_ratio"),
+        ("submission.format=csv", "submission.format"),
+        ("augment.strength=heavy", "augment.strength"),
+        ("stage1.train.optimizer=sgd", "stage1.train.optimizer"),
+        ("stage2.train.schedule=step", "stage2.train.schedule"),
+        ("stage1.train.mixed_precision=maybe", "stage1.train.mixed_precision"),
+        ("stage2.model.context=dense", "stage2.model.context"),
+        ("augment.copy_paste_rate=1.5", "augment.copy_paste_rate"),
     ],
 )
 def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
@@ -80,3 +87,26 @@ def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "kaggle"])
 def test_validate_passes_every_preset(name):
     assert validate(preset(name)) is preset(name)
+
+
+def test_a_bad_set_fails_before_any_data_is_loaded_and_without_tensorflow(tmp_path):
+    """`marsseg train --set submission.format=csv` once trained all of stage 1 before failing."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from marsseg.cli.main import main\n"
+        "code = main(['train', '--preset', 'smoke', '--data', sys.argv[1], '--out', sys.argv[2],"
+        " '--set', 'submission.format=csv'])\n"
+        "print('TF', 'tensorflow' in sys.modules, 'CODE', code)\n"
+    )
+    missing = tmp_path / "no-such-data.npz"  # a data error would name the file: validation must come first
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(missing), str(tmp_path / "run")], capture_output=True, text=True, timeout=60
+    )
+    assert "TF False CODE 2" in result.stdout, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "marsseg: error: submission.format is 'csv'; use one of rle, pixels (e.g. --set submission.format=rle)"
+    ]
+    assert not (tmp_path / "run").exists()

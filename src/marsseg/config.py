@@ -316,6 +316,12 @@ def from_dict(data: dict, cls=Config):
     return cls(**kwargs)
 
 
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def validate(cfg: Config) -> Config:
     """Refuse settings no run can use, before anything is written; returns `cfg`."""
     if not 0.05 <= cfg.stage1_share <= 0.95:
@@ -338,6 +344,23 @@ def validate(cfg: Config) -> Config:
                 f"{stage}.loss.class_weight_power {power} is outside 0..2 "
                 f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)"
             )
+    choices = {
+        "submission.format": ("rle", "pixels"),
+        "augment.strength": ("none", "flips", "light", "medium", "strong"),
+        **{f"{stage}.train.optimizer": ("adam", "adamw") for stage in ("stage1", "stage2")},
+        **{f"{stage}.train.schedule": ("plateau", "cosine") for stage in ("stage1", "stage2")},
+        **{f"{stage}.train.mixed_precision": ("auto", "on", "off") for stage in ("stage1", "stage2")},
+        **{f"{stage}.model.context": ("none", "aspp") for stage in ("stage1", "stage2")},
+    }
+    for key, allowed in choices.items():
+        value = _get(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key} is {value!r}; use one of {', '.join(allowed)} (e.g. --set {key}={allowed[0]})")
+    if not 0.0 <= cfg.augment.copy_paste_rate <= 1.0:
+        raise ConfigError(
+            f"augment.copy_paste_rate {cfg.augment.copy_paste_rate} is outside 0..1 "
+            "(e.g. --set augment.copy_paste_rate=0.3)"
+        )
     for name in ("tta", "morphology", "class_bias"):
         if getattr(cfg.post, name) not in POST_SETTINGS:
             raise ConfigError(

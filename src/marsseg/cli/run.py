@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from marsseg.config import override, preset, replace
+from marsseg.config import override, preset, replace, validate
 from marsseg.data.load import find_data
 from marsseg.errors import UserError
 from marsseg.pipeline.demo import run_baseline_demo, run_pipeline_demo
@@ -28,6 +28,16 @@ def add_demo(sub):
     p.set_defaults(func=cmd_demo)
 
 
+def _config(args):
+    """The preset with --set and --budget applied, validated before any data is made or loaded."""
+    cfg = override(preset(args.preset), args.overrides)
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
+        cfg = replace(cfg, budget_seconds=float(args.budget))
+    return validate(cfg)
+
+
 def cmd_demo(args) -> int:
     if args.train < 8 or args.test < 1:
         raise UserError("--train must be at least 8 and --test at least 1")
@@ -35,11 +45,7 @@ def cmd_demo(args) -> int:
         run_baseline_demo(args.out, args.train, args.test)
         return 0
 
-    cfg = override(preset(args.preset), args.overrides)
-    if args.budget is not None:
-        if args.budget <= 0:
-            raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
-        cfg = replace(cfg, budget_seconds=float(args.budget))
+    cfg = _config(args)
     run_pipeline_demo(args.out, cfg, args.train, args.test)
     return 0
 
@@ -72,11 +78,7 @@ def add_train(sub):
 
 def cmd_train(args) -> int:
 
-    cfg = override(preset(args.preset), args.overrides)
-    if args.budget is not None:
-        if args.budget <= 0:
-            raise UserError(f"--budget must be a positive number of seconds, got {args.budget:g}")
-        cfg = replace(cfg, budget_seconds=float(args.budget))
+    cfg = _config(args)
     data = find_data(args.data)
     out = args.out or Path("runs") / f"{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
     from marsseg.pipeline.run import run

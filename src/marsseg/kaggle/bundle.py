@@ -78,7 +78,7 @@ def main(argv=None):
     data, out, preset_name, overrides = locate(sys.argv[1:] if argv is None else argv)
     import dataclasses
 
-    from marsseg.config import override, preset
+    from marsseg.config import override, preset, validate
     from marsseg.data.load import find_data
     from marsseg.errors import UserError
     from marsseg.pipeline.run import run
@@ -87,6 +87,7 @@ def main(argv=None):
         cfg = override(preset(preset_name), overrides)
         if BUDGET_SECONDS is not None:
             cfg = dataclasses.replace(cfg, budget_seconds=float(BUDGET_SECONDS))
+        validate(cfg)  # every setting checked before the data is found or loaded
         data_path = find_data(data)
         print(f"[kernel] preset {{cfg.preset}}, data {{data_path}}, output {{out}}", flush=True)
         metrics = run(cfg, data_path, out)
