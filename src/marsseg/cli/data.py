@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from marsseg.cli.options import add_set_option
 from marsseg.config import override, preset
 from marsseg.data.load import find_data, load_dataset
 from marsseg.data.synth import make_synthetic, save_synthetic
@@ -80,14 +81,7 @@ def add_clean(sub):
         help="also write OUT.bigrock.npz: augment.bigrock_offline_copies augmented copies per big-rock image",
     )
     p.add_argument("--preset", default="gpu", help="configuration preset (default gpu)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. clean.template_threshold=0.85 (repeatable)",
-    )
+    add_set_option(p, "clean.template_threshold=0.85")
     p.set_defaults(func=cmd_clean)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from marsseg.cli.options import add_set_option
 from marsseg.config import override, preset, replace, validate
 from marsseg.data.load import find_data
 from marsseg.errors import UserError
@@ -23,7 +24,7 @@ def add_demo(sub):
     p.add_argument(
         "--budget", type=float, help="wall-clock seconds for training and prediction (default: the preset's)"
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_set_option(p)
     p.add_argument("--baseline", action="store_true", help="the network-free nearest-centroid reference instead")
     p.set_defaults(func=cmd_demo)
 
@@ -58,14 +59,7 @@ def add_train(sub):
     p.add_argument("--data", type=Path, help="dataset .npz (default: found in data/ or /kaggle/input)")
     p.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<time>)")
     p.add_argument("--budget", type=float, help="wall-clock seconds for the whole run (default: the preset's)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting, e.g. --set stage1.train.epochs=5 (repeatable)",
-    )
+    add_set_option(p)
     p.add_argument(
         "--submissions",
         type=Path,
