@@ -23,7 +23,7 @@ from marsseg.config import Config
 from marsseg.errors import UserError
 from marsseg.files import atomic_write_text
 from marsseg.stamps import git_commit
-from marsseg_bench import gpu, quality
+from marsseg_bench import gpu, quality, stage2_screen
 from marsseg_bench.sections_io import section_augment, section_kaggle, section_submission
 from marsseg_bench.sections_models import section_models
 from marsseg_bench.sections_tracking import section_tracking
@@ -39,6 +39,7 @@ SECTIONS = {
     "tracking": section_tracking,
     "quality": quality.section_quality,
     "quality_long": quality.section_quality_long,
+    "stage2": stage2_screen.section_stage2,
     "gpu": gpu.section_gpu,
     "quality_gpu": quality.section_quality_gpu,
 }
