@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from marsseg.config import preset
+from marsseg.config import preset, to_dict
 from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.pipeline.run import run
 from marsseg.prep.augment import augmentation_throughput
@@ -39,7 +39,7 @@ from marsseg.submission.formats import read_submission
 from marsseg.submission.scoring import score_masks
 from marsseg_bench.gpu import gpu_here
 from marsseg_bench.quality_report import render_quality
-from marsseg_bench.quality_store import matching, results_path, store_result
+from marsseg_bench.quality_store import config_fingerprint, matching, results_path, store_result
 from marsseg_bench.reference_models import REFERENCES, reference_run
 from marsseg_bench.timing import machine_description
 
@@ -150,6 +150,7 @@ def section_quality(
         "budget": float(budget),
         "data": quality_data(),
         "preset": preset_name,
+        "kit_config": config_fingerprint(to_dict(cfg)),
         "commit": git_commit("short", cwd=Path.cwd()),
         "machine": machine_description(),
         "device": device,
@@ -158,7 +159,7 @@ def section_quality(
         **measured,
     }
     path = results_path()
-    runs = matching(store_result(path, record), section, budget, record["data"])
+    runs = matching(store_result(path, record), section, budget, record["data"], record["kit_config"])
     log(f"quality: seed {cfg.seed} stored in {path}; {len(runs)} run(s) of {section} at {budget:.0f}s")
     return render_quality(runs, record)
 

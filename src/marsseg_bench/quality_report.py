@@ -13,7 +13,8 @@ from marsseg_bench.quality_store import METRICS, summarise
 NAMES = {"kit": "kit (final)", "best": "best-practice U-Net", "naive": "naive U-Net"}
 CLASS_NAMES = {"1": "soil", "2": "bedrock", "3": "sand", "4": "big rock"}
 PAIR_NAMES = {"kit-best": "kit − best-practice", "kit-naive": "kit − naive"}
-TARGET = 0.05  # the kit's lead the issue asks for, over each reference, under both readings
+# The kit's lead the issue asks for over each reference, medians of paired seeds, under the leaderboard's Keras rule.
+TARGETS = {"kit-best": 0.02, "kit-naive": 0.08}
 COLUMNS = "| mIoU (Keras rule) | mIoU (classes 1-4) | " + " | ".join(CLASS_NAMES.values()) + " |"
 
 
@@ -96,11 +97,14 @@ def _verdicts(stats: dict) -> list[str]:
         if keras is None or scored is None:
             out.append(f"{name}: no paired runs.")
             continue
-        met = min(keras["median"], scored["median"]) >= TARGET
+        target = TARGETS[pair]
+        met = keras["median"] >= target
         out.append(
             f"{name}: median {signed(keras['median'])} (Keras rule), {signed(scored['median'])} (classes 1-4); kit "
-            f"ahead in {keras['ahead']} and {scored['ahead']} of {keras['n']} runs; target ≥ +{TARGET:.2f} under "
-            f"both readings: {'met' if met else 'NOT met'}."
+            f"ahead in {keras['ahead']} and {scored['ahead']} of {keras['n']} runs; target ≥ +{target:.2f} under "
+            f"the Keras rule over {keras['n']} seed(s): {'met' if met else 'NOT met'}"
+            + ("" if keras["n"] >= 3 else " (the target asks for medians of 3)")
+            + "."
         )
     return [line for verdict in out for line in (verdict, "")][:-1]
 

@@ -7,7 +7,8 @@
 
 A record is a dict with at least `section`, `seed`, `budget`, `data` (what the models were trained and scored
 on), `commit`, `machine` and `scores`: per model ("kit", "best", "naive") `miou_keras`, `miou_scored` and `iou`
-(class label as a string -> IoU). A run is identified by section, budget, data and seed: a rerun at the same
+(class label as a string -> IoU). A run is identified by section, budget, data, the kit's settings
+(`kit_config`, a hash) and seed: a rerun at the same
 seed replaces the stored one whatever the commit or machine, which the record keeps.
 """
 
@@ -34,7 +35,22 @@ def results_path(directory=None) -> Path:
 
 
 def run_key(record: dict) -> tuple:
-    return (record["section"], float(record["budget"]), _canonical(record["data"]), int(record["seed"]))
+    """(section, budget, data, kit settings, seed): a change of the kit's preset starts a new series."""
+    return (
+        record["section"],
+        float(record["budget"]),
+        _canonical(record["data"]),
+        record.get("kit_config", ""),
+        int(record["seed"]),
+    )
+
+
+def config_fingerprint(settings: dict) -> str:
+    """A short hash of the kit's settings (seed and budget left out: those vary within a series)."""
+    import hashlib
+
+    kept = {k: v for k, v in settings.items() if k not in ("seed", "budget_seconds")}
+    return hashlib.sha256(_canonical(kept).encode()).hexdigest()[:12]
 
 
 def read_results(path) -> list[dict]:
@@ -71,10 +87,12 @@ def store_result(path, record: dict) -> list[dict]:
     return kept + [json.loads(line)]
 
 
-def matching(records: list[dict], section: str, budget: float, data: dict) -> list[dict]:
-    """The records of `section` at `budget` on `data`, by seed."""
+def matching(records: list[dict], section: str, budget: float, data: dict, kit_config: str | None = None) -> list[dict]:
+    """The records of `section` at `budget` on `data` (and, if given, with the kit's settings `kit_config`), by seed."""
     want = (section, float(budget), _canonical(data))
     chosen = [r for r in records if run_key(r)[:3] == want]
+    if kit_config is not None:
+        chosen = [r for r in chosen if r.get("kit_config", "") == kit_config]
     return sorted(chosen, key=lambda r: int(r["seed"]))
 
 
