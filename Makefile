@@ -74,6 +74,7 @@ clean-venv: ## delete .venv/ (the next target recreates it)
 
 # ---- the Kaggle path (bundle, rules, submit); MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`
 FILE ?=
+FORCE ?=
 PORT ?= 7777
 
 bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/marsseg_kernel.py
@@ -82,8 +83,8 @@ bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/
 check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
 	$(MARSSEG) check-rules
 
-submit: $(VENV)/.installed ## bundle, rules check, push, wait, fetch, validate, convert, submit, record
-	$(MARSSEG) submit
+submit: $(VENV)/.installed ## bundle, rules and GPU quota checks, push, wait, fetch, validate, zip, submit once, record (FORCE=1: past the quota)
+	$(MARSSEG) submit $(if $(FORCE),--force)
 
 submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
 	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }
@@ -93,7 +94,7 @@ status: $(VENV)/.installed ## the latest Kaggle kernel run and the latest record
 	$(MARSSEG) status
 
 emulator: $(VENV)/.installed ## a loopback Kaggle for dry runs (see `marsseg emulator --print-env`)
-	$(MARSSEG) emulator --port $(PORT)
+	$(MARSSEG) emulator --port $(PORT) --root .emulator
 
 # ---- leaderboard tracking (history under submissions/; MARSSEG_KAGGLE_ENDPOINT routes it to `make emulator`)
 WATCH ?=

@@ -25,7 +25,7 @@ from marsseg.files import atomic_write_text
 from marsseg.stamps import git_commit
 from marsseg_bench import gpu, quality, stage2_screen
 from marsseg_bench.sections_io import section_augment, section_kaggle, section_submission
-from marsseg_bench.sections_models import section_models
+from marsseg_bench.sections_models import section_compile, section_models
 from marsseg_bench.sections_tracking import section_tracking
 from marsseg_bench.timing import machine_description
 
@@ -36,6 +36,7 @@ SECTIONS = {
     "augment": section_augment,
     "kaggle": section_kaggle,
     "models": section_models,
+    "compile": section_compile,
     "tracking": section_tracking,
     "quality": quality.section_quality,
     "quality_long": quality.section_quality_long,

@@ -77,3 +77,59 @@ def _network_row(name, stage, channels, batch, repeats, rng, labels, log) -> str
 
 def _seconds(t: float) -> str:
     return f"{t:.2f} s" if t >= 0.1 else f"{t * 1000:.1f} ms"
+
+
+def section_compile(repeats: int, log, preset_name: str = "cpu", runs: int = 3, n_train: int = 64) -> str:
+    """Seconds of a fold's fit (one epoch of `n_train` synthetic images; the preset's stage-1 network, loss and
+    batch) with a new network against the network the previous fold compiled (`training.reuse`), median of
+    `runs` each: the seconds stage 1 saves per fold after the first."""
+    import statistics
+    import time
+    from dataclasses import replace
+
+    import keras
+
+    from marsseg.data.synth import make_synthetic
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
+    from marsseg.training.reuse import ModelCache
+
+    cfg = preset(preset_name)
+    stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=1, patience=1))
+    s = make_synthetic(n_train=n_train + 32, n_test=1, seed=0)
+    x_val, y_val = network_input(s.images[n_train:]), s.masks[n_train:]
+
+    def fit(seed, models=None) -> float:
+        started = time.perf_counter()
+        fit_stage(stage, s.images[:n_train], s.masks[:n_train], x_val, y_val, augment_cfg=cfg.augment, seed=seed,
+                  verbose=0, log=lambda line: None, models=models)  # fmt: skip
+        return time.perf_counter() - started
+
+    keras.backend.clear_session()
+    models = ModelCache()
+    log(f"compile: {preset_name} stage 1, fold 1 (compiles the shared network)")
+    first = fit(cfg.seed, models)
+    fresh, reused = [], []
+    for i in range(runs):
+        log(f"compile: fold {i + 2}, new network, then the reused one")
+        fresh.append(fit(cfg.seed + 1 + i))
+        reused.append(fit(cfg.seed + 1 + i, models))
+    new_s, reused_s = statistics.median(fresh), statistics.median(reused)
+    steps = n_train // stage.train.batch_size
+    return "\n".join(
+        [
+            f"## Fold models compile once ({preset_name} stage 1, Keras backend {keras.backend.backend()})",
+            "",
+            f"One fold's `fit_stage`: 1 epoch of {n_train} synthetic images ({steps} steps of "
+            f"{stage.train.batch_size}) and validation on 32, {preset_name}'s stage-1 network and loss; median of "
+            f"{runs} folds each way. The first fold (fit with compilation: {first:.1f} s) builds the shared network.",
+            "",
+            "| fold 2+ with | seconds per fit | each run |",
+            "|---|---:|---|",
+            f"| a new network (traced again) | {new_s:.1f} | {', '.join(f'{t:.1f}' for t in fresh)} |",
+            f"| the reused network (`training.reuse`) | {reused_s:.1f} | {', '.join(f'{t:.1f}' for t in reused)} |",
+            "",
+            f"**Saved per fold after the first: {new_s - reused_s:.1f} s** (the tracing of the train, test and predict "
+            f"steps; the epoch itself is the same work).",
+        ]
+    )

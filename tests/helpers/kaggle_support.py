@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DUMMY_KEY = "feedfacefeedfacefeedfacefeedface"
+# Fast tests run the emulator and the kit with the 32-image profile; a full-size test passes profile="mars".
+TEST_PROFILE = "mars-mini"
 
 
 @contextlib.contextmanager
@@ -18,7 +20,9 @@ def running_emulator(root: Path, **options):
     from marsseg.kaggle.emulator.server import make_server
 
     options.setdefault("queue_seconds", 0.2)
-    server = make_server(0, root, log=lambda *_: None, **options)
+    options.setdefault("profile", TEST_PROFILE)
+    options.setdefault("log", lambda *_: None)
+    server = make_server(0, root, **options)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -31,7 +35,8 @@ def running_emulator(root: Path, **options):
 
 
 def kit_env(tmp: Path, endpoint: str | None, credentials: bool = True, **extra) -> dict:
-    """Environment for kit commands and the real client: isolated HOME/config, no ambient Kaggle settings."""
+    """Environment for kit commands and the real client: isolated HOME/config, no ambient Kaggle settings, and
+    the profile `running_emulator` serves (MARSSEG_PROFILE; pass MARSSEG_PROFILE=... in EXTRA to change it)."""
     home = tmp / "home"
     (home / ".kaggle").mkdir(parents=True, exist_ok=True)
     env = {
@@ -46,6 +51,7 @@ def kit_env(tmp: Path, endpoint: str | None, credentials: bool = True, **extra) 
         MARSSEG_KAGGLE_POLL="0.2",
         MARSSEG_KAGGLE_BACKOFF="0.05",
         MARSSEG_KAGGLE_RETRIES="3",
+        MARSSEG_PROFILE=TEST_PROFILE,
     )
     env.pop("XDG_CONFIG_HOME", None)
     if endpoint:

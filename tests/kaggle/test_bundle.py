@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -9,12 +10,17 @@ import pytest
 
 from marsseg.errors import UserError
 from marsseg.kaggle.bundle import (
+    ACCELERATOR,
+    ACCELERATORS,
     KERNEL_PATH,
+    METADATA_PATH,
     build_kernel,
     collect_sources,
     embedded_sources,
     entry_text,
     import_closure,
+    kernel_metadata,
+    metadata_text,
     stale_reason,
     write_kernel,
 )
@@ -203,9 +209,17 @@ def test_kernel_runs_end_to_end_and_writes_a_valid_submission(tmp_path, small_da
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    info = read_submission(tmp_path / "out" / "submission.csv", 24)
-    assert info.layout == "rle" and info.n_images == 24
-    assert (tmp_path / "out" / "metrics.json").is_file()
+    out = tmp_path / "out"
+    info = read_submission(out / "submission.csv", 24)
+    assert info.layout == "pixels" and info.n_images == 24  # the competition's layout: ready for Submit
+    assert (read_submission(out / "submission_rle.csv", 24).masks == info.masks).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stage1_status"] == "ok" and "submission_copy" not in metrics
+    names = {p.name for p in out.iterdir()}
+    assert names == set(metrics["outputs"]["files"]) | {"metrics.json"}
+    assert {"model_stage1_fold1.keras", "model_stage1_fold2.keras", "submission_rle.csv", "config.json"} <= names
+    assert not (tmp_path / "submissions").exists(), "the kernel keeps no submission history"
+    assert "submission.csv is ready to submit" in result.stdout
 
 
 def test_kernel_uses_kaggle_folders_through_the_one_switch(tmp_path, small_data_file):
@@ -230,6 +244,7 @@ def test_kernel_uses_kaggle_folders_through_the_one_switch(tmp_path, small_data_
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "working" / "submission.csv").is_file()
+    assert not (tmp_path / "working" / "submissions").exists()  # /kaggle/working holds the run's files only
 
 
 def test_kernel_reports_bad_data_in_one_line(tmp_path):
@@ -248,7 +263,72 @@ def test_kernel_reports_bad_data_in_one_line(tmp_path):
     assert result.stderr.strip().startswith("marsseg: error: bad.npz: not an npz file")
 
 
-KAGGLE_IMAGE = {"numpy", "pandas", "scipy", "sklearn", "tensorflow", "keras", "albumentations", "cv2", "matplotlib"}
+def test_kernel_exits_3_when_stage_1_crashes_after_writing_the_fallback(tmp_path, small_data_file):
+    data, _ = small_data_file
+    kernel = tmp_path / "kernel.py"
+    kernel.write_text(build_kernel(PACKAGE).text)
+    probe = textwrap.dedent(f"""
+        import runpy
+        ns = runpy.run_path({str(kernel)!r}, run_name="kernel")
+        ns["unpack_package"]()
+        import marsseg.pipeline.run as pipeline_run
+        def broken(*args, **kwargs):
+            raise RuntimeError("injected stage-1 crash")
+        pipeline_run.stage1_folds = broken
+        ns["main"](["--data", {str(data)!r}, "--out", "out", "--preset", "smoke"])
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 3, result.stderr
+    assert "[kernel] FAILED: stage 1 crashed (RuntimeError: injected stage-1 crash)" in result.stderr
+    assert "[kernel] done" not in result.stdout
+    from marsseg.submission.formats import read_submission
+
+    assert read_submission(tmp_path / "out" / "submission.csv", 24).layout == "pixels"
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["fallback"] == "nearest-centroid"
+
+
+def test_committed_metadata_is_what_bundle_writes_and_passes_the_rules():
+    from marsseg.kaggle.rules import check_metadata
+
+    committed = (ROOT / METADATA_PATH).read_text()
+    assert committed == metadata_text(), "kernel-metadata.json is stale: run `make bundle`"
+    meta = json.loads(committed)
+    assert meta["machine_shape"] == ACCELERATOR == "NvidiaTeslaT4" and meta["enable_gpu"] is True
+    assert meta["code_file"] == KERNEL_PATH.as_posix() and meta["id"] == "{username}/mars-segmentation-kit"
+    assert check_metadata(meta) == []
+
+
+def test_p100_is_the_documented_alternative_and_nothing_else_is_accepted():
+    from marsseg.kaggle.rules import check_metadata
+
+    assert set(ACCELERATORS) == {"NvidiaTeslaT4", "NvidiaTeslaP100"}
+    p100 = kernel_metadata("NvidiaTeslaP100")
+    assert p100["machine_shape"] == "NvidiaTeslaP100" and check_metadata(p100) == []
+    assert {k: v for k, v in p100.items() if k != "machine_shape"} == {
+        k: v for k, v in kernel_metadata().items() if k != "machine_shape"
+    }
+    with pytest.raises(UserError, match="NvidiaTeslaT4, NvidiaTeslaP100"):
+        kernel_metadata("Tpu1VmV38")
+
+
+def test_writing_the_kernel_to_its_default_path_writes_its_metadata_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    write_kernel(KERNEL_PATH, PACKAGE, log=lines.append)
+    assert (tmp_path / KERNEL_PATH).is_file() and (tmp_path / METADATA_PATH).read_text() == metadata_text()
+    assert any("machine_shape NvidiaTeslaT4" in line for line in lines)
+    (tmp_path / METADATA_PATH).unlink()
+    write_kernel(tmp_path / "elsewhere.py", PACKAGE, log=lines.append)  # another path: no metadata beside it
+    assert not (tmp_path / METADATA_PATH).exists()
+
+
+# JAX comes with the image's Colab base, beside TensorFlow (shared/kaggle-api.md); the kit imports it only under
+# KERAS_BACKEND=jax.
+KAGGLE_IMAGE = {
+    "numpy", "pandas", "scipy", "sklearn", "tensorflow", "keras", "albumentations", "cv2", "matplotlib", "jax"
+}  # fmt: skip
 
 
 def test_bundled_modules_import_only_what_kaggles_image_ships():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from marsseg.errors import UserError
 from marsseg.kaggle.emulator.faults import parse_fault
 from marsseg.kaggle.emulator.server import print_env
 from marsseg.kaggle.records import latest_records, read_records
@@ -94,24 +95,37 @@ def test_make_submit_recovers_from_faults_on_every_leg(tmp_path, emulator):
     assert all(f.times == 0 for f in emulator.state.faults)
 
 
-def _local_csv(tmp_path, small_data_file):
+@pytest.fixture(scope="module")
+def mini_data_file(tmp_path_factory):
+    """Synthetic data with the mars-mini profile's 32 test images (the shared small data has 24)."""
+    from marsseg.data.synth import make_synthetic, save_synthetic
+
+    directory = tmp_path_factory.mktemp("mini")
+    data, truth = directory / "data.npz", directory / "truth.npz"
+    save_synthetic(make_synthetic(n_train=96, n_test=32, seed=7), data, truth)
+    return data, truth
+
+
+@pytest.fixture(scope="module")
+def mini_csv(tmp_path_factory, mini_data_file):
+    """One smoke run's submission.csv (with its config.json), shared by the tests that submit a local file."""
     from marsseg.config import preset
     from marsseg.pipeline.run import run
 
-    data, _ = small_data_file
-    run(preset("smoke"), data, tmp_path / "run", log=lambda *_: None)
-    return tmp_path / "run" / "submission.csv"
+    out = tmp_path_factory.mktemp("run")
+    run(preset("smoke"), mini_data_file[0], out, log=lambda *_: None)
+    return out / "submission.csv"
 
 
 @pytest.fixture
-def scored_emulator(tmp_path, small_data_file):
-    data, truth = small_data_file
+def scored_emulator(tmp_path, mini_data_file):
+    data, truth = mini_data_file
     with running_emulator(tmp_path / "emulator", data_path=data, truth_path=truth) as server:
         yield server
 
 
-def test_submit_csv_recovers_from_429_and_500(tmp_path, small_data_file, scored_emulator):
-    csv = _local_csv(tmp_path, small_data_file)
+def test_submit_csv_recovers_from_429_and_500(tmp_path, mini_csv, scored_emulator):
+    csv = mini_csv
     for spec in ("ListSubmissions:429:1", "CreateSubmission:500:1", "StartSubmissionUpload:429:1"):
         scored_emulator.state.add_fault(parse_fault(spec))
     project = make_project(tmp_path)
@@ -123,8 +137,8 @@ def test_submit_csv_recovers_from_429_and_500(tmp_path, small_data_file, scored_
     assert len(scored_emulator.state.submissions) == 1 and float(row["public_score"]) > 0
 
 
-def test_persistent_submit_failure_exits_2_in_one_line_and_loses_nothing(tmp_path, small_data_file, scored_emulator):
-    csv = _local_csv(tmp_path, small_data_file)
+def test_persistent_submit_failure_exits_2_in_one_line_and_loses_nothing(tmp_path, mini_csv, scored_emulator):
+    csv = mini_csv
     scored_emulator.state.add_fault(parse_fault("CreateSubmission:503:99"))
     project = make_project(tmp_path)
     result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(scored_emulator)))
@@ -137,9 +151,9 @@ def test_persistent_submit_failure_exits_2_in_one_line_and_loses_nothing(tmp_pat
     assert scored_emulator.state.submissions == []
 
 
-def test_failed_upload_that_exits_0_is_caught_by_listing(tmp_path, small_data_file, scored_emulator):
+def test_failed_upload_that_exits_0_is_caught_by_listing(tmp_path, mini_csv, scored_emulator):
     """2.2.4 prints 'Could not submit' and exits 0 when the blob PUT fails: the kit must notice and retry."""
-    csv = _local_csv(tmp_path, small_data_file)
+    csv = mini_csv
     scored_emulator.state.add_fault(parse_fault("blob-upload:404:1"))
     project = make_project(tmp_path)
     result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(scored_emulator)))
@@ -222,8 +236,8 @@ def test_token_credentials_are_introspected(tmp_path, emulator):
     assert session.username() == "emulator-user"
 
 
-def test_kernel_status_follows_the_process(tmp_path, small_data_file):
-    data, truth = small_data_file
+def test_kernel_status_follows_the_process(tmp_path, mini_data_file):
+    data, truth = mini_data_file
     with running_emulator(tmp_path / "emu", data_path=data, truth_path=truth, queue_seconds=0.5) as server:
         kernel = Path(__file__).resolve().parents[2] / "kernels" / "marsseg_kernel.py"
         answer = server.state.save_kernel(
@@ -259,10 +273,25 @@ def test_emulator_answers_absolute_form_targets_and_binds_loopback_only(emulator
 
 
 def test_fault_specs_parse_and_bad_ones_are_one_line_errors():
-    assert vars(parse_fault("SaveKernel:429:2")) == {"target": "SaveKernel", "status": 429, "delay": 0.0, "times": 2}
+    assert vars(parse_fault("SaveKernel:429:2")) == {
+        "target": "SaveKernel",
+        "status": 429,
+        "delay": 0.0,
+        "times": 2,
+        "after": False,
+    }
+    assert vars(parse_fault("CreateSubmission:503:1:after")) == {
+        "target": "CreateSubmission",
+        "status": 503,
+        "delay": 0.0,
+        "times": 1,
+        "after": True,
+    }
     assert parse_fault("*:slow=1.5").delay == 1.5 and parse_fault("kernel-error:3").times == 3
-    with pytest.raises(Exception, match="METHOD:STATUS"):
-        parse_fault("SaveKernel")
+    for bad in ("SaveKernel", "SaveKernel:503:1:later", "SaveKernel:slow=1:1:after", "SaveKernel:42", ":503"):
+        with pytest.raises(UserError, match=r"METHOD:STATUS:TIMES:after") as caught:
+            parse_fault(bad)
+        assert "\n" not in str(caught.value) and repr(bad) in str(caught.value)
 
 
 def test_slow_answers_are_waited_for(tmp_path, emulator):
@@ -279,6 +308,11 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
     env = kit_env(tmp_path, None)
     printed = run_cli("emulator", "--print-env", "--port", "7123", env=env)
     assert printed.returncode == 0 and "export MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:7123" in printed.stdout
+    assert "export MARSSEG_PROFILE=mars-mini\n" in printed.stdout  # kit_env's profile is the default
+    real = run_cli("emulator", "--print-env", env={k: v for k, v in env.items() if k != "MARSSEG_PROFILE"})
+    assert "export MARSSEG_PROFILE=mars\n" in real.stdout  # unset: the real, full-size competition
+    chosen = run_cli("emulator", "--print-env", "--profile", "mars", env=env)
+    assert "export MARSSEG_PROFILE=mars\n" in chosen.stdout
     process = subprocess.Popen(
         [sys.executable, "-m", "marsseg", "emulator", "--port", "0", "--root", str(tmp_path / "emu")],
         stdout=subprocess.PIPE,
@@ -287,8 +321,13 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
         env=env,
     )
     try:
-        first = process.stdout.readline()
-        assert first.startswith("Kaggle emulator on http://127.0.0.1:"), first
+        for _ in range(4):  # generating the synthetic data is announced before the banner
+            first = process.stdout.readline()
+            if first.startswith("Kaggle emulator on"):
+                break
+        assert "profile mars-mini with 32 test images" in first, first
+        assert process.stdout.readline() == "export MARSSEG_KAGGLE_ENDPOINT=" + first.split(" ")[3] + "\n"
+        assert process.stdout.readline() == "export MARSSEG_PROFILE=mars-mini\n"
         port = int(first.split("127.0.0.1:")[1].split(" ")[0])
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/security.OAuthService/IntrospectToken",
@@ -306,6 +345,11 @@ def test_marsseg_emulator_command_serves_and_prints_its_routing(tmp_path):
 def test_marsseg_emulator_rejects_a_missing_data_file(tmp_path):
     line = one_line_error(run_cli("emulator", "--data", tmp_path / "nope.npz", env=kit_env(tmp_path, None)))
     assert "nope.npz" in line
+    (tmp_path / "truth.npz").write_bytes(b"")
+    line = one_line_error(run_cli("emulator", "--truth", tmp_path / "truth.npz", env=kit_env(tmp_path, None)))
+    assert "--truth goes with --data" in line
+    line = one_line_error(run_cli("emulator", "--gpu-quota-used", "-1", env=kit_env(tmp_path, None)))
+    assert "--gpu-quota-used" in line
 
 
 def test_data_download_refused_says_to_accept_the_rules(tmp_path, emulator):

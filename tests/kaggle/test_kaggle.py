@@ -1,13 +1,17 @@
 import json
+import re
 import sys
 
 import pytest
 
 from marsseg.errors import UserError
 from marsseg.kaggle.client import CredentialsError, KaggleError, KaggleSession, find_credentials, routing_env
+from marsseg.kaggle.emulator.faults import parse_fault
+from marsseg.kaggle.flow import OUTPUT_FILES
 from marsseg.kaggle.records import FIELDS, append_record, latest_records, read_records
+from marsseg.submission.formats import write_submission
 from tests.conftest import one_line_error, run_cli
-from tests.helpers.kaggle_support import kit_env, make_project
+from tests.helpers.kaggle_support import endpoint_of, kit_env, make_project, running_emulator
 
 KEY = "c0ffee" + "0" * 26
 
@@ -178,3 +182,117 @@ def test_cli_submit_csv_rejects_a_bad_file_before_anything_else(tmp_path):
     line = one_line_error(run_cli("submit", "--file", bad, cwd=project, env=kit_env(tmp_path, None, credentials=False)))
     assert "bad.csv" in line
     assert not (project / "submissions").exists()
+
+
+# ------------------------------------------------------------------- against the emulator: upload, never twice
+CREATE = "POST /api/v1/competitions.CompetitionApiService/CreateSubmission"
+LIST = "POST /api/v1/competitions.CompetitionApiService/ListSubmissions"
+PUSH = "POST /api/v1/kernels.KernelsApiService/SaveKernel"
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with running_emulator(tmp_path / "emulator") as server:  # the 32-image profile, synthetic data and truth
+        yield server
+
+
+def truth_csv(server, path, images=None):
+    """A pixels submission of the emulator's own test labels (public score 1), made without training."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_submission(path, server.state.truth[:images], "pixels")
+
+
+def only_row(project) -> dict:
+    latest = latest_records(project / "submissions" / "records.csv")
+    assert len(latest) == 1, latest
+    return next(iter(latest.values()))
+
+
+def test_a_submit_answered_503_after_it_was_created_is_listed_once_and_uploaded_zipped(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("CreateSubmission:503:1:after"))  # created, then answered 503
+    csv = truth_csv(emulator, tmp_path / "run" / "submission.csv")
+    project = make_project(tmp_path)
+    result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "503" in result.stdout and "sending it again" not in result.stdout
+    assert emulator.state.requests.count(CREATE) == 1
+    assert len(emulator.state.submissions) == 1  # never twice
+    row, submitted = only_row(project), emulator.state.submissions[0]
+    assert row["status"] == "complete" and row["public_score"] == submitted["publicScore"] == "1.00000"
+    # What went up is the staged CSV deflated in a zip; the record keeps both sizes.
+    staged = project / row["file"]
+    assert submitted["fileName"] == "submission.zip" and int(row["zip_bytes"]) == submitted["totalBytes"]
+    assert int(row["csv_bytes"]) == staged.stat().st_size > 10 * int(row["zip_bytes"])  # the header weighs here
+    assert (staged.parent / "submission.zip").stat().st_size == submitted["totalBytes"]
+
+
+def test_a_submit_that_failed_before_creating_is_looked_for_then_sent_again(tmp_path, emulator):
+    emulator.state.add_fault(parse_fault("CreateSubmission:503:1"))  # refused before it was created
+    csv = truth_csv(emulator, tmp_path / "run" / "submission.csv")
+    project = make_project(tmp_path)
+    result = run_cli("submit", "--file", csv, cwd=project, env=kit_env(tmp_path, endpoint_of(emulator)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not in the submissions list after the failed try; sending it again" in result.stdout
+    requests = emulator.state.requests
+    first, second = [i for i, r in enumerate(requests) if r == CREATE]
+    assert LIST in requests[first + 1 : second]  # the re-send came after a look at the list
+    assert len(emulator.state.submissions) == 1 and only_row(project)["status"] == "complete"
+
+
+def test_why_kaggle_could_not_score_a_submission_reaches_the_user_and_the_record(tmp_path, emulator):
+    # --images overrides the profile, so a 31-image file leaves; the emulator's scorer (32 images) rejects it.
+    csv = truth_csv(emulator, tmp_path / "run" / "submission.csv", images=31)
+    project = make_project(tmp_path)
+    env = kit_env(tmp_path, endpoint_of(emulator))
+    line = one_line_error(run_cli("submit", "--file", csv, "--images", "31", cwd=project, env=env))
+    reason = emulator.state.submissions[-1]["errorDescription"]
+    assert reason and "31" in reason
+    assert "Kaggle could not score submission" in line and reason in line
+    row = only_row(project)
+    assert row["status"] == "error" and row["detail"] == reason
+
+
+def test_a_push_whose_budget_exceeds_the_gpu_quota_left_is_refused(tmp_path):
+    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=25) as server:
+        project = make_project(tmp_path)
+        result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(server)))
+        line = one_line_error(result)
+        assert "refused" in line and "8.00 h (preset kaggle)" in line and "only 5.00 h" in line
+        assert "FORCE=1" in line and "--force" in line
+        assert "weekly GPU quota: 5.00 h left of 30.00 h" in result.stdout
+        assert PUSH not in server.state.requests and server.state.kernels == {}
+        assert not (project / "submissions" / "records.csv").exists()
+
+
+def test_force_pushes_past_the_quota_and_an_unreadable_quota_does_not_block(tmp_path):
+    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=25) as server:
+        server.state.add_fault(parse_fault("SaveKernel:400:9"))  # stop right after the push is attempted
+        project = make_project(tmp_path)
+        env = kit_env(tmp_path, endpoint_of(server))
+        forced = run_cli("submit", "--force", cwd=project, env=env)
+        assert "kernels push failed" in one_line_error(forced)
+        assert "pushing anyway (--force)" in forced.stdout and server.state.requests.count(PUSH) == 1
+        server.state.add_fault(parse_fault("GetAcceleratorQuotaStatistics:404:1"))
+        unread = run_cli("submit", cwd=project, env=env)
+        assert "kernels push failed" in one_line_error(unread)
+        assert "cannot read the weekly GPU quota" in unread.stdout and server.state.requests.count(PUSH) == 2
+
+
+def test_a_kernel_submission_of_the_wrong_size_is_refused_and_only_reports_are_fetched(tmp_path, emulator):
+    """The emulator serves 32 test images; checked against the real profile (10022) the kernel's file is refused."""
+    project = make_project(tmp_path)
+    env = kit_env(tmp_path, endpoint_of(emulator), MARSSEG_PROFILE="mars")
+    result = run_cli("submit", cwd=project, env=env, timeout=240)
+    line = one_line_error(result)
+    assert "refused before upload" in line and "expected 10022" in line and "nothing was sent" in line
+    assert "downloading it again" in result.stdout  # once, to rule out a broken download; the same bytes: refused
+    row = only_row(project)
+    assert row["status"] == "refused" and "expected 10022" in row["detail"]
+    assert not any("Submission" in r and "List" not in r for r in emulator.state.requests)
+    assert emulator.state.submissions == []
+    # Only the submission and the reports came down (not the models the run saved), plus the run's log.
+    run = emulator.state.kernels["tester/mars-segmentation-kit"]
+    written = {p.relative_to(run.working).as_posix() for p in run.output_files()}
+    fetched = {p.name for p in (project / "submissions" / row["id"] / "kernel_output").iterdir()}
+    assert fetched == {n for n in written if re.search(OUTPUT_FILES, n)} | {"mars-segmentation-kit.log"}
+    assert {"submission.csv", "metrics.json", "config.json"} <= fetched

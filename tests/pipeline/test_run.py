@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import one_line_error, run_cli
-from tests.pipeline.fakes import capture_state
+from tests.pipeline.fakes import capture_state, seeded_fake_fit
 
 
 @pytest.fixture(scope="module")
@@ -17,24 +17,69 @@ def smoke_run(small_data_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
     subs = out.parent / "submissions"
     lines = []
-    metrics = run(preset("smoke"), small_data_file[0], out, log=lines.append, submissions_dir=subs, verbose=0)
+    with pytest.MonkeyPatch.context() as patch:
+        states = capture_state(patch)
+        metrics = run(preset("smoke"), small_data_file[0], out, log=lines.append, submissions_dir=subs, verbose=0)
+    smoke_state.extend(states)  # the run's `_Run`, for the checks that compare with its models
     return out, subs, metrics, lines
 
 
+smoke_state: list = []
+
+
 def test_smoke_run_writes_every_file_and_a_valid_submission(smoke_run):
+    from marsseg.competition import MARS
     from marsseg.submission.formats import read_submission
 
     out, subs, metrics, lines = smoke_run
     for name in ("config.json", "metrics.json", "submission.csv", "curves_stage1.png", "samples.png"):
         assert (out / name).stat().st_size > 0, name
     info = read_submission(out / "submission.csv", 24)  # every test image, whatever data.max_test says
-    assert info.n_images == 24 and info.layout == "rle"
+    assert info.n_images == 24 and info.layout == MARS.submission_layout == "pixels"  # what Submit takes
     assert set(np.unique(info.masks)) <= {1, 2, 3, 4}
-    copies = list(subs.glob("run-stage*-*.csv"))
-    assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission.csv").read_bytes()
+    rle = read_submission(out / "submission_rle.csv", 24)
+    assert rle.layout == "rle" and (rle.masks == info.masks).all()
+    copies = list(subs.glob("run-stage*-*.csv"))  # submission.format (rle by default) is the copy's layout
+    assert len(copies) == 1 and copies[0].read_bytes() == (out / "submission_rle.csv").read_bytes()
     assert (out / "metrics.json").read_text() and json.loads((out / "metrics.json").read_text()) == json.loads(
         json.dumps(metrics, default=str)
     )
+
+
+def test_smoke_run_folder_holds_the_listed_files_and_nothing_else(smoke_run):
+    from marsseg.pipeline.outputs import expected_names
+
+    out, _, m, _ = smoke_run
+    assert m["stage1_status"] == "ok" and m["stage1"]["folds_trained"] == 2
+    names = {p.name for p in out.iterdir()}
+    assert names == expected_names([0, 1], stage2=True), names  # stage 2 trained (smoke: residual, always)
+    assert {"model_stage1_fold1.keras", "model_stage1_fold2.keras", "model_stage2.keras"} <= names
+    listed = m["outputs"]["files"]
+    assert set(listed) == names - {"metrics.json"}
+    assert listed == {name: (out / name).stat().st_size for name in listed}
+    assert m["outputs"]["total_bytes"] == sum(listed.values())
+
+
+def test_the_saved_models_reload_and_predict_what_the_run_predicted(smoke_run, small_synthetic):
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import predict_probs
+    from marsseg.training.saved import load_run_model
+
+    def same(reloaded, model, x):
+        assert reloaded is not model and len(reloaded.weights) == len(model.weights)
+        for a, b in zip(reloaded.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        # The smoke preset's models run eagerly, the reloaded (uncompiled) ones traced: the last bit may differ.
+        np.testing.assert_allclose(predict_probs(reloaded, x), predict_probs(model, x), rtol=0, atol=1e-6)
+
+    out = smoke_run[0]
+    (state,) = smoke_state
+    x = network_input(small_synthetic.test_images[:8])
+    folds = [f.fold for f in state.s1.folds]
+    for fold, model in zip(folds, state.s1.models):
+        same(load_run_model(out / f"model_stage1_fold{fold + 1}.keras"), model, x)
+    x2 = network_input(small_synthetic.test_images[:8], predict_probs(state.s1.models[0], x))
+    same(load_run_model(out / "model_stage2.keras"), state.s2.model, x2)
 
 
 def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
@@ -143,18 +188,9 @@ def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
 
 
 def _fake_fit(monkeypatch):
-    """Replace training with an untrained network so budget and fallback logic run in a second or two."""
-    import marsseg.training.fit as train
-
-    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
-        from marsseg.models import build_unet
-
-        model = build_unet(stage_cfg.model, val_x.shape[-1], name=kwargs.get("name", "stage"))
-        return train.StageResult(
-            model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs", extra={"epoch_seconds": [0.01]}
-        )
-
-    monkeypatch.setattr(train, "fit_stage", fit)
+    """Replace training with an untrained network so budget and fallback logic run in a second or two. Seeded:
+    unseeded, its weights (and whether flip TTA changes any label) hung on which tests ran before."""
+    seeded_fake_fit(monkeypatch)
 
 
 def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_file, tmp_path, monkeypatch):

@@ -20,6 +20,16 @@ COMPETITION = "an-2-dl-2024-2025-homework-2"
 
 
 @pytest.fixture
+def small_data_file(tmp_path):
+    """Synthetic data with the mars-mini profile's 32 test images (what the emulator and kit_env play)."""
+    from marsseg.data.synth import make_synthetic, save_synthetic
+
+    data, truth = tmp_path / "data.npz", tmp_path / "truth.npz"
+    save_synthetic(make_synthetic(n_train=96, n_test=32, seed=7), data, truth)
+    return data, truth
+
+
+@pytest.fixture
 def scored_emulator(tmp_path, small_data_file):
     data, truth = small_data_file
     with running_emulator(tmp_path / "emulator", data_path=data, truth_path=truth) as server:

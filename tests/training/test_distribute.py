@@ -91,8 +91,16 @@ FIT_STAGE_SCRIPT = textwrap.dedent("""
     stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=2))
     result = fit_stage(stage, s.images[:40], s.masks[:40], network_input(s.images[40:]), s.masks[40:],
                        augment_cfg=cfg.augment, verbose=0, log=lambda line: None)
+    # A model trained under the strategy is saved and reloaded as a run saves it (Kaggle's two T4s).
+    import tempfile, numpy as np
+    from marsseg.training.fit import predict_probs
+    from marsseg.training.saved import load_run_model, save_run_model
+    x = network_input(s.images[40:])
+    with tempfile.TemporaryDirectory() as tmp:
+        reloaded = load_run_model(save_run_model(result.model, tmp + "/m.keras"))
+    diff = float(np.abs(predict_probs(reloaded, x) - predict_probs(result.model, x)).max())
     print(json.dumps({"replicas": result.extra["replicas"], "epochs": result.epochs_run,
-                      "val": result.history[result.monitor]}))
+                      "val": result.history[result.monitor], "reload_diff": diff}))
 """)
 
 
@@ -102,6 +110,7 @@ def test_fit_stage_feeds_augmented_batches_to_two_mirrored_replicas():
     out = _run_script("tensorflow", TENSORFLOW_SETUP + FIT_STAGE_SCRIPT)
     assert out["replicas"] == 2 and out["epochs"] == 2
     assert len(out["val"]) == 2 and all(0.0 <= v <= 1.0 for v in out["val"])
+    assert out["reload_diff"] == 0.0
 
 
 def _jax_importable() -> bool:
@@ -129,3 +138,39 @@ def test_one_device_or_disabled_is_a_no_op():
             model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
             assert model.count_params() == 10
     assert replicas.describe() == "single device (no data parallelism)"
+
+
+REUSE_SCRIPT = textwrap.dedent("""
+    import json
+    from dataclasses import replace
+    import numpy as np
+    import marsseg.training.distribute as distribute
+    from marsseg.config import preset
+    from marsseg.data.synth import make_synthetic
+    everywhere = distribute.distribution_scope
+    distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage, predict_probs
+    from marsseg.training.reuse import ModelCache
+    s, cfg, models = make_synthetic(48, 1, seed=1), preset("smoke"), ModelCache()
+    stage = replace(cfg.stage1, train=replace(cfg.stage1.train, run_eagerly=False, batch_size=8))
+    x = network_input(s.images[40:])
+    fit = lambda seed: fit_stage(stage, s.images[:24], s.masks[:24], x, s.masks[40:], seed=seed, verbose=0,
+                                 log=lambda line: None, models=models)
+    first = fit(1)
+    before, step = predict_probs(first.model, x), first.model.shared.train_function
+    second = fit(2)
+    print(json.dumps({"replicas": [first.extra["replicas"], second.extra["replicas"]],
+                      "shared": second.model.shared is first.model.shared,
+                      "same_step": second.model.shared.train_function is step,
+                      "kept": float(np.abs(predict_probs(first.model, x) - before).max()),
+                      "apart": float(np.abs(predict_probs(second.model, x) - before).max())}))
+""")
+
+
+@pytest.mark.slow  # ~30 s
+def test_fold_models_reuse_one_network_under_the_mirrored_strategy_it_was_built_in():
+    pytest.importorskip("tensorflow")
+    out = _run_script("tensorflow", TENSORFLOW_SETUP + REUSE_SCRIPT)
+    assert out["replicas"] == [2, 2] and out["shared"] and out["same_step"]
+    assert out["kept"] < 1e-6 and out["apart"] > 1e-4

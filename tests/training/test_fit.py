@@ -305,5 +305,88 @@ def test_runtime_line_names_backend_devices_and_precision():
 
     line = runtime_line("off")
     assert f"Keras {keras.__version__} on {keras.backend.backend()}" in line
-    assert "devices: CPU only" in line and line.endswith("precision float32")
-    assert runtime_line("on").endswith("precision mixed_float16")
+    assert "devices: CPU only" in line and line.endswith("precision float32 (mixed_precision=off)")
+    assert runtime_line("on").endswith("precision mixed_float16 (mixed_precision=on)")
+    assert runtime_line("auto").endswith("precision float32 (no GPU)")
+
+
+def _fake_gpus(monkeypatch, *capabilities):
+    """GPUs with these compute capabilities, as the device queries would describe them."""
+    from marsseg.training import distribute
+
+    names = [f"/device:GPU:{i}" for i in range(len(capabilities))]
+    monkeypatch.setattr(distribute, "accelerator_devices", lambda: names)
+    monkeypatch.setattr(distribute, "gpu_compute_capabilities", lambda: list(capabilities))
+
+
+@pytest.mark.parametrize(
+    "capabilities, mixed, why",
+    [
+        ([(6, 0)], False, "mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"),  # a P100
+        ([(7, 5), (7, 5)], True, "GPU compute capability 7.5 >= 7.0"),  # Kaggle's two T4s
+        ([(7, 0)], True, "GPU compute capability 7.0 >= 7.0"),
+        ([(8, 0), (6, 1)], False, "mixed float16 off: GPU compute capability 6.1 < 7.0 (no tensor cores)"),
+        ([None], True, "GPU compute capability unknown; assumed to have tensor cores"),
+    ],
+)
+def test_auto_mixed_precision_follows_the_gpus_compute_capability(monkeypatch, capabilities, mixed, why):
+    from marsseg.training.fit import precision_choice, runtime_line
+
+    _fake_gpus(monkeypatch, *capabilities)
+    assert precision_choice("auto") == (mixed, why)
+    assert precision_choice("on") == (True, "mixed_precision=on")  # "on" forces it, even on a P100
+    assert precision_choice("off") == (False, "mixed_precision=off")
+    assert runtime_line("auto").endswith(f"precision {'mixed_float16' if mixed else 'float32'} ({why})")
+
+
+@pytest.mark.parametrize("capability, policy", [((6, 0), "float32"), ((7, 5), "mixed_float16")])
+def test_fit_stage_trains_in_the_precision_the_device_earns(monkeypatch, small_synthetic, capability, policy):
+    import time
+
+    import keras
+
+    from marsseg.config import preset
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
+
+    _fake_gpus(monkeypatch, capability)
+    cfg, s, lines = preset("smoke"), small_synthetic, []
+    result = fit_stage(
+        cfg.stage2,  # single head, full resolution
+        s.images[:16],
+        s.masks[:16],
+        network_input(s.images[16:20], np.full((4, 64, 128, 5), 0.2, np.float32)),
+        s.masks[16:20],
+        train_extras=np.full((16, 64, 128, 5), 0.2, np.float32),
+        seed=2,
+        verbose=0,
+        log=lines.append,
+        deadline=time.monotonic() - 1,  # one batch is enough to build and run the model
+    )
+    assert result.extra["mixed_precision"] is (policy == "mixed_float16")
+    assert result.model.get_layer("enc0").dtype_policy.name == policy
+    assert result.model.get_layer("main").compute_dtype == "float32"  # the heads stay float32 either way
+    assert keras.config.dtype_policy().name == "float32", "the global policy is restored after the fit"
+    said = [line for line in lines if "compute capability" in line]
+    assert said == (
+        ["[marsseg] stage: float32, mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"]
+        if policy == "float32"
+        else []
+    )
+
+
+@pytest.mark.parametrize(
+    "reported, parsed", [((7, 5), (7, 5)), ("7.5", (7, 5)), ("8.0", (8, 0)), ("", None), (None, None), ("sm_90", None)]
+)
+def test_both_backends_spellings_of_a_compute_capability_parse(reported, parsed):
+    from marsseg.training.distribute import parse_capability
+
+    assert parse_capability(reported) == parsed
+
+
+def test_this_machines_gpus_report_their_compute_capability():
+    from marsseg.training.distribute import accelerator_devices, gpu_compute_capabilities
+
+    capabilities = gpu_compute_capabilities()
+    assert len(capabilities) == len(accelerator_devices())  # none here; one per GPU where there are GPUs
+    assert all(c is None or (isinstance(c[0], int) and c >= (3, 0)) for c in capabilities)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from marsseg.competition import active_competition
 from marsseg.errors import UserError
 from marsseg.kaggle.bundle import stale_reason, write_kernel
 from marsseg.kaggle.download import fetch_data
@@ -62,20 +63,39 @@ def add_submit(sub):
     )
     p.add_argument("--file", type=Path, help="submit this local CSV instead of running the kernel (make submit-csv)")
     p.add_argument("--preset", help="with --file: the preset that made it (default: from its config.json)")
-    p.add_argument("--images", type=int, help="expected number of test images (checked before submitting)")
+    p.add_argument(
+        "--images",
+        type=int,
+        help="expected number of test images, overriding the competition profile's ($MARSSEG_PROFILE; 10022)",
+    )
     p.add_argument("--allow-source", action="append", default=[], metavar="SLUG")
     p.add_argument("--skip-push", action="store_true", help="use the kernel's latest run instead of pushing again")
     p.add_argument("--poll", type=float, help="first status poll interval in seconds (then backs off; default 10)")
+    p.add_argument(
+        "--force", action="store_true", help="push even when the kernel's budget exceeds the weekly GPU quota left"
+    )
     p.set_defaults(func=cmd_submit)
 
 
 def cmd_submit(args) -> int:
 
+    competition = active_competition()
     if args.file:
-        submit_csv(args.file, preset=args.preset, allowed_sources=tuple(args.allow_source), images=args.images)
+        submit_csv(
+            args.file,
+            preset=args.preset,
+            competition=competition,
+            allowed_sources=tuple(args.allow_source),
+            images=args.images,
+        )
     else:
         submit_kernel(
-            allowed_sources=tuple(args.allow_source), images=args.images, poll=args.poll, skip_push=args.skip_push
+            competition=competition,
+            allowed_sources=tuple(args.allow_source),
+            images=args.images,
+            poll=args.poll,
+            skip_push=args.skip_push,
+            force=args.force,
         )
     return 0
 
@@ -106,20 +126,39 @@ def cmd_data(args) -> int:
 
 
 def add_emulator(sub):
+    from marsseg.competition import PROFILES
+
     p = sub.add_parser("emulator", help="a loopback Kaggle for dry runs (the real kaggle client talks to it)")
     p.add_argument("--port", type=int, default=7777)
     p.add_argument(
         "--print-env", action="store_true", help="print the lines that route the kit and `kaggle` here, and exit"
     )
-    p.add_argument("--data", type=Path, help="competition data to serve and run kernels on (default: small synthetic)")
-    p.add_argument("--truth", type=Path, help="test labels to score submissions with (synthetic truth by default)")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="competition profile uploads are validated against and the synthetic test set is sized to "
+        "(default: $MARSSEG_PROFILE, else mars: 10022 test images; mars-mini has 32)",
+    )
+    p.add_argument("--data", type=Path, help="competition data to serve and run kernels on (default: synthetic)")
+    p.add_argument(
+        "--truth", type=Path, help="test labels to score with (default: the synthetic truth; unscored without)"
+    )
     p.add_argument("--kernel-preset", default="smoke", help="preset the pushed kernel runs with (default smoke)")
+    p.add_argument("--gpu-quota-hours", type=float, default=30.0, help="weekly GPU quota served (default 30)")
+    p.add_argument(
+        "--gpu-quota-used",
+        type=float,
+        default=0.0,
+        metavar="HOURS",
+        help="GPU hours already used this week (default 0); GPU kernel runs here add their wall time",
+    )
     p.add_argument(
         "--fault",
         action="append",
         default=[],
         metavar="SPEC",
-        help="inject a fault: METHOD:STATUS[:TIMES], METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]",
+        help="inject a fault: METHOD:STATUS[:TIMES], METHOD:STATUS:TIMES:after (processed, then STATUS), "
+        "METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]",
     )
     p.add_argument("--root", type=Path, help="folder for kernel runs and synthetic data (default: a temporary one)")
     p.set_defaults(func=cmd_emulator)
@@ -128,16 +167,24 @@ def add_emulator(sub):
 def cmd_emulator(args) -> int:
 
     if args.print_env:
-        print(print_env(args.port))
+        print(print_env(args.port, args.profile))
         return 0
-    if args.data and not args.data.is_file():
-        raise UserError(f"{args.data}: no such file; pass a competition .npz (or omit --data for synthetic data)")
+    for path, what in ((args.data, "a competition .npz"), (args.truth, "a .npz with test_labels")):
+        if path and not path.is_file():
+            raise UserError(f"{path}: no such file; pass {what} (or omit it for synthetic data)")
+    if args.truth and not args.data:
+        raise UserError("--truth goes with --data (the synthetic data brings its own truth)")
+    if args.gpu_quota_hours <= 0 or args.gpu_quota_used < 0:
+        raise UserError("--gpu-quota-hours must be above 0 and --gpu-quota-used at least 0")
     serve(
         args.port,
         args.root,
         tuple(args.fault),
         data_path=args.data,
         truth_path=args.truth,
+        profile=args.profile,
         kernel_preset=args.kernel_preset,
+        gpu_quota_hours=args.gpu_quota_hours,
+        gpu_quota_used=args.gpu_quota_used,
     )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -10,9 +11,12 @@ from marsseg.config import override, preset, replace, validate
 from marsseg.data.load import find_data
 from marsseg.errors import UserError
 from marsseg.pipeline.demo import run_baseline_demo, run_pipeline_demo
+from marsseg.pipeline.outputs import Stage1Failed
 
 # `make demo`: the full pipeline on synthetic data, sized so the cpu preset ends in under 10 minutes on 2 cores.
 DEMO_TRAIN, DEMO_TEST = 1600, 1000
+# Exit status of a run whose stage 1 crashed: its fallback submission is written, but it is not a finished run.
+STAGE1_FAILED_EXIT = 3
 
 
 def add_demo(sub):
@@ -47,8 +51,16 @@ def cmd_demo(args) -> int:
         return 0
 
     cfg = _config(args)
-    run_pipeline_demo(args.out, cfg, args.train, args.test)
+    try:
+        run_pipeline_demo(args.out, cfg, args.train, args.test)
+    except Stage1Failed as exc:
+        return _stage1_failed(exc)
     return 0
+
+
+def _stage1_failed(exc) -> int:
+    print(f"marsseg: error: {exc}; exit status {STAGE1_FAILED_EXIT}", file=sys.stderr)
+    return STAGE1_FAILED_EXIT
 
 
 def add_train(sub):
@@ -64,7 +76,8 @@ def add_train(sub):
         "--submissions",
         type=Path,
         default=Path("submissions"),
-        help="folder that gets a copy of the submission named by run and time (default submissions/)",
+        help="folder that gets a copy of the submission named by run and time, in submission.format's layout "
+        "(default submissions/, rle)",
     )
     p.add_argument("--quiet", action="store_true", help="phase lines only, no per-epoch Keras lines")
     p.set_defaults(func=cmd_train)
@@ -77,10 +90,13 @@ def cmd_train(args) -> int:
     out = args.out or Path("runs") / f"{cfg.preset}-{datetime.now():%Y%m%d-%H%M%S}"
     from marsseg.pipeline.run import run
 
-    metrics = run(cfg, data, out, submissions_dir=args.submissions, verbose=0 if args.quiet else 2)
+    try:
+        metrics = run(cfg, data, out, submissions_dir=args.submissions, verbose=0 if args.quiet else 2)
+    except Stage1Failed as exc:
+        return _stage1_failed(exc)
     print(
         f"run {out}: hold-out mIoU {metrics['val_miou_final']:.4f} (stage {metrics['final_stage']}); "
-        f"submission {metrics['submission']}"
+        f"submission {metrics['submission']} ({metrics['outputs']['total_bytes'] / 1e6:.0f} MB of output)"
     )
     return 0
 

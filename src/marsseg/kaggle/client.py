@@ -1,17 +1,20 @@
 """The real `kaggle` 2.2.4 client behind one class, `KaggleSession`: routing, credentials, retries.
 
 Every call runs the unmodified `kaggle` CLI in a subprocess (`python -m kaggle …`), so the kit never
-imports it in-process (its import authenticates and may exit) and never patches its private tables.
+imports it in-process (its import authenticates and may exit) and never patches its private tables. The one
+listing the CLI cannot give whole (submissions: its table drops `errorDescription`) runs the client's public
+`KaggleApi.competition_submissions` in a child Python instead, routed the same way.
 
 * Routing: `MARSSEG_KAGGLE_ENDPOINT=http://127.0.0.1:PORT` sends every call to a loopback emulator
   (`marsseg emulator`): the subprocess gets KAGGLE_API_ENVIRONMENT=LOCALHOST, HTTP_PROXY/http_proxy set to
   the endpoint and NO_PROXY/no_proxy empty (the only routing 2.2.4 honours; see ../shared/kaggle-api.md).
   Unset means real Kaggle.
-* Credentials: found the way the client finds them (token, then kaggle.json, then KAGGLE_USERNAME/KAGGLE_KEY);
-  missing ones stop the kit with one line saying how to provide them. Keys are never printed or logged:
-  they are masked out of every message.
+* Credentials: found the way the client finds them (`auth.py`); missing ones stop the kit with one line saying
+  how to provide them. Keys are never printed or logged: they are masked out of every message.
 * Retries: 2.2.4 sends each call once, so 429, 5xx, connection errors and time-outs are retried here with
-  exponential backoff (MARSSEG_KAGGLE_RETRIES, default 5; MARSSEG_KAGGLE_BACKOFF seconds, default 2).
+  exponential backoff (MARSSEG_KAGGLE_RETRIES, default 5; MARSSEG_KAGGLE_BACKOFF seconds, default 2). Except
+  `competitions submit`: a 503 may come after Kaggle created the submission, so it is never re-run blindly; its
+  caller looks at the submissions list before any re-send (`send.py`).
 * Distrust: 2.2.4 exits 0 after a failed upload or push and writes HTTP error bodies into downloaded files,
   so callers confirm submits by listing and validate every downloaded file.
 """
@@ -25,17 +28,23 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from marsseg.errors import UserError
+from marsseg.kaggle.auth import HOW_TO_CREDENTIALS, Credentials, CredentialsError, KaggleError, find_credentials
+
+__all__ = [  # the credentials part lives in auth.py; callers import it from here as before
+    "HOW_TO_CREDENTIALS",
+    "Credentials",
+    "CredentialsError",
+    "KaggleError",
+    "KaggleSession",
+    "find_credentials",
+    "routing_env",
+]
 
 ENDPOINT_VAR = "MARSSEG_KAGGLE_ENDPOINT"
-HOW_TO_CREDENTIALS = (
-    "create an API token at kaggle.com → Settings → API and either save kaggle.json to ~/.kaggle/kaggle.json "
-    "(chmod 600; or the folder KAGGLE_CONFIG_DIR names), or set KAGGLE_USERNAME and KAGGLE_KEY, or set KAGGLE_API_TOKEN"
-)
 _TRANSIENT = re.compile(
     r"\b(429|500|502|503|504)\b|Too Many Requests|Internal Server Error|Service Unavailable|Bad Gateway|"
     r"Gateway Time-?out|ConnectionError|Connection refused|Connection aborted|Connection reset|RemoteDisconnected|"
@@ -43,85 +52,6 @@ _TRANSIENT = re.compile(
     re.I,
 )
 _UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|authenticate|API credentials", re.I)
-
-
-class KaggleError(UserError):
-    """A Kaggle call failed for good (after retries), or Kaggle answered something the kit cannot trust."""
-
-    retryable = True  # False once the transport retries are spent: an outer retry loop must not multiply them
-
-    def __init__(self, message: str, retryable: bool = True):
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class CredentialsError(KaggleError):
-    """No Kaggle credentials on this machine."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    source: str  # where they came from, safe to print
-    username: str | None
-    key: str = field(default="", repr=False)
-    token: str = field(default="", repr=False)
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.key, self.token) if s)
-
-
-def _read_token(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
-
-
-def find_credentials(env: dict | None = None, require: bool = True) -> Credentials | None:
-    """The credentials the `kaggle` client would use, in its order; CredentialsError (exit 2) when none."""
-    env = os.environ if env is None else env
-    home = Path(env.get("HOME") or Path.home())
-    token, source = env.get("KAGGLE_API_TOKEN", "").strip(), "KAGGLE_API_TOKEN"
-    if token and Path(token).is_file():
-        token = _read_token(Path(token))
-    if not token:
-        for name in ("access_token", "access_token.txt"):
-            token, source = _read_token(home / ".kaggle" / name), f"~/.kaggle/{name}"
-            if token:
-                break
-    username, key, json_source = None, "", ""
-    for directory in _config_dirs(env, home):
-        path = directory / "kaggle.json"
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                username, key = data.get("username") or None, data.get("key") or ""
-            except (OSError, ValueError, AttributeError):
-                raise CredentialsError(
-                    f"{path}: not a readable kaggle.json; download a new one ({HOW_TO_CREDENTIALS})"
-                ) from None
-            json_source = str(path)
-            break
-    if env.get("KAGGLE_USERNAME"):
-        username = env["KAGGLE_USERNAME"]
-    if env.get("KAGGLE_KEY"):
-        key, json_source = env["KAGGLE_KEY"], "KAGGLE_USERNAME/KAGGLE_KEY"
-    if token:
-        return Credentials(source, env.get("KAGGLE_USERNAME") or None, key=key, token=token)
-    if username and key:
-        return Credentials(json_source, username, key=key)
-    if require:
-        raise CredentialsError(f"no Kaggle credentials found: {HOW_TO_CREDENTIALS}")
-    return None
-
-
-def _config_dirs(env, home: Path) -> list[Path]:
-    if env.get("KAGGLE_CONFIG_DIR"):
-        return [Path(env["KAGGLE_CONFIG_DIR"])]
-    dirs = [home / ".kaggle"]
-    if env.get("XDG_CONFIG_HOME"):
-        dirs.append(Path(env["XDG_CONFIG_HOME"]) / "kaggle")
-    return dirs
 
 
 def routing_env(endpoint: str | None, base: dict | None = None) -> dict:
@@ -195,11 +125,13 @@ class KaggleSession:
         return name
 
     # ------------------------------------------------------------------------------ calls
-    def kaggle(self, *args: str, what: str | None = None) -> str:
-        """Run `kaggle ARGS` with retries; the stdout of the first successful run."""
-        return self._run([sys.executable, "-m", "kaggle", *args], what or " ".join(args[:2]))
+    def kaggle(self, *args: str, what: str | None = None, retry: bool = True) -> str:
+        """Run `kaggle ARGS` with retries (`retry=False`: once); the stdout of the first successful run."""
+        return self._run([sys.executable, "-m", "kaggle", *args], what or " ".join(args[:2]), retry)
 
-    def _run(self, command: list[str], what: str) -> str:
+    def _run(self, command: list[str], what: str, retry: bool = True) -> str:
+        """Run a client command. A transient failure is retried with backoff; with `retry=False` it is raised at
+        once as a retryable KaggleError, for a caller that must look before it sends again."""
         self.credentials()
         attempt = 0
         while True:
@@ -212,6 +144,8 @@ class KaggleSession:
             if ok:
                 return proc.stdout
             summary = self.mask(_summarise(output))
+            if _TRANSIENT.search(output) and not retry:
+                raise KaggleError(f"kaggle {what}: {summary}", retryable=True)
             if _TRANSIENT.search(output) and attempt < self.retries:
                 delay = min(self.max_backoff, self.backoff * 2**attempt)
                 attempt += 1
@@ -281,19 +215,45 @@ class KaggleSession:
 
     # ----------------------------------------------------------------------- competitions
     def submit(self, competition: str, path: Path, message: str) -> str:
-        """Upload and create a submission; the client's answer. Confirm it with `submissions()`."""
+        """Upload and create a submission, ONCE (no transport retry: a 5xx may follow a created submission);
+        the client's answer. A transient failure raises a retryable KaggleError; confirm with `submissions()`."""
         out = self.kaggle(
-            "competitions", "submit", "-c", competition, "-f", str(path), "-m", message, what="competitions submit"
+            "competitions",
+            "submit",
+            "-c",
+            competition,
+            "-f",
+            str(path),
+            "-m",
+            message,
+            what="competitions submit",
+            retry=False,
         )
         if "Could not submit" in out:
             raise KaggleError(f"kaggle competitions submit: the upload failed ({self.mask(_summarise(out))})")
         return out.strip()
 
-    def submissions(self, competition: str) -> list[dict]:
-        out = self.kaggle(
-            "competitions", "submissions", "-c", competition, "--format", "json", what="competitions submissions"
-        )
-        return _json_list(out, "competitions submissions")
+    def submissions(self, competition: str, page_size: int = 20) -> list[dict]:
+        """The newest submissions, with Kaggle's `errorDescription` (which the CLI's table drops): read through
+        the client's public `KaggleApi.competition_submissions` in a child Python, routed like the CLI."""
+        command = [sys.executable, "-c", _LIST_SUBMISSIONS, competition, str(page_size)]
+        out = self._run(command, "competitions submissions")
+        line = next((ln for ln in reversed(out.splitlines()) if ln.startswith(_JSON_MARK)), None)
+        if line is None:
+            raise KaggleError(f"kaggle competitions submissions: unexpected answer: {self.mask(_summarise(out))}")
+        return json.loads(line[len(_JSON_MARK) :])
+
+    def gpu_quota(self) -> tuple[float, float]:
+        """(hours used, hours allowed) of this week's GPU quota, from `kaggle quota` (GetAcceleratorQuotaStatistics);
+        KaggleError when it cannot be read."""
+        out = self.kaggle("quota", "--format", "json", what="quota")
+        start = out.find("[")
+        try:
+            rows = json.loads(out[start:]) if start >= 0 else []
+            gpu = next(r for r in rows if str(r.get("resource", "")).upper() == "GPU")
+            return float(str(gpu["used"]).rstrip("h")), float(str(gpu["total"]).rstrip("h"))
+        except (ValueError, StopIteration, KeyError, TypeError, AttributeError):
+            raise KaggleError(f"kaggle quota: no GPU quota in the answer ({self.mask(_summarise(out))})") from None
 
     def leaderboard(self, competition: str) -> list[dict]:
         out = self.kaggle(
@@ -326,6 +286,27 @@ class KaggleSession:
             archive.unlink()
             raise KaggleError(f"kaggle competitions download: got an error page instead of a zip ({head!r})")
         return archive
+
+
+_JSON_MARK = "MARSSEG-SUBMISSIONS "
+# Run as `python -c CODE COMPETITION PAGE_SIZE`; attribute names from kagglesdk's ApiSubmission (2.2.4 / 0.1.37).
+_LIST_SUBMISSIONS = """
+import json, sys
+from kaggle.api.kaggle_api_extended import KaggleApi
+api = KaggleApi()
+api.authenticate()
+rows = []
+for s in api.competition_submissions(sys.argv[1], page_size=int(sys.argv[2])) or []:
+    if s is None:
+        continue
+    rows.append({
+        "ref": s.ref, "fileName": s.file_name or "", "date": s.date.isoformat() if s.date else "",
+        "description": s.description or "", "status": getattr(s.status, "name", str(s.status or "")),
+        "publicScore": s.public_score or "", "privateScore": s.private_score or "",
+        "errorDescription": s.error_description or "", "totalBytes": s.total_bytes,
+    })
+print("MARSSEG-SUBMISSIONS " + json.dumps(rows))
+"""
 
 
 def _json_list(out: str, what: str) -> list[dict]:

@@ -1,9 +1,12 @@
 """The round trips behind `make submit`, `make submit-csv`, and `make status`.
 
-`submit_kernel`: bundle → rules check → push → wait → fetch output → validate → convert → submit → confirm → record.
-`submit_csv`:    rules check → validate → convert → submit → confirm → record.
-Every stage that can fail appends a row to the record first-hand (see `records.py`), and the local
-submission stays under `submissions/<id>/`: a failed push or submit loses nothing.
+`submit_kernel`: bundle → rules check → GPU quota check → push → wait → fetch output → validate → convert →
+                 check → zip → submit once → confirm → record.
+`submit_csv`:    validate → rules check → convert → check → zip → submit once → confirm → record.
+Every file is checked against the competition profile before it is uploaded (`guard.py`); the last leg (zip,
+send at most once, confirm, record) is `send.py`. Every stage that can fail appends a row to the record
+first-hand (see `records.py`), and the local submission stays under `submissions/<id>/`: a failed push or
+submit loses nothing.
 """
 
 from __future__ import annotations
@@ -13,43 +16,25 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from marsseg.competition import MARS, Competition
+from marsseg.competition import Competition, active_competition
 from marsseg.errors import UserError
 from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
 from marsseg.kaggle.client import KaggleError, KaggleSession
-from marsseg.kaggle.records import RECORDS_PATH, append_record, latest_records
+from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission, expected_images
+from marsseg.kaggle.records import RECORDS_PATH, latest_records
 from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
+from marsseg.kaggle.send import Attempt, submit_staged
 from marsseg.stamps import git_commit
-from marsseg.submission.formats import convert, read_submission
+from marsseg.submission.formats import convert
 
 SUBMISSIONS_DIR = Path("submissions")
 TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
-# What the kit fetches from a run (checkpoints stay on Kaggle; `kaggle kernels output` gets everything).
-OUTPUT_FILES = r"^(submission\.csv|metrics\.json|config\.json)$"
-
-
-@dataclass
-class Attempt:
-    """One submission attempt: what goes into each record row."""
-
-    id: str
-    competition: str
-    fields: dict = field(default_factory=dict)
-    records: Path = RECORDS_PATH
-
-    def record(self, status: str, **changes) -> dict:
-        self.fields.update(changes)
-        return append_record(
-            {"id": self.id, "competition": self.competition, **self.fields, "status": status}, self.records
-        )
-
-    def fail(self, status: str, exc: Exception):
-        self.record(status, detail=str(exc))
-        return exc
+# What the kit fetches from a run (`kernels output --file-pattern`, a regex searched in each output file's name): the
+# submission and the reports. The saved models (*.keras) and checkpoints stay on Kaggle.
+OUTPUT_FILES = r"^(submission\.csv|submission_rle\.csv|metrics\.json|config\.json|[^/]+\.png)$"
 
 
 def new_id() -> str:
@@ -82,13 +67,6 @@ def run_facts(folder: Path) -> dict:
     except (OSError, ValueError, AttributeError):
         pass
     return facts
-
-
-def describe(attempt: Attempt) -> str:
-    f = attempt.fields
-    miou = f.get("val_miou_final")
-    score = f"{miou:.4f}" if isinstance(miou, float) else "n/a"
-    return f"marsseg {attempt.id} preset={f.get('preset') or 'unknown'} commit={f.get('git_commit')} val_mIoU={score}"
 
 
 # ------------------------------------------------------------------------------------- kernel
@@ -147,7 +125,9 @@ def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
 def fetch_output(
     session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None, log=print
 ) -> Path:
-    """Download the kernel's files and validate them; an error body saved as a file counts as a failed try."""
+    """Download the kernel's submission and reports and validate them against the profile. An error body saved
+    as a file counts as a failed try; a submission that is invalid twice with the same bytes is refused."""
+    seen = {"sha256": None}
 
     def once():
         if dest.exists():
@@ -164,9 +144,13 @@ def fetch_output(
                 except (ValueError, UnicodeDecodeError):
                     raise KaggleError(f"{path.name} from {ref} is not JSON (a failed download?)") from None
         try:
-            info = read_submission(csv, images, competition)
-        except UserError as exc:
-            raise KaggleError(f"the kernel's submission.csv is invalid or was not downloaded whole: {exc}") from None
+            info = check_submission(csv, competition, images, what="the kernel's ")
+        except SubmissionRefused as exc:
+            digest = sha256_file(csv)
+            if digest == seen["sha256"]:  # the same bytes twice: the kernel wrote it so, not a broken download
+                raise
+            seen["sha256"] = digest
+            raise KaggleError(f"{exc} (downloading it again to rule out a broken download)") from None
         log(f"[kaggle] fetched {len(files)} files from {ref}: valid {info.layout} submission, {info.n_images} images")
         return csv
 
@@ -182,72 +166,29 @@ def stage_submission(
     folder = submissions_dir / attempt.id
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "submission.csv"
-    convert(source, target, competition.submission_layout, images, competition)
+    convert(source, target, competition.submission_layout, expected_images(competition, images), competition)
     attempt.fields.update(file=target.as_posix(), sha256=sha256_file(target), layout=competition.submission_layout)
     return target
-
-
-def submit_and_confirm(session: KaggleSession, attempt: Attempt, path: Path, log=print) -> dict:
-    """Submit, then find the submission in the list by its id (2.2.4 exits 0 on a failed upload)."""
-    message = describe(attempt)
-    attempt.fields["message"] = message
-    competition = attempt.competition
-
-    def listed():
-        for item in session.submissions(competition):
-            if attempt.id in str(item.get("description", "")):
-                return item
-        return None
-
-    def once():
-        existing = listed()  # a retried call may have gone through before it failed
-        if existing is None:
-            session.submit(competition, path, message)
-            existing = listed()
-        if existing is None:
-            raise KaggleError(f"the submission is not in the competition's list after submitting ({message})")
-        return existing
-
-    return session.retrying("competitions submit", once)
-
-
-def _finish(attempt: Attempt, item: dict, log) -> dict:
-    status = str(item.get("status", "")).rsplit(".", 1)[-1].lower() or "pending"
-    row = attempt.record(
-        status if status in {"pending", "complete", "error"} else "pending",
-        kaggle_ref=item.get("ref", ""),
-        public_score=item.get("publicScore") or "",
-        detail=item.get("errorDescription") or "",
-    )
-    if status == "error":
-        raise KaggleError(
-            f"Kaggle could not score submission {attempt.id}: {row['detail'] or 'no reason given'} "
-            f"(recorded in {attempt.records})"
-        )
-    score = f", public score {row['public_score']}" if row["public_score"] else ""
-    log(
-        f"[kaggle] submitted {row['file']} as {attempt.id} (ref {row['kaggle_ref']}): {status}{score}; "
-        f"recorded in {attempt.records}"
-    )
-    return row
 
 
 def submit_kernel(
     *,
     kernel: Path | None = None,
     metadata: Path | None = None,
-    competition: Competition = MARS,
+    competition: Competition | None = None,
     allowed_sources: tuple[str, ...] = (),
     images: int | None = None,
     poll: float | None = None,
     timeout: float = 12.5 * 3600,
     skip_push: bool = False,
+    force: bool = False,
     session: KaggleSession | None = None,
     submissions_dir: Path = SUBMISSIONS_DIR,
     log=print,
 ) -> dict:
-    """`make submit`: the whole chain; returns the final record row."""
+    """`make submit`: the whole chain; returns the final record row. `force` pushes past the GPU quota check."""
 
+    competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
     metadata_path = Path(metadata or METADATA_PATH)
     session = session or KaggleSession(log=log)
@@ -259,6 +200,8 @@ def submit_kernel(
     enforce_rules(kernel, metadata_path, allowed_sources, log=log)
     meta = load_metadata(metadata_path)
     ref = kernel_ref_from_metadata(meta, username)
+    if not skip_push:
+        check_gpu_quota(session, kernel, meta, force, log)  # a refusal stops here: nothing pushed or recorded
     attempt = Attempt(
         new_id(),
         competition.slug,
@@ -289,16 +232,18 @@ def submit_kernel(
         output = fetch_output(session, ref, folder / "kernel_output", competition, images, log)
         attempt.fields.update(run_facts(output.parent))
         staged = stage_submission(output, attempt, competition, images, submissions_dir)
+    except SubmissionRefused as exc:
+        raise attempt.fail("refused", exc) from None
     except UserError as exc:
         raise attempt.fail("output_invalid", exc) from None
-    return _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log)
+    return submit_staged(session, attempt, staged, competition, images, allowed_sources, kernel, metadata_path, log=log)
 
 
 def submit_csv(
     path: Path,
     *,
     preset: str | None = None,
-    competition: Competition = MARS,
+    competition: Competition | None = None,
     allowed_sources: tuple[str, ...] = (),
     images: int | None = None,
     session: KaggleSession | None = None,
@@ -307,8 +252,9 @@ def submit_csv(
 ) -> dict:
     """`make submit-csv FILE=…`: a CSV made locally (e.g. on a GPU box); facts from its run folder if there."""
 
+    competition = competition or active_competition()
     path = Path(path)
-    read_submission(path, images, competition)  # a bad file stops here, before credentials or records
+    check_submission(path, competition, images)  # a file that would not be scored stops here: nothing recorded
     session = session or KaggleSession(log=log)
     session.username()
     enforce_rules(None, METADATA_PATH, allowed_sources, log=log)
@@ -322,21 +268,7 @@ def submit_csv(
         attempt.fields["preset"] = preset
     staged = stage_submission(path, attempt, competition, images, submissions_dir)
     attempt.record("started")
-    return _submit_staged(session, attempt, staged, allowed_sources, None, METADATA_PATH, log)
-
-
-def _submit_staged(session, attempt, staged, allowed_sources, kernel, metadata_path, log) -> dict:
-
-    enforce_rules(kernel, metadata_path, allowed_sources, log=lambda *_: None)  # again, right before it leaves
-    try:
-        item = submit_and_confirm(session, attempt, staged, log)
-    except KaggleError as exc:
-        attempt.fail("submit_failed", exc)
-        raise KaggleError(
-            f"{exc} — nothing is lost: {staged} and its record in {attempt.records} stay; "
-            f"retry with `make submit-csv FILE={staged}`"
-        ) from None
-    return _finish(attempt, item, log)
+    return submit_staged(session, attempt, staged, competition, images, allowed_sources, None, METADATA_PATH, log=log)
 
 
 # ------------------------------------------------------------------------------------ status

@@ -19,11 +19,17 @@ LATEST row for an `id` is that submission's current state.
     kernel_ref       'user/slug' and version of the Kaggle kernel that produced it, e.g. me/mars-segmentation-kit@3
                      ('' for a CSV submitted from a local run)
     kaggle_ref       Kaggle's submission ref once confirmed by listing ('' before)
-    status           started | push_failed | kernel_failed | output_invalid | submit_failed
-                     | pending | complete | error   (the last three are Kaggle's scoring states)
+    status           started | refused | push_failed | kernel_failed | output_invalid | submit_failed
+                     | pending | complete | error   (the last three are Kaggle's scoring states; `refused`: the
+                     file failed the check against the competition profile, so nothing was sent)
     public_score     Kaggle's public score as a string once scored ('' before)
     message          the submission description sent to Kaggle
     detail           the reason for a failure or Kaggle's error description ('' otherwise)
+    csv_bytes        size of the CSV in bytes
+    zip_bytes        size of what was uploaded: submissions/<id>/submission.zip, the CSV deflated (one member)
+
+A file written before a column existed is upgraded once, atomically, to the current header (every row kept, the
+new cells empty) before the next row is appended.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import io
 import os
 from pathlib import Path
 
+from marsseg.errors import UserError
+from marsseg.files import atomic_write_text
 from marsseg.stamps import utc_now
 
 RECORDS_PATH = Path("submissions/records.csv")
@@ -54,8 +62,10 @@ FIELDS = (
     "public_score",
     "message",
     "detail",
+    "csv_bytes",
+    "zip_bytes",
 )
-FAILED = {"push_failed", "kernel_failed", "output_invalid", "submit_failed", "error"}
+FAILED = {"refused", "push_failed", "kernel_failed", "output_invalid", "submit_failed", "error"}
 
 
 def append_record(row: dict, path: Path = RECORDS_PATH) -> dict:
@@ -70,6 +80,8 @@ def append_record(row: dict, path: Path = RECORDS_PATH) -> dict:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        _upgrade_header(path)
     if new:
         writer.writeheader()
     writer.writerow(full)
@@ -95,6 +107,23 @@ def latest_records(path: Path = RECORDS_PATH) -> dict[str, dict]:
     for row in read_records(path):
         latest[row["id"]] = row
     return latest
+
+
+def _upgrade_header(path: Path) -> None:
+    """Rewrite a records file with an older header (a subset of FIELDS) under the current one, atomically."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if header == list(FIELDS):
+        return
+    unknown = [name for name in header if name not in FIELDS]
+    if unknown or "id" not in header:
+        raise UserError(f"{path}: unexpected columns {', '.join(unknown) or '(no id)'}; it is not a marsseg record")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in read_records(path):
+        writer.writerow({name: row.get(name) or "" for name in FIELDS})
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _cell(value) -> str:

@@ -2,10 +2,11 @@
 
 Run automatically before every push and every submit. It reads what would be uploaded — the
 bundled kernel (every embedded module and the entry body) and `kernel-metadata.json` — and fails on:
-  * pretrained weights: a `weights=` argument that is a string (e.g. 'imagenet', a file) or any non-None value
-    given to a class (`SomeNet(weights=w)`), `keras.applications`, TF-Hub / kagglehub / torch.hub loaders,
-    `from_pretrained(...)`, `pretrained=True`;
-  * downloads at run time: `get_file`, `urlopen`, `urlretrieve`, `requests.get/post`, `pip install`;
+  * pretrained weights and model loaders (src/marsseg/kaggle/loaders.py, names resolved through imports and
+    aliases): pretrained-model packages, `weights=`/`encoder_weights=`/`pretrained=` arguments, `from_preset`,
+    `from_pretrained`, `load_model`, `load_weights`, `torch.load`, hub and checkpoint loaders; the one allowed
+    load is `load_run_model` from `marsseg.training.saved` (a model the run saved itself);
+  * downloads at run time: `get_file`, `urlopen`, `urlretrieve`, Hub downloads, `requests.get/post`, `pip install`;
   * internet enabled in the metadata (`enable_internet` must be false: Kaggle's default is true);
   * data sources other than the competition (datasets, models, other kernels), unless allowed;
   * credentials inside the bundle: kaggle.json contents, KAGGLE_KEY/KAGGLE_API_TOKEN assignments, and the
@@ -25,32 +26,16 @@ from marsseg.competition import MARS, Competition
 from marsseg.errors import UserError
 from marsseg.kaggle.bundle import embedded_sources, entry_text, kernel_sources
 from marsseg.kaggle.client import find_credentials
+from marsseg.kaggle.loaders import FIX, Names, check_loaders, literal_code
 
 METADATA_PATH = Path("kernel-metadata.json")
 ALLOW_MARK = "# rules: allow"
 
-_PRETRAINED_MODULES = (
-    "keras.applications",
-    "tensorflow.keras.applications",
-    "tf.keras.applications",
-    "tensorflow_hub",
-    "kagglehub",
-    "torch.hub",
-    "torchvision.models",
-    "timm",
-    "transformers",
-    "segmentation_models",
-)
-_LOADER_CALLS = {
-    "from_pretrained": "a from_pretrained() loader (pretrained weights)",
-    "KerasLayer": "a TF-Hub KerasLayer (pretrained weights)",
-    "load_state_dict_from_url": "a download of pretrained weights",
-    "get_file": "keras get_file(), a download at run time",
-    "urlopen": "urlopen(), a download at run time",
-    "urlretrieve": "urlretrieve(), a download at run time",
-    "model_download": "a kagglehub model download",
-    "dataset_download": "a kagglehub dataset download",
-}
+# numpy has weights= too (np.average): only these say "pretrained" whatever they are given to
+_WEIGHT_ARGS = ("encoder_weights", "weights_backbone", "backbone_weights")
+_CHECKPOINT_ARGS = ("checkpoint_path", "ckpt_path", "resume_from_checkpoint", "pretrained_model_name_or_path")
+_CHECKPOINT_ARGS += ("pretrained_cfg", "pretrained_cfg_overlay")  # timm: a file or a hub entry
+_HUB_PREFIXES = ("hf-hub:", "hf_hub:", "hf://", "kaggle://", "https://tfhub.dev/", "https://huggingface.co/")
 _CREDENTIAL_PATTERNS = (
     (re.compile(r"""["']key["']\s*:\s*["'][0-9a-f]{32}["']"""), "kaggle.json contents (a 32-hex API key)"),
     (
@@ -82,69 +67,64 @@ def check_source(text: str, where: str) -> list[Violation]:
     except SyntaxError as exc:
         return [Violation(f"{where}:{exc.lineno}", f"does not parse ({exc.msg}); the kernel would fail")]
     lines = text.splitlines()
-    found = []
-    attribute_lines = set()
+    found: list[Violation] = []
 
     def add(node, reason):
         line = lines[node.lineno - 1] if 0 < node.lineno <= len(lines) else ""
-        if not line.rstrip().endswith(ALLOW_MARK):
-            found.append(Violation(f"{where}:{node.lineno}", reason))
+        violation = Violation(f"{where}:{node.lineno}", reason)
+        if not line.rstrip().endswith(ALLOW_MARK) and violation not in found:
+            found.append(violation)
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if _is_pretrained_module(alias.name):
-                    add(node, f"imports {alias.name} (pretrained models are forbidden)")
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            bad = next((n for n in names if _is_pretrained_module(n)), None)
-            if bad:
-                add(node, f"imports {bad} (pretrained models are forbidden)")
-        elif isinstance(node, ast.Attribute):
-            dotted = _dotted(node)
-            if (
-                dotted
-                and any(dotted == m or dotted.startswith(m + ".") for m in _PRETRAINED_MODULES if m.count(".") >= 1)
-                and not isinstance(getattr(node, "ctx", None), ast.Store)
-            ):
-                if node.lineno not in attribute_lines:  # `a.b.c` also visits `a.b`: report a line once
-                    attribute_lines.add(node.lineno)
-                    add(node, f"uses {dotted} (pretrained models are forbidden)")
-        elif isinstance(node, ast.Call):
-            _check_call(node, add)
+    _check_tree(tree, where, add)
     return found
+
+
+def _check_tree(tree: ast.AST, where: str, add, names: Names | None = None) -> None:
+    names = check_loaders(tree, where, add, names)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            _check_call(node, add)
+            code = literal_code(node, names)
+            if code is not None:  # reported at the exec/eval line, the only line there is
+                _check_tree(
+                    code, where, lambda _inner, reason, at=node: add(at, f"in the code it runs: {reason}"), names
+                )
 
 
 def _check_call(node: ast.Call, add) -> None:
     name = _dotted(node.func) or ""
     short = name.rsplit(".", 1)[-1]
-    if short in _LOADER_CALLS:
-        add(node, f"calls {name or short}: {_LOADER_CALLS[short]}")
-    if name in {"hub.load", "tensorflow_hub.load", "torch.hub.load"}:
-        add(node, f"calls {name}: a hub loader (pretrained weights)")
     if name in {"requests.get", "requests.post", "requests.request", "wget.download", "httpx.get"}:
         add(node, f"calls {name}: a download at run time (Kaggle runs kernels offline)")
-    for keyword in node.keywords:
-        value = keyword.value
-        if keyword.arg == "weights":
-            is_none = isinstance(value, ast.Constant) and value.value is None
-            if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                add(node, f"weights={value.value!r}: pretrained weights are forbidden (use weights=None)")
-            elif not is_none and short[:1].isupper():
-                add(node, f"{short}(weights=…): pretrained weights are forbidden (use weights=None)")
-        if keyword.arg == "pretrained" and not (isinstance(value, ast.Constant) and value.value in (False, None)):
-            add(node, f"{short}(pretrained=…): pretrained weights are forbidden")
     if short in {"system", "run", "call", "check_call", "check_output", "Popen", "popen"}:
         words = " ".join(_strings(node))
         if re.search(r"\bpip3?\b.*\binstall\b", words):
             add(node, "runs pip install: Kaggle runs kernels offline; use what its image ships")
+    for value in list(node.args) + [k.value for k in node.keywords]:
+        text = _string(value)
+        if text and text.startswith(_HUB_PREFIXES):
+            add(node, f"{short}({text!r}) names a model on a hub (pretrained weights); {FIX}")
+    for key, value in ((k.arg, k.value) for k in node.keywords if k.arg):
+        _check_argument(node, short, key, value, add)
 
 
-def _is_pretrained_module(name: str) -> bool:
-    return any(name == m or name.startswith(m + ".") for m in _PRETRAINED_MODULES) or name in {
-        "keras.applications",
-        "tensorflow.keras.applications",
-    }
+def _check_argument(node: ast.Call, short: str, key: str, value, add) -> None:
+    """Keyword arguments that ask for pretrained weights or a checkpoint."""
+    if _is_off(value):
+        return
+    if key == "weights" or key in _WEIGHT_ARGS:
+        text = _string(value)
+        if text is not None or "Weights" in ast.unparse(value):  # a string, or a torchvision `X_Weights.DEFAULT`
+            shown = repr(text) if text is not None else ast.unparse(value)[:60]
+            add(node, f"{key}={shown}: pretrained weights are forbidden (use {key}=None)")
+        elif key in _WEIGHT_ARGS or short[:1].isupper():
+            add(node, f"{short}({key}=…): pretrained weights are forbidden (use {key}=None)")
+    elif key in ("pretrained", "pretrained_backbone"):
+        add(node, f"{short}({key}=…): pretrained weights are forbidden (use {key}=False)")
+    elif key in _CHECKPOINT_ARGS:
+        add(node, f"{short}({key}=…) loads weights from a file or a hub; {FIX}")
+    elif key == "allow_pickle":
+        add(node, f"{short}(allow_pickle=…) can unpickle a saved model; {FIX}")
 
 
 def _dotted(node) -> str | None:
@@ -156,6 +136,14 @@ def _dotted(node) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
+
+
+def _string(node) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _is_off(node) -> bool:
+    return isinstance(node, ast.Constant) and node.value in (None, False, "")
 
 
 def _strings(node) -> list[str]:

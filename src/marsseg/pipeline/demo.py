@@ -10,12 +10,13 @@ import numpy as np
 from marsseg.competition import MARS
 from marsseg.data.load import load_dataset, load_masks
 from marsseg.data.synth import ensure_synthetic
-from marsseg.submission.formats import read_submission, write_submission
+from marsseg.pipeline.outputs import SUBMISSION, write_submissions
+from marsseg.submission.formats import read_submission
 from marsseg.submission.scoring import score_masks
 
 
 def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, seed: int = 0, log=print) -> dict:
-    """Synthetic data -> nearest-centroid prediction -> validated RLE submission -> score."""
+    """Synthetic data -> nearest-centroid prediction -> validated submissions (both layouts) -> score."""
     from marsseg.pipeline.baseline import fit_centroids, predict_centroids
 
     out_dir = Path(out_dir)
@@ -24,7 +25,8 @@ def run_baseline_demo(out_dir: Path, n_train: int = 2615, n_test: int = 10022, s
     dataset = load_dataset(data_path)
     model = fit_centroids(dataset.images, dataset.masks)
     prediction = predict_centroids(dataset.test_images, model)
-    submission_path = write_submission(out_dir / "submission.csv", prediction, "rle")
+    write_submissions(out_dir, prediction)  # as a run writes them: the profile's layout, and RLE beside it
+    submission_path = out_dir / SUBMISSION
     info = read_submission(submission_path, dataset.n_test)
     truth = np.load(truth_path)["test_labels"]
     score = score_masks(truth, info.masks)

@@ -3,21 +3,22 @@
     load -> clean -> hold-out split (tuning + reporting parts) + K folds -> stage 1 per fold (out-of-fold
     probabilities) -> stage-1 submission (the fallback, written first) -> stage 2 on image + probabilities ->
     post-processing and TTA (each kept only if it raises the tuning part's mIoU under "auto") -> final
-    submission, validated.
+    submission, validated. If stage 1 itself crashes, a network-free submission is written instead and
+    `outputs.Stage1Failed` is raised.
 
 The hold-out images are never trained on or used for early stopping by either stage. Its tuning part makes every
 decision (TTA, class biases, morphology, which stage is submitted); its reporting part makes none, and
 `val_miou_stage1`, `val_miou_stage2` and `val_miou_final` are its scores (both stages under flip TTA unless
 post.tta is off), so they do not flatter. Stage 2's input is stage 1's flip-TTA'd probabilities everywhere
-(see `stages`). The signature of `run` is the contract the Kaggle kernel and the emulator call. The
-post-processing choice lives in `choice`, the tuning/reporting split in `holdout`, the input calibration in
-`calibration`, the time arithmetic in `budget`, test-set prediction in `testset`, the metrics report in `report`.
+(see `stages`). The signature of `run` is the contract the Kaggle kernel and the emulator call. Loading,
+cleaning and the folds live in `prepare`, the post-processing choice in `choice`, the tuning/reporting split in
+`holdout`, the input calibration in `calibration`, the time arithmetic in `budget`, test-set prediction in
+`testset`, the metrics report in `report`, the run folder's files (and nothing else) in `outputs`.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from marsseg.config import Config, save_config, validate
-from marsseg.data.load import load_dataset
 from marsseg.files import atomic_write_json
-from marsseg.pipeline import report, testset
+from marsseg.pipeline import outputs, prepare, report, testset
 from marsseg.pipeline.budget import (
     Budget,
     fits,
@@ -39,19 +39,14 @@ from marsseg.pipeline.budget import (
 )
 from marsseg.pipeline.calibration import InputGap, fit_temperature
 from marsseg.pipeline.figures import plot_curves, plot_samples
-from marsseg.pipeline.holdout import Holdout
 from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
-from marsseg.prep.analysis import class_weights
-from marsseg.prep.bigrock import bigrock_copies, with_copies
-from marsseg.prep.clean import clean_dataset
-from marsseg.prep.folds import fold_ids, holdout_split
 from marsseg.stamps import git_commit
-from marsseg.submission.formats import read_submission, write_submission
 
 
 def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions", verbose=2) -> dict:
-    """Train on `data_path` under `cfg`; write config.json, metrics.json, submission.csv and figures to `out_dir`;
-    copy the submission to `submissions_dir` (None: no copy). Returns the metrics."""
+    """Train on `data_path` under `cfg`; write the files `outputs` lists to `out_dir`; copy the submission in
+    `submission.format` to `submissions_dir` (None: no copy). Returns the metrics. Raises `outputs.Stage1Failed`
+    (after writing the fallback submission and metrics.json) if stage 1 crashed."""
     validate(cfg)
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
@@ -88,10 +83,17 @@ class _Run:
     def execute(self) -> dict:
         self.load_and_clean()
         self.split()
-        self.stage1()
-        self.write_stage1_submission()
+        try:
+            self.stage1()
+            self.write_stage1_submission()
+        except Exception as exc:  # noqa: BLE001 - any crash here still leaves a validated submission
+            self.stage1_crashed(exc)
+        self.metrics["stage1_status"] = "ok"
+        self.save_models({outputs.stage1_model_name(f.fold): f.result.model for f in self.s1.folds}, "stage 1")
         if self.cfg.two_stage:
             self.try_stage2()
+            if getattr(self, "s2", None) is not None:
+                self.save_models({outputs.STAGE2_MODEL: self.s2.model}, "stage 2")
         else:
             self.metrics["stage2_status"] = "off (two_stage=false)"
         if self.final_stage == 1 and self.stage1_tta_pending:
@@ -104,59 +106,17 @@ class _Run:
         return self.metrics
 
     def load_and_clean(self) -> None:
-        cfg = self.cfg
-        self.budget.phase("load", note=str(self.data_path))
-        dataset = load_dataset(self.data_path)
-        images, masks = dataset.images, dataset.masks
-        if cfg.data.max_train:
-            images, masks = images[: cfg.data.max_train], masks[: cfg.data.max_train]
-        # Every test image is predicted whatever data.max_test says: Kaggle rejects a partial submission.
-        self.test_images = dataset.test_images
-        self.budget.phase("clean", note=f"{len(images)} training images")
-        self.images, self.masks, cleaning = clean_dataset(images, masks, cfg.clean)
-        self.metrics["data"] = {
-            "n_train": int(len(images)),
-            "n_removed": int(len(cleaning.removed)),
-            "n_clean": int(len(self.images)),
-            "n_test": int(len(self.test_images)),
-        }
-        self.budget.note(f"cleaning removed {len(cleaning.removed)} of {len(images)} training images")
+        self.images, self.masks, self.test_images, self.metrics["data"] = prepare.load_and_clean(
+            self.cfg, self.data_path, self.budget
+        )
 
     def split(self) -> None:
-        cfg = self.cfg
-        self.budget.phase("folds")
-        dev, val = holdout_split(self.masks, cfg.data.val_fraction, cfg.seed)
-        self.hold = Holdout.split(self.images[val], self.masks[val], cfg.data.report_fraction, cfg.seed)
+        split = prepare.split_data(self.cfg, self.images, self.masks, self.budget)
+        self.hold, self.fold_of, self.class_weights = split.hold, split.fold_of, split.class_weights
+        self.dev_images, self.dev_masks, self.dev_groups = split.dev_images, split.dev_masks, split.dev_groups
         self.val_images, self.val_masks = self.hold.images, self.hold.masks  # both parts; marsseg_bench reads them
         self.metrics["holdout"] = self.hold.counts()
-        dev_images, dev_masks = self.images[dev], self.masks[dev]
-        copies = bigrock_copies(
-            dev_images,
-            dev_masks,
-            cfg.augment.bigrock_offline_copies,
-            seed=cfg.seed,
-            strength=cfg.augment.strength if cfg.augment.strength != "none" else "medium",
-        )
-        # Each copy lands in its source image's fold, so no fold model sees a copy of an image it predicts.
-        self.dev_images, self.dev_masks, self.dev_groups = with_copies(dev_images, dev_masks, copies)
-        k = max(2, cfg.data.folds)  # stage 1 is a K-fold ensemble even when stage 2 is off
-        self.fold_of = fold_ids(self.dev_masks, k, cfg.seed, groups=self.dev_groups)
-        self.class_weights = {
-            stage: class_weights(
-                self.dev_masks,
-                power=getattr(cfg, stage).loss.class_weight_power,
-                max_ratio=getattr(cfg, stage).loss.max_weight_ratio or None,
-            )
-            for stage in ("stage1", "stage2")
-        }
-        self.metrics["data"].update(
-            {
-                "n_val": int(len(val)),
-                "n_dev": int(len(dev)),
-                "n_bigrock_copies": int(len(copies.images)),
-                "folds": int(k),
-            }
-        )
+        self.metrics["data"].update(split.counts)
 
     def stage1(self) -> None:
         from marsseg.training.feed import network_input
@@ -265,14 +225,46 @@ class _Run:
         self.final_choice = self.hold.without_tta(self.choice1, self.val1, self.cfg.post)
         self.note(f"{why}; the submission has none")
 
-    def write_submission(self, labels: np.ndarray, what: str) -> Path:
+    def write_submission(self, labels: np.ndarray, what: str) -> None:
         self.budget.phase(f"submission ({what})")
-        path = write_submission(self.out_dir / "submission.csv", labels, self.cfg.submission.format)
-        read_submission(path, len(self.test_images))
+        written = outputs.write_submissions(self.out_dir, labels)
         self.budget.note(
-            f"{what} submission written and validated: {path} ({len(labels)} images, {self.cfg.submission.format})"
+            f"{what} submission written and validated: "
+            + ", ".join(f"{self.out_dir / name} ({layout})" for name, layout in written.items())
+            + f", {len(labels)} images"
         )
-        return path
+
+    def save_models(self, named: dict, what: str) -> None:
+        """The trained networks as .keras files; a failed save costs the file, not the run."""
+        self.budget.phase(f"save {what} models", note=", ".join(named))
+        try:
+            outputs.save_models(self.out_dir, named)
+        except Exception as exc:  # noqa: BLE001 - the submission is what counts
+            self.log("".join(traceback.format_exception(exc)).rstrip())
+            self.note(f"{what} models not saved ({type(exc).__name__}: {exc})")
+
+    def stage1_crashed(self, exc: Exception) -> None:
+        """Write the network-free submission (both files, validated) and metrics.json, then raise Stage1Failed."""
+        self.log("".join(traceback.format_exception(exc)).rstrip())
+        crash = f"{type(exc).__name__}: {exc}"
+        self.metrics.update(stage1_status=f"failed: {crash}", final_stage=0)
+        self.budget.phase("fallback submission", note="stage 1 crashed: nearest-centroid model, no network")
+        submission = None
+        try:
+            outputs.fallback_submission(self.images, self.masks, self.test_images, self.out_dir)
+            submission = self.out_dir / outputs.SUBMISSION
+            self.metrics.update(submission=str(submission), submission_rle=str(self.out_dir / outputs.SUBMISSION_RLE))
+            what = f"the network-free fallback {submission} (nearest centroid, validated) was written instead"
+        except Exception as fallback_exc:  # noqa: BLE001 - report both; the crash is what gets raised
+            self.log("".join(traceback.format_exception(fallback_exc)).rstrip())
+            what = f"the fallback submission failed too ({type(fallback_exc).__name__}: {fallback_exc})"
+        self.metrics["fallback"] = "nearest-centroid" if submission else None
+        self.note(f"stage 1 crashed ({crash}); {what}")
+        self.budget.end_phase()
+        self.metrics["seconds"] = report.phase_seconds(self.budget)
+        self.metrics["outputs"] = outputs.output_files(self.out_dir)
+        atomic_write_json(self.out_dir / "metrics.json", self.metrics)
+        raise outputs.Stage1Failed(f"stage 1 crashed ({crash}); {what}", self.metrics, submission) from exc
 
     # ------------------------------------------------------------------------------------------ stage 2
     def try_stage2(self) -> None:
@@ -366,15 +358,15 @@ class _Run:
         self.metrics.update(
             report.final_metrics(self.metrics, self.final_stage, self.final_choice, self.choice1, choice2, final)
         )
-        path = self.out_dir / "submission.csv"
         if self.submissions_dir is not None:
             stamp = self.started_at.strftime("%Y%m%d-%H%M%S")
-            copy = Path(self.submissions_dir) / f"{self.out_dir.name}-stage{self.final_stage}-{stamp}.csv"
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, copy)
+            name = f"{self.out_dir.name}-stage{self.final_stage}-{stamp}.csv"
+            copy = outputs.copy_submission(self.out_dir, self.submissions_dir, self.cfg.submission.format, name)
             self.metrics["submission_copy"] = str(copy)
-        self.metrics["submission"] = str(path)
+        self.metrics["submission"] = str(self.out_dir / outputs.SUBMISSION)
+        self.metrics["submission_rle"] = str(self.out_dir / outputs.SUBMISSION_RLE)
         self.budget.end_phase()
         self.metrics["seconds"] = report.phase_seconds(self.budget)
+        self.metrics["outputs"] = outputs.output_files(self.out_dir)
         atomic_write_json(self.out_dir / "metrics.json", self.metrics)
         self.budget.note(report.done_note(self.metrics, self.out_dir))

@@ -65,15 +65,19 @@ def stage1_folds(
     log=print,
     clock=time.monotonic,
     num_classes: int = 5,
+    models=None,
 ) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
     validation rows (with flip TTA unless post.tta is off). Fold f must end, its prediction included, by its share
     of the time up to `stage_end`; a fold that could not finish even one epoch in the time left is not started (its
-    rows stay uncovered)."""
+    rows stay uncovered). The folds share one compiled network (`models`, a `training.reuse.ModelCache`; a new one
+    by default), re-initialised at each fold's seed: each fold model is a FoldModel holding its own weights."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
+    from marsseg.training.reuse import ModelCache
 
     fit = fit or fit_stage
+    models = ModelCache() if models is None else models
     predict = predict or predict_probs
     tta = cfg.post.tta != "off"
     k = int(fold_of.max()) + 1
@@ -112,8 +116,9 @@ def stage1_folds(
             class_weights=class_weights,
             verbose=verbose,
             log=log,
-            passes_after=2 if tta else 1,
-        )  # the out-of-fold prediction below
+            passes_after=2 if tta else 1,  # the out-of-fold prediction below
+            models=models,
+        )
         predicted_at = clock()
         x = network_input(images[val_index])
         oof[val_index] = predict_tta(lambda b, m=result.model: predict(m, b), x) if tta else predict(result.model, x)

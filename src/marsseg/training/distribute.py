@@ -1,4 +1,5 @@
-"""Data-parallel training when several accelerators are present (Kaggle offers two T4s).
+"""Data-parallel training when several accelerators are present (Kaggle's default here: two T4s), and what the
+devices are (`gpu_compute_capabilities`, which decides mixed precision in `fit`).
 
     with distribution_scope() as replicas:      # build, compile AND fit inside the block
         model = build_unet(...); model.compile(...); model.fit(...)
@@ -45,6 +46,41 @@ def accelerator_devices() -> list[str]:
         except RuntimeError:  # jax raises when it has no GPU platform
             return []
     return []
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int] | None]:
+    """(major, minor) CUDA compute capability of each GPU the backend sees; None where the backend does not say
+    (a non-NVIDIA GPU, or a backend without the query). Empty without GPUs."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        details = [tf.config.experimental.get_device_details(d) for d in tf.config.list_physical_devices("GPU")]
+        return [parse_capability(d.get("compute_capability")) for d in details]
+    if backend == "jax":
+        import jax
+
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # jax raises when it has no GPU platform
+            return []
+        return [parse_capability(getattr(d, "compute_capability", None)) for d in gpus]
+    return [None for _ in accelerator_devices()]
+
+
+def parse_capability(value) -> tuple[int, int] | None:
+    """TensorFlow says (7, 5), JAX on CUDA "7.5": both as (7, 5); anything else as None."""
+    try:
+        if isinstance(value, str):
+            major, minor = value.split(".")[:2]
+            return int(major), int(minor)
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return int(value[0]), int(value[1])
+    except ValueError:
+        pass
+    return None
 
 
 @contextlib.contextmanager

@@ -25,16 +25,18 @@ from marsseg.config import AugmentConfig, StageConfig, TrainConfig
 from marsseg.errors import ConfigError
 from marsseg.models import aux_loss_weights, build_unet, main_head
 from marsseg.prep.augment import sequence_from_config
+from marsseg.training import distribute
 from marsseg.training.callbacks import BatchDeadline, StageGuard
 from marsseg.training.distribute import accelerator_devices, distribution_scope
 from marsseg.training.feed import per_head, training_data
 from marsseg.training.losses import build_loss
 from marsseg.training.metrics import MeanIoU
+from marsseg.training.reuse import FoldModel, FullBatches, keras_model, pad_rows, padded_length, setting_key
 
 
 @dataclass
 class StageResult:
-    model: keras.Model
+    model: keras.Model  # or, with a ModelCache, a reuse.FoldModel: this fold's weights on a shared network
     history: dict[str, list[float]]
     best_val_miou: float
     best_epoch: int  # 1-based; 0 when no epoch finished, or when no epoch beat a residual head's untrained score
@@ -46,23 +48,46 @@ class StageResult:
     extra: dict = field(default_factory=dict)
 
 
-def mixed_precision_wanted(setting: str) -> bool:
+# Tensor cores, which make float16 pay, came with compute capability 7.0 (V100, then T4 7.5). A P100 (6.0) has
+# none: float16 there only adds casts and loss scaling (shared/kaggle-api.md, "More facts").
+MIXED_MIN_CAPABILITY = (7, 0)
+
+
+def precision_choice(setting: str) -> tuple[bool, str]:
+    """(mixed float16 or not, why) for a `train.mixed_precision` setting: "on" and "off" decide; "auto" means
+    mixed float16 where every GPU has compute capability >= 7.0, float32 on CPUs and older GPUs."""
     if setting not in ("auto", "on", "off"):
         raise ConfigError(f"train mixed_precision {setting!r} is not auto, on or off")
     if setting != "auto":
-        return setting == "on"
-    return bool(accelerator_devices())
+        return setting == "on", f"mixed_precision={setting}"
+    if not distribute.accelerator_devices():
+        return False, "no GPU"
+    capabilities = distribute.gpu_compute_capabilities()
+    known = [c for c in capabilities if c is not None]
+    if not known:
+        return True, "GPU compute capability unknown; assumed to have tensor cores"
+    lowest = min(known)
+    shown = ".".join(map(str, lowest))
+    if lowest < MIXED_MIN_CAPABILITY:
+        return False, f"mixed float16 off: GPU compute capability {shown} < 7.0 (no tensor cores)"
+    return True, f"GPU compute capability {shown} >= 7.0"
+
+
+def mixed_precision_wanted(setting: str) -> bool:
+    return precision_choice(setting)[0]
 
 
 def runtime_line(mixed_precision: str) -> str:
-    """The one start-up line a run keeps: Keras, its backend, the devices and the precision training will use."""
+    """The one start-up line a run keeps: Keras, its backend, the devices and the precision training will use
+    (and why)."""
     import importlib
 
     backend = keras.backend.backend()
     version = getattr(importlib.import_module(backend), "__version__", "") if backend != "numpy" else ""
     devices = ", ".join(accelerator_devices()) or "CPU only"
-    precision = "mixed_float16" if mixed_precision_wanted(mixed_precision) else "float32"
-    return f"Keras {keras.__version__} on {backend} {version}; devices: {devices}; precision {precision}"
+    mixed, why = precision_choice(mixed_precision)
+    precision = "mixed_float16" if mixed else "float32"
+    return f"Keras {keras.__version__} on {backend} {version}; devices: {devices}; precision {precision} ({why})"
 
 
 def make_optimizer(train_cfg: TrainConfig):
@@ -151,6 +176,7 @@ def fit_stage(
     num_classes: int = 5,
     clock=time.monotonic,
     passes_after: int = 0,
+    models=None,
 ) -> StageResult:
     """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
 
@@ -159,29 +185,33 @@ def fit_stage(
     no oversampling. `val_x` is the float32 network input. At least part of one epoch runs (a deadline that comes
     first cuts it short, and the last epoch is cut at the deadline); the best epoch's weights are kept.
     `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
-    whose time is kept back too.
+    whose time is kept back too. `models`: a `reuse.ModelCache`; a network compiled earlier with the same
+    settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a FoldModel.
     """
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
     channels = 1 + (0 if train_extras is None else train_extras.shape[-1])
     train_cfg = stage_cfg.train
     keras.utils.set_random_seed(seed)
-    mixed = mixed_precision_wanted(train_cfg.mixed_precision)
+    mixed, why = precision_choice(train_cfg.mixed_precision)
+    if why.startswith("mixed float16 off"):  # a GPU that would train slower in float16: say so in the log
+        log(f"[marsseg] {name}: float32, {why}")
     previous_policy = keras.config.dtype_policy().name
     if mixed:
         keras.config.set_dtype_policy("mixed_float16")
     started = clock()
     try:
-        with distribution_scope() as replicas:
+        with distribution_scope() if models is None else models.scope(distribution_scope) as replicas:
             if replicas.kind != "single":
                 log(f"[marsseg] {name}: {replicas.describe()}")
-            model = build_unet(stage_cfg.model, channels, num_classes, name=name)
-            monitor = compile_model(model, stage_cfg, class_weights, num_classes)
+            model, monitor = _network(stage_cfg, channels, num_classes, class_weights, mixed, replicas, name, models)
             names = list(model.output_names) if len(model.output_names) > 1 else None
             plain = AugmentConfig(strength="none", bigrock_oversample=1.0, workers=1)
-            source = sequence_from_config(
+            batches = sequence_from_config(
                 train_images, train_masks, augment_cfg or plain, train_cfg.batch_size, extras=train_extras, seed=seed
             )
+            source = FullBatches(batches)  # one training-step shape: see `reuse`
+            val_x, val_y = _steady_validation(val_x, val_y, 2 * train_cfg.batch_size)
             targets = per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
             guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan, passes_after)
@@ -218,7 +248,7 @@ def fit_stage(
     epochs = len(guard.epoch_seconds)
     rate = guard.samples_per_s(len(source) * train_cfg.batch_size)
     return StageResult(
-        model=model,
+        model=model if models is None else FoldModel(model, name),
         history={k: [float(v) for v in vs] for k, vs in records.items()},
         best_val_miou=float(guard.best),
         best_epoch=guard.best_epoch,
@@ -229,6 +259,7 @@ def fit_stage(
         monitor=monitor,
         extra={
             "mixed_precision": mixed,
+            "precision_reason": why,
             "replicas": replicas.num_replicas,
             "baseline_val_miou": baseline,
             "epoch_seconds": [float(t) for t in guard.epoch_seconds],
@@ -239,14 +270,46 @@ def fit_stage(
     )
 
 
+def _network(stage_cfg, channels, num_classes, class_weights, mixed, replicas, name, models):
+    """A compiled network and its monitored key: new, or from `models` re-initialised as a new one would be
+    (the random seed is already this fit's, so an uncompiled twin gets exactly a fresh model's weights)."""
+    key = models is not None and setting_key(
+        stage_cfg, channels, num_classes, class_weights, mixed, replicas, jit_setting()
+    )
+    found = models.get(key) if key else None
+    if found is not None:
+        models.reset(key, build_unet(stage_cfg.model, channels, num_classes, name=name))
+        return found
+    model = build_unet(stage_cfg.model, channels, num_classes, name=name)
+    monitor = compile_model(model, stage_cfg, class_weights, num_classes)
+    if key:
+        models.add(key, model, monitor)
+    return model, monitor
+
+
+def _steady_validation(val_x, val_y, batch_size: int):
+    """Under JAX, the validation rows padded to whole batches (see `reuse`) with blank images labelled background:
+    the monitored mIoU drops background truth, so it is unchanged; `val_loss` counts the padding. TensorFlow
+    traces with a free batch dimension and gets the rows as they are."""
+    if keras.backend.backend() != "jax":
+        return val_x, val_y
+    length = padded_length(len(val_x), batch_size)
+    return pad_rows(val_x, length), pad_rows(val_y, length)
+
+
 _HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def predict_probs(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Main-head class probabilities (N, 64, 128, K) float32; the auxiliary heads are not evaluated."""
+    """Main-head class probabilities (N, 64, 128, K) float32; the auxiliary heads are not evaluated. `model` may
+    be a `reuse.FoldModel`."""
+    model = keras_model(model)
     # One head view per model, so Keras traces its predict function once however often we call. (Not an
     # attribute of the model: Keras would track the view as a sub-layer of the model it wraps.)
     head = _HEADS.get(model)
     if head is None:
         head = _HEADS[model] = main_head(model)
-    return np.asarray(head.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    # Whole batches (or a power of two below one): under JAX each new batch shape is a new compilation.
+    n = len(x)
+    probs = head.predict(pad_rows(x, padded_length(n, batch_size)), batch_size=batch_size, verbose=0)
+    return np.asarray(probs[:n], dtype=np.float32)

@@ -8,11 +8,13 @@ import io
 import json
 import time
 import zipfile
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from marsseg.errors import UserError
-from marsseg.kaggle.emulator.faults import parse_fault
+from marsseg.kaggle.emulator.faults import Fault, parse_fault
+from marsseg.kaggle.emulator.quota import quota_answer
 from marsseg.kaggle.emulator.state import _EPOCH, EmulatorState, iso
 
 _REASONS = {
@@ -38,6 +40,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "marsseg-kaggle-emulator"
     state: EmulatorState  # set on the subclass made by `make_server`
+    _muted = False  # True while an `after` fault lets a request run but replaces its answer
+    _pending: Fault | None = None  # that fault, taken when the request came in
 
     def log_message(self, format, *args):  # the state logs what matters
         pass
@@ -52,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
         return f"http://{host}"
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None):
+        if self._muted:
+            return
         self.send_response(status, _REASONS.get(status))
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -68,18 +74,38 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _fault(self, target: str) -> bool:
+    def _fault(self, target: str, after_ok: bool = False) -> bool:
+        """Answer with the next fault for TARGET; True if answered. An `after` fault is left to `_processed` where
+        the request changes something (AFTER_OK); a plain GET changes nothing, so there it answers at once."""
         fault = self.state.take_fault(target)
         if fault is None:
+            return False
+        if fault.after and after_ok:
+            self._pending = fault
             return False
         if fault.delay:
             time.sleep(fault.delay)
         if fault.status:
-            self.state.log(f"[emulator] fault: {target} -> {fault.status}")
-            reason = _REASONS.get(fault.status, "Error")
-            self._send(fault.status, f"{fault.status} {reason} (emulated fault)".encode(), "text/plain")
+            self._fail(target, fault)
             return True
         return False
+
+    def _fail(self, target: str, fault: Fault, when: str = ""):
+        self.state.log(f"[emulator] fault: {target} -> {fault.status}{when}")
+        reason = _REASONS.get(fault.status, "Error")
+        self._send(fault.status, f"{fault.status} {reason} (emulated fault)".encode(), "text/plain")
+
+    def _processed(self, target: str, work) -> None:
+        """Run WORK (which answers the request); under an `after` fault, keep its effect but answer the fault."""
+        fault, self._pending = self._pending, None
+        if fault is None:
+            return work()
+        self._muted = True
+        try:
+            work()
+        finally:
+            self._muted = False
+        self._fail(target, fault, " after processing it")
 
     def _user(self) -> str | None:
         header = self.headers.get("Authorization", "")
@@ -103,8 +129,11 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) != 4 or parts[:2] != ["api", "v1"]:
             return self._json({"code": 404, "message": f"no such endpoint {path}"}, 404)
         method = parts[3]
-        if self._fault(method):
+        if self._fault(method, after_ok=True):
             return
+        return self._processed(method, lambda: self._api(method, body))
+
+    def _api(self, method: str, body: bytes):
         try:
             request = json.loads(body or b"{}")
         except ValueError:
@@ -148,15 +177,17 @@ class Handler(BaseHTTPRequestHandler):
         path, data = self._path(), self._body()
         self.state.requests.append(f"PUT {path}")
         if path.startswith("/_emulator/blobs/"):
-            if self._fault("blob-upload"):
+            if self._fault("blob-upload", after_ok=True):
                 return
-            token = path.rsplit("/", 1)[1]
-            with self.state.lock:
-                if token not in self.state.blobs:
-                    return self._send(404, b"404 Not Found", "text/plain")
-                self.state.blobs[token] = data
-            return self._json({})
+            return self._processed("blob-upload", lambda: self._store_blob(path.rsplit("/", 1)[1], data))
         return self._send(404, b"404 Not Found", "text/plain")
+
+    def _store_blob(self, token: str, data: bytes):
+        with self.state.lock:
+            if token not in self.state.blobs:
+                return self._send(404, b"404 Not Found", "text/plain")
+            self.state.blobs[token] = data
+        return self._json({})
 
     def _control(self, path: str, body: bytes):
         try:
@@ -219,6 +250,10 @@ class Handler(BaseHTTPRequestHandler):
         if not request.get("pageToken"):
             answer["log"] = run.log_text()
         return self._json(answer)
+
+    def api_GetAcceleratorQuotaStatistics(self, user, request):
+        used, running = self.state.gpu_seconds()
+        return self._json(quota_answer(self.state.gpu_quota_hours, used, running, datetime.now(timezone.utc)))
 
     # -------------------------------------------------------------------- competitions
     def api_StartSubmissionUpload(self, user, request):

@@ -28,6 +28,7 @@ class KernelRun:
         preset: str,
         queue_seconds: float,
         corrupt: bool,
+        gpu: bool = False,
     ):
         self.owner, self.slug, self.version = owner, slug, version
         self.folder = root / "kernels" / owner / slug / f"v{version}"
@@ -48,6 +49,9 @@ class KernelRun:
                 shutil.copyfile(data_path, target)
         self.status, self.failure = "QUEUED", ""
         self.preset, self.queue_seconds = preset, queue_seconds
+        self.gpu = gpu  # pushed with a GPU: its wall time counts against the weekly GPU quota
+        self.started: float | None = None  # time.monotonic() of the process start and end
+        self.ended: float | None = None
         self.process: subprocess.Popen | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -81,14 +85,24 @@ class KernelRun:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+            self.started = time.monotonic()
             self.status = "RUNNING"
             code = self.process.wait()
+            self.ended = time.monotonic()
         if code == 0:
             self.status = "COMPLETE"
         else:
             tail = [line for line in self.log_path.read_text("utf-8", "replace").splitlines() if line.strip()]
             self.failure = (tail[-1].strip() if tail else f"exit status {code}")[:500]
             self.status = "ERROR"
+
+    def wall_seconds(self) -> tuple[float, float]:
+        """(seconds of a finished process, seconds so far of a running one): what the quota counts."""
+        if self.started is None:
+            return 0.0, 0.0
+        if self.ended is None:
+            return 0.0, time.monotonic() - self.started
+        return self.ended - self.started, 0.0
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

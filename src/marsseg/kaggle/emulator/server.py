@@ -9,20 +9,25 @@ import tempfile
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from marsseg.competition import get_competition
 from marsseg.errors import UserError
 from marsseg.kaggle.emulator.faults import parse_fault
 from marsseg.kaggle.emulator.handler import Handler
-from marsseg.kaggle.emulator.state import EmulatorState
+from marsseg.kaggle.emulator.state import EmulatorState, default_profile
 
 DEFAULT_PORT = 7777
 
 
-def print_env(port: int) -> str:
-    """Shell lines that route the kit (and a plain `kaggle` command) to an emulator on PORT."""
+def print_env(port: int, profile: str | None = None) -> str:
+    """Shell lines that route the kit (and a plain `kaggle` command) to an emulator on PORT, and make the kit
+    check submissions against the emulator's competition PROFILE (default: the one `marsseg emulator` picks)."""
     endpoint = f"http://127.0.0.1:{port}"
+    profile = profile or default_profile()
+    get_competition(profile)  # an unknown name fails here, in one line, not later in the kit
     return "\n".join(
         [
             f"export MARSSEG_KAGGLE_ENDPOINT={endpoint}",
+            f"export MARSSEG_PROFILE={profile}",
             "export KAGGLE_API_ENVIRONMENT=LOCALHOST",
             f"export HTTP_PROXY={endpoint} http_proxy={endpoint}",
             "export NO_PROXY= no_proxy=",
@@ -65,10 +70,11 @@ def serve(
     actual = server.server_address[1]
     state = server.state
     log(
-        f"Kaggle emulator on http://127.0.0.1:{actual} (competition {state.competition.slug}, data {state.data_path}, "
+        f"Kaggle emulator on http://127.0.0.1:{actual} (competition {state.competition.slug}, profile "
+        f"{state.profile} with {state.competition.test_images} test images, data {state.data_path}, "
         f"kernels run with preset {state.kernel_preset}); route the kit with:"
     )
-    log(print_env(actual))
+    log(print_env(actual, state.profile))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

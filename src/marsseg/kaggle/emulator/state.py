@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 import zipfile
 from datetime import datetime, timedelta, timezone
@@ -10,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from marsseg.competition import MARS, Competition
+from marsseg.competition import PROFILE_ENV, get_competition
 from marsseg.data.synth import ensure_synthetic
-from marsseg.errors import SubmissionError
+from marsseg.errors import DataError
 from marsseg.kaggle.emulator.faults import Fault
 from marsseg.kaggle.emulator.kernel_run import KernelRun
-from marsseg.submission.formats import decode
-from marsseg.submission.scoring import score_masks
+from marsseg.kaggle.emulator.uploads import score_upload
 
 _EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
 _RIVALS = (  # (team, score at tick 0, final gain, tick it joins)
@@ -35,45 +35,94 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def default_profile() -> str:
+    """The profile name the kit's commands use too: $MARSSEG_PROFILE, else the real competition ("mars")."""
+    return os.environ.get(PROFILE_ENV) or "mars"
+
+
+def stored_rows(path: Path, key: str) -> int | None:
+    """How many rows the array KEY of the .npz at PATH has, read from its header alone (None if unreadable)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(handle)[0]
+        return int(shape[0]) if shape else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
 class EmulatorState:
     def __init__(
         self,
         root: Path,
         data_path: Path | None = None,
         truth_path: Path | None = None,
-        competition: Competition = MARS,
+        profile: str | None = None,
         kernel_preset: str = "smoke",
         queue_seconds: float = 0.3,
         n_train: int = 96,
-        n_test: int = 32,
+        n_test: int | None = None,
         seed: int = 0,
         token_user: str = "emulator-user",
         daily_limit: int = 5,
+        gpu_quota_hours: float = 30.0,
+        gpu_quota_used: float = 0.0,
         log=print,
     ):
         self.root = Path(root)
-        self.competition = competition
+        # The profile is what uploads are validated against; its name is what `--print-env` hands the kit.
+        self.profile = profile or default_profile()
+        self.competition = get_competition(self.profile)
         self.kernel_preset, self.queue_seconds = kernel_preset, queue_seconds
         self.token_user, self.daily_limit = token_user, daily_limit
+        self.gpu_quota_hours, self.gpu_quota_used = gpu_quota_hours, gpu_quota_used
         self.log = log
         self.lock = threading.Lock()
         self.faults: list[Fault] = []
         self.kernels: dict[str, KernelRun] = {}
+        self.runs: list[KernelRun] = []  # every version ever pushed, replaced ones too: they all used quota
         self.versions: dict[str, int] = {}
         self.blobs: dict[str, bytes] = {}
         self.blobs_meta: dict[str, dict] = {}
         self.submissions: list[dict] = []
         self.tick = 0
         self.requests: list[str] = []
+        expected = self.competition.test_images
         if data_path is None:
-            data_path, truth_path = self.root / "synthetic_mars.npz", self.root / "synthetic_truth.npz"
+            n_test = n_test or expected or 32
+            # One cache file per size, so a root reused with another profile never serves the wrong test set.
+            stem = f"synthetic_{n_train}x{n_test}_seed{seed}"
+            data_path, truth_path = self.root / f"{stem}_mars.npz", self.root / f"{stem}_truth.npz"
+            if not (data_path.exists() and truth_path.exists()):
+                log(f"[emulator] generating synthetic data ({n_train} train, {n_test} test images) under {self.root}")
+            self.root.mkdir(parents=True, exist_ok=True)
             ensure_synthetic(data_path, truth_path, n_train, n_test, seed, log=lambda *_: None)
         self.data_path = Path(data_path)
-        self.truth = None
-        if truth_path and Path(truth_path).is_file():
-            self.truth = np.load(truth_path)["test_labels"]
-            order = np.random.default_rng(12345).permutation(len(self.truth))
-            self.public = np.sort(order[: max(1, len(order) // 2)])
+        served = stored_rows(self.data_path, self.competition.test_key)
+        if expected is not None and served is not None and served != expected:
+            log(
+                f"[emulator] warning: {self.data_path} has {served} test images, profile {self.profile} expects "
+                f"{expected}: a kernel's submission from it will be scored ERROR (pass --profile to match)"
+            )
+        self.truth, self.public, self.unscored = self._load_truth(truth_path)
+        if self.unscored:
+            log(f"[emulator] submissions are validated but not scored: {self.unscored}")
+
+    def _load_truth(self, truth_path) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+        """(truth, public rows, '') when there is truth of the profile's size, else (None, None, why not)."""
+        expected = self.competition.test_images
+        if not truth_path or not Path(truth_path).is_file():
+            return None, None, "no test labels to score with (pass --truth)"
+        try:
+            with np.load(truth_path) as stored:
+                truth = stored["test_labels"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataError(f"{truth_path}: not a truth file with test_labels ({exc})") from None
+        if expected is not None and len(truth) != expected:
+            return None, None, f"the truth holds {len(truth)} test images, profile {self.profile} has {expected}"
+        order = np.random.default_rng(12345).permutation(len(truth))
+        return truth, np.sort(order[: max(1, len(order) // 2)]), ""
 
     # ---------------------------------------------------------------------------- faults
     def add_fault(self, fault: Fault) -> None:
@@ -100,13 +149,14 @@ class EmulatorState:
             return {"error": "the emulator runs python scripts only"}
         invalid = [c for c in body.get("competitionDataSources", []) if c != self.competition.slug]
         corrupt = self.take_fault("kernel-error") is not None
+        gpu = bool(body.get("enableGpu")) or str(body.get("machineShape", "")).startswith("Nvidia")
         with self.lock:
             version = self.versions.get(slug, 0) + 1
             self.versions[slug] = version
             previous = self.kernels.get(slug)
             if previous:
                 previous.stop()
-            self.kernels[slug] = KernelRun(
+            self.kernels[slug] = run = KernelRun(
                 owner,
                 name,
                 version,
@@ -117,10 +167,12 @@ class EmulatorState:
                 self.kernel_preset,
                 self.queue_seconds,
                 corrupt,
+                gpu,
             )
+            self.runs.append(run)
         self.log(
             f"[emulator] {slug} v{version} pushed (internet {'on' if body.get('enableInternet') else 'off'}, "
-            f"gpu {'on' if body.get('enableGpu') else 'off'}); running it with preset {self.kernel_preset}"
+            f"gpu {'on' if gpu else 'off'}); running it with preset {self.kernel_preset}"
         )
         return {
             "ref": f"/code/{slug}",
@@ -142,7 +194,7 @@ class EmulatorState:
             meta = self.blobs_meta.get(str(token), {})
         if not data:
             return {"code": 400, "message": f"unknown or empty blob token {token!r}: upload the file first"}
-        status, public, error = self._score(data)
+        outcome = score_upload(data, self.competition, self.truth, self.public, self.unscored)
         with self.lock:
             ref = 50000 + len(self.submissions) + 1
             self.submissions.append(
@@ -151,30 +203,28 @@ class EmulatorState:
                     "fileName": meta.get("fileName", "submission.csv"),
                     "date": iso(datetime.now(timezone.utc)),
                     "description": body.get("submissionDescription", ""),
-                    "status": status,
-                    "publicScore": public,
+                    "status": outcome.status,
+                    "publicScore": outcome.public,
                     "privateScore": "",
-                    "errorDescription": error,
+                    # Why it failed, or why it was not scored: the kit reads it; the CLI's table does not show it.
+                    "errorDescription": outcome.note,
                     "totalBytes": len(data),
                     "teamName": user,
                     "submittedBy": user,
                     "url": f"/submissions/{ref}",
                 }
             )
-        self.log(f"[emulator] submission {ref} by {user}: {status} {public or error}")
-        return {"message": "Successfully submitted to " + self.competition.title, "ref": ref}
+        self.log(f"[emulator] submission {ref} by {user}: {outcome.status} {outcome.public or outcome.note}")
+        message = "Successfully submitted to " + self.competition.title
+        if outcome.status == "COMPLETE" and outcome.note:
+            message += f" (emulator: {outcome.note})"  # the CLI prints this message: the one place it shows
+        return {"message": message, "ref": ref}
 
-    def _score(self, data: bytes) -> tuple[str, str, str]:
-        try:
-            info = decode(data, None if self.truth is None else len(self.truth), self.competition)
-        except SubmissionError as exc:
-            return "ERROR", "", f"invalid submission: {exc}"
-        if info.layout != self.competition.submission_layout:
-            return "ERROR", "", f"the scorer takes the {self.competition.submission_layout} layout, got {info.layout}"
-        if self.truth is None:
-            return "COMPLETE", "", ""
-        score = score_masks(self.truth[self.public], info.masks[self.public], self.competition)["miou"]
-        return "COMPLETE", f"{score:.5f}", ""
+    def gpu_seconds(self) -> tuple[float, float]:
+        """(GPU seconds used: as configured plus finished GPU runs, seconds of GPU runs still running)."""
+        with self.lock:
+            spans = [run.wall_seconds() for run in self.runs if run.gpu]
+        return self.gpu_quota_used * 3600 + sum(s[0] for s in spans), sum(s[1] for s in spans)
 
     def leaderboard(self) -> list[dict]:
         with self.lock:
