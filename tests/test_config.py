@@ -76,12 +76,41 @@ def test_flatten_lists_dotted_keys():
         ("stage1.train.mixed_precision=maybe", "stage1.train.mixed_precision"),
         ("stage2.model.context=dense", "stage2.model.context"),
         ("augment.copy_paste_rate=1.5", "augment.copy_paste_rate"),
+        ("stage1.model.depth=7", "stage1.model.depth"),
+        ("stage2.model.depth=1", "stage2.model.depth"),
+        ("stage2.model.base_filters=0", "stage2.model.base_filters"),
+        ("stage1.model.dropout=1", "stage1.model.dropout"),
+        ("stage2.model.input_stride=4", "stage2.model.input_stride"),
+        ("stage1.model.context_rates=2,x", "stage1.model.context_rates"),
+        ("stage1.model.residual=true", "stage1.model.residual"),
+        ("stage1.loss.name=bce", "stage1.loss.name"),
+        ("stage2.loss.name=focal+-1*dice", "stage2.loss.name"),
+        ("stage2.loss.class_weights=inverse", "stage2.loss.class_weights"),
+        ("stage2.loss.tversky_alpha=1.5", "stage2.loss.tversky_alpha"),
+        ("stage2.train.epochs=0", "stage2.train.epochs"),
+        ("stage1.train.batch_size=0", "stage1.train.batch_size"),
+        ("stage2.train.learning_rate=0", "stage2.train.learning_rate"),
+        ("stage1.train.patience=-1", "stage1.train.patience"),
+        ("data.val_fraction=0.9", "data.val_fraction"),
+        ("data.folds=0", "data.folds"),
+        ("budget_seconds=-5", "budget_seconds"),
     ],
 )
 def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
     named = re.escape(key)
     with pytest.raises(ConfigError, match=rf"^{named} .*--set {named}="):
         validate(override(preset("smoke"), [assignment]))
+
+
+def test_validation_lists_match_what_the_losses_and_models_accept():
+    from marsseg.models import unet
+    from marsseg.training.losses import LOSSES
+    from marsseg.validation import LOSS_TERMS, MAX_DEPTH, MIN_DEPTH
+
+    assert set(LOSS_TERMS) == set(LOSSES)
+    assert (MIN_DEPTH, MAX_DEPTH) == (unet.MIN_DEPTH, unet.MAX_DEPTH)
+    # A weighted sum of known terms passes, as training's parser takes it.
+    validate(override(preset("smoke"), ["stage2.loss.name=focal_tversky+0.5*focal"]))
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "kaggle"])

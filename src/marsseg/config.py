@@ -329,51 +329,11 @@ def _get(cfg, dotted: str):
 
 
 def validate(cfg: Config) -> Config:
-    """Refuse settings no run can use, before anything is written; returns `cfg`."""
-    if not 0.05 <= cfg.stage1_share <= 0.95:
-        raise ConfigError(f"stage1_share {cfg.stage1_share} is outside 0.05..0.95 (e.g. --set stage1_share=0.6)")
-    if not 0.05 <= cfg.data.report_fraction <= 0.95:
-        raise ConfigError(
-            f"data.report_fraction {cfg.data.report_fraction} is outside 0.05..0.95 "
-            "(the hold-out's reporting share; e.g. --set data.report_fraction=0.5)"
-        )
-    for stage in ("stage1", "stage2"):
-        ratio = getattr(cfg, stage).loss.max_weight_ratio
-        if ratio != 0 and ratio < 1:
-            raise ConfigError(
-                f"{stage}.loss.max_weight_ratio {ratio} must be 0 (no cap) or at least 1 "
-                f"(e.g. --set {stage}.loss.max_weight_ratio=10)"
-            )
-        power = getattr(cfg, stage).loss.class_weight_power
-        if not 0.0 <= power <= 2.0:
-            raise ConfigError(
-                f"{stage}.loss.class_weight_power {power} is outside 0..2 "
-                f"(0.5: square-root inverse frequency; e.g. --set {stage}.loss.class_weight_power=0.25)"
-            )
-    choices = {
-        "submission.format": ("rle", "pixels"),
-        "augment.strength": ("none", "flips", "light", "medium", "strong"),
-        **{f"{stage}.train.optimizer": ("adam", "adamw") for stage in ("stage1", "stage2")},
-        **{f"{stage}.train.schedule": ("plateau", "cosine") for stage in ("stage1", "stage2")},
-        **{f"{stage}.train.mixed_precision": ("auto", "on", "off") for stage in ("stage1", "stage2")},
-        **{f"{stage}.model.context": ("none", "aspp") for stage in ("stage1", "stage2")},
-    }
-    for key, allowed in choices.items():
-        value = _get(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f"{key} is {value!r}; use one of {', '.join(allowed)} (e.g. --set {key}={allowed[0]})")
-    if not 0.0 <= cfg.augment.copy_paste_rate <= 1.0:
-        raise ConfigError(
-            f"augment.copy_paste_rate {cfg.augment.copy_paste_rate} is outside 0..1 "
-            "(e.g. --set augment.copy_paste_rate=0.3)"
-        )
-    for name in ("tta", "morphology", "class_bias"):
-        if getattr(cfg.post, name) not in POST_SETTINGS:
-            raise ConfigError(
-                f"post.{name} is {getattr(cfg.post, name)!r}; use {', '.join(POST_SETTINGS)} "
-                f"(e.g. --set post.{name}=off)"
-            )
-    return cfg
+    """Refuse settings no run can use, before anything is written or TensorFlow is imported; returns `cfg`.
+    The checks live in `marsseg.validation`."""
+    from marsseg.validation import validate_config
+
+    return validate_config(cfg)
 
 
 def save_config(cfg: Config, path, **extra) -> Path:
