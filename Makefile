@@ -59,7 +59,7 @@ train: $(VENV)/.installed ## train both stages and write a submission (PRESET=gp
 data: $(VENV)/.installed ## download the competition data to data/ (Kaggle credentials), else make synthetic data
 	$(MARSSEG) data --dir data
 
-bench: $(VENV)/.installed ## measure speed and quality (about an hour on 2 cores); writes BENCHMARKS.md
+bench: $(VENV)/.installed ## measure speed and quality (about 2 hours on 2 cores: the quality, quality_long and stage2 sections); writes BENCHMARKS.md
 	$(MARSSEG) bench --out BENCHMARKS.md
 
 CLEAN_IN ?= $(or $(DATA),data/mars_for_students.npz)
