@@ -33,7 +33,7 @@ from marsseg.prep.analysis import class_weights
 from marsseg.stamps import git_commit
 from marsseg.submission.scoring import score_masks
 from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, quality_data
-from marsseg_bench.quality_store import results_path, store_result
+from marsseg_bench.quality_store import config_fingerprint, results_path, store_result
 from marsseg_bench.stage2_report import render_stage2
 from marsseg_bench.timing import machine_description
 
@@ -191,6 +191,8 @@ def section_stage2(repeats: int, log, seed: int | None = None) -> str:
         "seed": base.seed,
         "budget": SCREEN_SECONDS,
         "data": quality_data(),
+        # Stage 1 is the screen's fixed input: a change of the cpu preset starts a new series (as in `quality`).
+        "kit_config": config_fingerprint(to_dict(base)),
         "commit": git_commit("short", cwd=Path.cwd()),
         "machine": machine_description(),
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -205,4 +207,5 @@ def section_stage2(repeats: int, log, seed: int | None = None) -> str:
         record["designs"][name] = {"sets": sets, **screen_design(cfg, stage1, SCREEN_SECONDS, log)}
         log(f"stage2 screen: {name}: {json.dumps({k: record['designs'][name][k] for k in ('tune', 'report')})}")
     records = [r for r in store_result(path, record) if r["section"] == "stage2"]
-    return render_stage2([r for r in records if r["budget"] == SCREEN_SECONDS and r["data"] == record["data"]])
+    same = ("budget", "data", "kit_config")
+    return render_stage2([r for r in records if all(r.get(k) == record[k] for k in same)])
