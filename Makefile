@@ -59,7 +59,7 @@ train: $(VENV)/.installed ## train both stages and write a submission (PRESET=gp
 data: $(VENV)/.installed ## download the competition data to data/ (Kaggle credentials), else make synthetic data
 	$(MARSSEG) data --dir data
 
-bench: $(VENV)/.installed ## measure speed and quality (about 2 hours on 2 cores: the quality, quality_long and stage2 sections); writes BENCHMARKS.md
+bench: $(VENV)/.installed ## measure speed and quality (about 4 hours on 2 cores: the quality, quality_long, stage2, recipe and ensemble sections); writes BENCHMARKS.md
 	$(MARSSEG) bench --out BENCHMARKS.md
 
 CLEAN_IN ?= $(or $(DATA),data/mars_for_students.npz)
@@ -83,8 +83,8 @@ bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/
 check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
 	$(MARSSEG) check-rules
 
-submit: $(VENV)/.installed ## bundle, rules and GPU quota checks, push, wait, fetch, validate, zip, submit once, record (FORCE=1: past the quota)
-	$(MARSSEG) submit $(if $(FORCE),--force)
+submit: $(VENV)/.installed ## bundle, rules and GPU quota checks, push, wait, fetch, validate, zip, submit once, record (FORCE=1: past the quota; MODELS=1: fetch the models too)
+	$(MARSSEG) submit $(if $(FORCE),--force) $(if $(MODELS),--models)
 
 submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
 	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }

@@ -2,8 +2,9 @@ import re
 
 import pytest
 
-from marsseg.config import PRESETS, flatten, load_config, override, preset, save_config, validate
+from marsseg.config import flatten, load_config, override, preset, save_config, validate
 from marsseg.errors import ConfigError
+from marsseg.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", "kaggle"])
@@ -105,10 +106,11 @@ def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
 def test_validation_lists_match_what_the_losses_and_models_accept():
     from marsseg.models import unet
     from marsseg.training.losses import LOSSES
-    from marsseg.validation import LOSS_TERMS, MAX_DEPTH, MIN_DEPTH
+    from marsseg.validation import CONTEXTS, LOSS_TERMS, MAX_DEPTH, MIN_DEPTH
 
     assert set(LOSS_TERMS) == set(LOSSES)
     assert (MIN_DEPTH, MAX_DEPTH) == (unet.MIN_DEPTH, unet.MAX_DEPTH)
+    assert CONTEXTS == unet.CONTEXTS
     # A weighted sum of known terms passes, as training's parser takes it.
     validate(override(preset("smoke"), ["stage2.loss.name=focal_tversky+0.5*focal"]))
 
@@ -139,3 +141,81 @@ def test_a_bad_set_fails_before_any_data_is_loaded_and_without_tensorflow(tmp_pa
         "marsseg: error: submission.format is 'csv'; use one of rle, pixels (e.g. --set submission.format=rle)"
     ]
     assert not (tmp_path / "run").exists()
+
+
+CYCLE = "stage1.model_cycle=attention=true context=none | attention=false context=aspp"
+
+
+def test_model_cycle_variants_apply_typed_settings_on_top_of_the_stage_model():
+    from dataclasses import replace
+
+    from marsseg.config import StageConfig, model_variants
+
+    stage = PRESETS["smoke"].stage1
+    assert model_variants(stage) == [stage.model]
+    assert model_variants(replace(stage, model_cycle="  ")) == [stage.model]
+    cycle = "  depth=3   attention=no dropout=0.25 |  | context=aspp context_rates=1,2 "
+    first, second, third = model_variants(replace(stage, model_cycle=cycle))
+    assert first == replace(stage.model, depth=3, attention=False, dropout=0.25)
+    assert type(first.depth) is int and type(first.dropout) is float and first.attention is False
+    assert second == stage.model, "an empty variant is the stage's own model"
+    assert third == replace(stage.model, context="aspp", context_rates="1,2")
+    assert model_variants(StageConfig(model_cycle="|")) == [StageConfig().model] * 2
+
+
+@pytest.mark.parametrize(
+    "variant, message",
+    [
+        ("depth", "'depth' is not key=value"),
+        ("=3", "'=3' is not key=value"),
+        ("colour=red", "unknown model setting 'colour'; use depth, "),
+        ("depth=deep", "setting 'depth' wants a int, got 'deep'"),
+        ("attention=maybe", "setting 'attention' wants a bool"),
+    ],
+)
+def test_a_variant_that_does_not_parse_is_one_line_naming_it(variant, message):
+    from marsseg.config import model_variants
+
+    cfg = override(preset("smoke"), [f"stage1.model_cycle=attention=false | {variant}"])
+    for check in (lambda: validate(cfg), lambda: model_variants(cfg.stage1)):
+        with pytest.raises(ConfigError) as caught:
+            check()
+        text = str(caught.value)
+        assert "\n" not in text and text.startswith(f"stage1.model_cycle variant 1 ({variant!r}): ")
+        assert message in text
+
+
+def test_model_cycle_round_trips_through_set_and_config_json(tmp_path):
+    from marsseg.config import model_variants
+
+    cfg = validate(override(preset("smoke"), [CYCLE]))
+    assert cfg.stage1.model_cycle == "attention=true context=none | attention=false context=aspp"
+    gated, aspp = model_variants(cfg.stage1)
+    assert (gated.attention, gated.context, aspp.attention, aspp.context) == (True, "none", False, "aspp")
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == cfg
+    assert preset("smoke").stage1.model_cycle == "" and preset("cpu").stage1.model_cycle == ""
+    # The kernel's preset cycles the public write-ups' two networks over its 5 folds: gated, ASPP, gated, ...
+    kaggle = [(v.attention, v.context) for v in model_variants(validate(preset("kaggle")).stage1)]
+    assert kaggle == [(True, "none"), (False, "aspp")]
+
+
+@pytest.mark.parametrize(
+    "variant, message",
+    [
+        ("depth=9", "depth is 9; use 2..5 (e.g. depth=4 in that variant)"),
+        ("context=dense", "context is 'dense'; use one of none, aspp (e.g. context=none in that variant)"),
+        ("context_rates=0", "context_rates is '0'; use comma-separated dilation rates >= 1"),
+        ("residual=true", "residual is true; a residual head refines stage-1 probabilities"),
+        ("dropout=1.5", "dropout is 1.5; use 0 <= dropout < 1 (e.g. dropout=0.1 in that variant)"),
+    ],
+)
+def test_validate_checks_every_variant_as_it_checks_the_stage_model(variant, message):
+    named = re.escape(f"stage1.model_cycle variant 1 ({variant!r}): {message}")
+    with pytest.raises(ConfigError, match=f"^{named}"):
+        validate(override(preset("smoke"), [f"stage1.model_cycle=attention=false | {variant}"]))
+
+
+def test_validate_refuses_a_stage_2_cycle():
+    with pytest.raises(ConfigError, match=r"^stage2.model_cycle .*stage 2 is one network.*--set stage2.model_cycle="):
+        validate(override(preset("smoke"), ["stage2.model_cycle=attention=false | context=aspp"]))

@@ -20,6 +20,7 @@ LAYERS = [
         "marsseg.stamps",
         "marsseg.quiet",
         "marsseg.validation",
+        "marsseg.presets",
     ),
     ("marsseg.data",),
     ("marsseg.submission",),

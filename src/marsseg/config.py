@@ -29,6 +29,10 @@ class DataConfig:
     # choice are made on the rest, the tuning part); val_miou_final is its score.
     report_fraction: float = 0.5
     folds: int = 5
+    # How many of the K folds get a stage-1 model (0: all K). Fewer models see more seconds each: with folds=4 and
+    # fold_models=1, one model trains on 3/4 of the development rows for all of stage 1's time and stage 2 learns
+    # from the other quarter, which that model predicted out of fold.
+    fold_models: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,10 @@ class StageConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Stage 1 as an ensemble of different networks: `|`-separated variants, each space-separated `key=value`
+    # model settings applied on top of `model` (an empty variant: `model` itself); fold f trains variant f mod n,
+    # e.g. "attention=true context=none | attention=false context=aspp". "": every fold trains `model`.
+    model_cycle: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,100 +162,10 @@ class Config:
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
 
 
-def _stage(depth, filters, epochs, batch, patience, dropout=0.1, lr=1e-3) -> StageConfig:
-    return StageConfig(
-        model=ModelConfig(depth=depth, base_filters=filters, dropout=dropout),
-        train=TrainConfig(epochs=epochs, batch_size=batch, patience=patience, learning_rate=lr),
-    )
-
-
-def _eager(stage: StageConfig, **model) -> StageConfig:
-    return replace(stage, model=replace(stage.model, **model), train=replace(stage.train, run_eagerly=True))
-
-
-def _lean(stage: StageConfig) -> StageConfig:
-    """No attention gates, no auxiliary heads: the most samples per second on a CPU."""
-    return replace(stage, model=replace(stage.model, deep_supervision=False, attention=False))
-
-
-def _half(stage: StageConfig) -> StageConfig:
-    """The U-Net at half resolution behind a strided stem; the heads upsample back to 64x128."""
-    return replace(stage, model=replace(stage.model, input_stride=2))
-
-
-def _cosine(stage: StageConfig, warmup: int = 1) -> StageConfig:
-    return replace(stage, train=replace(stage.train, schedule="cosine", warmup_epochs=warmup))
-
-
-def _residual(stage: StageConfig) -> StageConfig:
-    return replace(stage, model=replace(stage.model, residual=True))
-
-
-def _unweighted(stage: StageConfig) -> StageConfig:
-    """The scored classes weighted alike (background keeps weight 0 through loss.ignore_background)."""
-    return replace(stage, loss=replace(stage.loss, class_weight_power=0.0))
-
-
-def _ce(stage: StageConfig) -> StageConfig:
-    return replace(stage, loss=replace(stage.loss, name="ce"))
-
-
-PRESETS: dict[str, Config] = {
-    # Seconds on a CPU: the tests' preset.
-    "smoke": Config(
-        preset="smoke",
-        budget_seconds=300.0,
-        data=DataConfig(max_train=64, max_test=16, folds=2, val_fraction=0.25),
-        augment=AugmentConfig(bigrock_offline_copies=1, workers=0),
-        # Eager: three batches run sooner than a traced graph compiles. Stage 2 without deep supervision so
-        # the fast tests cover both the multi-head and the single-head path, and residual as in every preset;
-        # stage 1 at half resolution (as in `cpu`), stage 2 at full, so they cover both too.
-        stage1=_half(_eager(_stage(2, 8, 1, 16, 1, dropout=0.0))),
-        stage2=_eager(_stage(2, 8, 1, 16, 1, dropout=0.0), deep_supervision=False, residual=True),
-    ),
-    # `make demo` on a 2-core machine in under 10 minutes; `make bench` compares it with two references at 600 s.
-    "cpu": Config(
-        preset="cpu",
-        budget_seconds=540.0,
-        # Stage 1 gets most of the budget: on cached stage-1 probabilities no stage-2 design gained more than
-        # +0.004 on the tuning hold-out in 240 s (BENCHMARKS, stage2 section), while stage 1's network decides
-        # the score (below). 0.65 rather than 0.7: at 0.7 stage 2 found no time left (seed 43).
-        stage1_share=0.65,
-        data=DataConfig(max_train=0, max_test=0, folds=2, val_fraction=0.15),
-        # Flips, as the public write-ups; big-rock images twice per epoch, no offline copies (they would lengthen
-        # every fold's epoch).
-        augment=AugmentConfig(strength="flips", bigrock_oversample=2.0, bigrock_offline_copies=0, workers=2),
-        # Stage 1 is the best-practice network's size at full resolution (depth 4, base 16, no strided stem): at
-        # 600 s that network scored 0.754 on the bench's test set against 0.646 (hold-out) for this preset's old
-        # half-resolution, base-8 fold models. Attention and deep supervision stay off: on 2 CPU cores they cost
-        # more samples/s than they return in minutes. Cross-entropy with background weight 0 and the scored
-        # classes weighted alike (class_weight_power 0): at seed 43 the unweighted naive U-Net of this size scored
-        # big rock 0.701 and classes 1-4 0.831 where inverse-frequency weights capped at 10x gave 0.31-0.34 and
-        # 0.67-0.71 (big rock over-predicted); on this stand-in weighting helps only the small networks of old.
-        # Batch 16 and warm-up + cosine decay to the deadline: a fold model gets only a few epochs here.
-        stage1=_unweighted(_cosine(_ce(_lean(_stage(4, 16, 40, 16, 5, dropout=0.05, lr=2e-3))))),
-        # Stage 2 at full resolution (depth 2, base 8): the tuning part's choice of the screened designs.
-        stage2=_unweighted(_residual(_cosine(_ce(_lean(_stage(2, 8, 30, 16, 4, dropout=0.05, lr=1e-3))), warmup=0))),
-    ),
-    "gpu": Config(
-        preset="gpu",
-        budget_seconds=3 * 3600.0,
-        data=DataConfig(folds=5),
-        stage1=_stage(4, 32, 80, 32, 12),
-        stage2=_residual(_stage(4, 32, 60, 32, 10)),
-    ),
-    # Kaggle kills a session at 12 hours; stay well inside it.
-    "kaggle": Config(
-        preset="kaggle",
-        budget_seconds=8 * 3600.0,
-        data=DataConfig(folds=5),
-        stage1=_stage(4, 32, 100, 32, 15),
-        stage2=_residual(_stage(4, 32, 80, 32, 12)),
-    ),
-}
-
-
 def preset(name: str) -> Config:
+    """The named preset (`marsseg.presets`)."""
+    from marsseg.presets import PRESETS
+
     try:
         return PRESETS[name]
     except KeyError:
@@ -300,6 +218,32 @@ def _coerce(raw: str, kind, key: str):
         return raw
     except ValueError:
         raise ConfigError(f"setting {key!r} wants a {kind.__name__}, got {raw!r}") from None
+
+
+def model_variants(stage: StageConfig, key: str = "stage1.model_cycle") -> list[ModelConfig]:
+    """The networks `stage.model_cycle` names, in order: each variant's settings on top of `stage.model`; just
+    `[stage.model]` when the cycle is empty. `key` names the setting in errors."""
+    if not stage.model_cycle.strip():
+        return [stage.model]
+    hints = typing.get_type_hints(ModelConfig)
+    variants = []
+    for i, text in enumerate(stage.model_cycle.split("|")):
+        where = f"{key} variant {i} ({text.strip()!r})"
+        changes = {}
+        for pair in text.split():
+            name, sep, raw = pair.partition("=")
+            if not sep or not name:
+                raise ConfigError(
+                    f'{where}: {pair!r} is not key=value (e.g. --set "{key}=attention=false | context=aspp")'
+                )
+            if name not in hints:
+                raise ConfigError(f"{where}: unknown model setting {name!r}; use {', '.join(hints)}")
+            try:
+                changes[name] = _coerce(raw, hints[name], name)
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
+        variants.append(replace(stage.model, **changes))
+    return variants
 
 
 def to_dict(cfg: Config) -> dict:

@@ -17,3 +17,7 @@ class SubmissionError(UserError):
 
 class ConfigError(UserError):
     """An unknown preset, key or value in the configuration."""
+
+
+class EnsembleError(UserError):
+    """A run folder cannot be combined: missing, incomplete, or on another hold-out than the others."""

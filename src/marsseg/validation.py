@@ -8,15 +8,26 @@ well under a second instead of after stage 1.
 
 from __future__ import annotations
 
-from marsseg.config import POST_SETTINGS, Config, _get
+from dataclasses import replace
+
+from marsseg.config import POST_SETTINGS, Config, _get, model_variants
 from marsseg.errors import ConfigError
 
 LOSS_TERMS = ("ce", "focal", "dice", "focal_tversky")  # training/losses.py LOSSES
 MIN_DEPTH, MAX_DEPTH = 2, 5  # models/unet.py
+CONTEXTS = ("none", "aspp")  # models/unet.py
+
+
+class _Refused(ConfigError):
+    """A `_fail` refusal, its parts kept so a model_cycle variant's can be reworded."""
+
+    def __init__(self, key: str, problem: str, example: str):
+        super().__init__(f"{key} {problem} (e.g. --set {key}={example})")
+        self.key, self.problem, self.example = key, problem, example
 
 
 def _fail(key: str, problem: str, example: str) -> None:
-    raise ConfigError(f"{key} {problem} (e.g. --set {key}={example})")
+    raise _Refused(key, problem, example)
 
 
 def _loss_terms_ok(spec: str) -> bool:
@@ -58,6 +69,8 @@ def _check_stage(cfg: Config, stage: str) -> None:
         rates = []
     if not rates or min(rates) < 1:
         _fail(f"{key}.context_rates", f"is {m.context_rates!r}; use comma-separated dilation rates >= 1", "2,4")
+    if m.context not in CONTEXTS:
+        _fail(f"{key}.context", f"is {m.context!r}; use one of {', '.join(CONTEXTS)}", CONTEXTS[0])
     if stage == "stage1" and m.residual:
         _fail(f"{key}.residual", "is true; a residual head refines stage-1 probabilities, so stage 2 only", "false")
     key = f"{stage}.loss"
@@ -88,6 +101,26 @@ def _check_stage(cfg: Config, stage: str) -> None:
         _fail(f"{key}.patience", f"and warmup_epochs must be >= 0 (got {t.patience}, {t.warmup_epochs})", "10")
 
 
+def _check_cycle(cfg: Config) -> None:
+    """Every stage-1 model_cycle variant parses and passes the checks the stage's own model does; stage 2 is one
+    network, so it has no cycle."""
+    if cfg.stage2.model_cycle.strip():
+        raise ConfigError(
+            f"stage2.model_cycle is {cfg.stage2.model_cycle!r}; stage 2 is one network, so only stage 1 cycles "
+            "models across folds (e.g. --set stage2.model_cycle=)"
+        )
+    texts = cfg.stage1.model_cycle.split("|")
+    for i, variant in enumerate(model_variants(cfg.stage1)):
+        try:
+            _check_stage(replace(cfg, stage1=replace(cfg.stage1, model=variant)), "stage1")
+        except _Refused as refused:
+            name = refused.key.removeprefix("stage1.model.")
+            raise ConfigError(
+                f"stage1.model_cycle variant {i} ({texts[i].strip()!r}): {name} {refused.problem} "
+                f"(e.g. {name}={refused.example} in that variant)"
+            ) from None
+
+
 def validate_config(cfg: Config) -> Config:
     """Refuse settings no run can use, before anything is written; returns `cfg`."""
     if not 0.05 <= cfg.stage1_share <= 0.95:
@@ -116,7 +149,6 @@ def validate_config(cfg: Config) -> Config:
         **{f"{stage}.train.optimizer": ("adam", "adamw") for stage in ("stage1", "stage2")},
         **{f"{stage}.train.schedule": ("plateau", "cosine") for stage in ("stage1", "stage2")},
         **{f"{stage}.train.mixed_precision": ("auto", "on", "off") for stage in ("stage1", "stage2")},
-        **{f"{stage}.model.context": ("none", "aspp") for stage in ("stage1", "stage2")},
     }
     for key, allowed in choices.items():
         value = _get(cfg, key)
@@ -131,10 +163,17 @@ def validate_config(cfg: Config) -> Config:
         _fail("data.val_fraction", f"is {cfg.data.val_fraction}; hold out 0.02..0.5 of the training images", "0.15")
     if not 1 <= cfg.data.folds <= 20:
         _fail("data.folds", f"is {cfg.data.folds}; use 1..20 (stage 1 trains at least 2 fold models)", "5")
+    if not 0 <= cfg.data.fold_models <= max(2, cfg.data.folds):
+        _fail(
+            "data.fold_models",
+            f"is {cfg.data.fold_models}; use 0 (every fold) or 1..{max(2, cfg.data.folds)} (at most data.folds)",
+            "0",
+        )
     if cfg.budget_seconds <= 0:
         _fail("budget_seconds", f"is {cfg.budget_seconds}; give the run a positive number of seconds", "3600")
     for stage in ("stage1", "stage2"):
         _check_stage(cfg, stage)
+    _check_cycle(cfg)
     for name in ("tta", "morphology", "class_bias"):
         if getattr(cfg.post, name) not in POST_SETTINGS:
             raise ConfigError(

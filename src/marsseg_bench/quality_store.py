@@ -28,10 +28,10 @@ CLASSES = ("1", "2", "3", "4")
 METRICS = ("miou_keras", "miou_scored", *(f"iou.{c}" for c in CLASSES))
 
 
-def results_path(directory=None) -> Path:
-    """The quality results file: `directory`, else $MARSSEG_BENCH_RESULTS, else `.bench` (git-ignored) in the
-    working directory (the repository root under `make bench`)."""
-    return Path(directory or os.environ.get("MARSSEG_BENCH_RESULTS") or ".bench") / "quality.jsonl"
+def results_path(directory=None, name: str = "quality.jsonl") -> Path:
+    """A results file (`name`, the quality section's by default): in `directory`, else $MARSSEG_BENCH_RESULTS,
+    else `.bench` in the working directory (the repository root under `make bench`)."""
+    return Path(directory or os.environ.get("MARSSEG_BENCH_RESULTS") or ".bench") / name
 
 
 def run_key(record: dict) -> tuple:
@@ -70,14 +70,14 @@ def read_results(path) -> list[dict]:
     return records
 
 
-def store_result(path, record: dict) -> list[dict]:
-    """Append `record` as one JSON line; an earlier record with the same `run_key` is dropped (the file is then
-    rewritten atomically). Returns every record now stored."""
+def store_result(path, record: dict, key=run_key) -> list[dict]:
+    """Append `record` as one JSON line; an earlier record with the same `key` (by default `run_key`) is dropped
+    (the file is then rewritten atomically). Returns every record now stored."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     records = read_results(path)
-    key = run_key(record)
-    kept = [r for r in records if run_key(r) != key]
+    wanted = key(record)
+    kept = [r for r in records if key(r) != wanted]
     line = json.dumps(record, sort_keys=True, default=_plain)
     if len(kept) == len(records) and _ends_cleanly(path):
         with path.open("a") as handle:

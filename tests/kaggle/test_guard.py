@@ -11,7 +11,7 @@ import pytest
 
 from marsseg.competition import MARS, MARS_MINI
 from marsseg.kaggle.client import KaggleError, KaggleSession
-from marsseg.kaggle.flow import OUTPUT_FILES
+from marsseg.kaggle.flow import OUTPUT_FILES, OUTPUT_FILES_AND_MODELS
 from marsseg.kaggle.guard import (
     QuotaError,
     SubmissionRefused,
@@ -211,6 +211,15 @@ def test_only_the_submission_and_the_reports_are_downloaded():
     wanted = ["submission.csv", "submission_rle.csv", "metrics.json", "config.json", "curves_stage1.png"]
     unwanted = ["model_stage2.keras", "model_stage1_fold1.keras", "checkpoints/x.png", "notes.txt", "a.csv"]
     assert [n for n in wanted + unwanted if re.search(OUTPUT_FILES, n)] == wanted
+
+
+def test_submit_models_also_downloads_the_saved_models_and_nothing_else():
+    models = ["model_stage1_fold1.keras", "model_stage1_fold12.keras", "model_stage2.keras"]
+    reports = ["submission.csv", "submission_rle.csv", "metrics.json", "config.json", "curves_stage1.png"]
+    unwanted = ["checkpoints/model_stage2.keras", "x.keras", "model_stage3.keras", "notes.txt", "a.csv"]
+    names = reports + models + unwanted
+    assert [n for n in names if re.search(OUTPUT_FILES_AND_MODELS, n)] == reports + models
+    assert "--models" in one_line_error(run_cli("submit", "--file", "x.csv", "--models"))
 
 
 def test_a_records_file_with_an_older_header_is_upgraded_keeping_every_row(tmp_path):

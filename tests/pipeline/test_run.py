@@ -187,6 +187,48 @@ def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
         check_out_of_fold(outcome)
 
 
+def test_fold_models_trains_only_the_first_folds_each_with_the_whole_stage_time():
+    """data.fold_models=1 of 4 folds: one model on the other three folds' rows, given all of stage 1's time; only
+    its own fold is covered out of fold (stage 2's rows)."""
+    import time
+    from dataclasses import replace
+
+    from marsseg.config import preset, validate
+    from marsseg.errors import ConfigError
+    from marsseg.pipeline.stages import stage1_folds
+
+    images = np.zeros((40, 64, 128), np.uint8)
+    masks = np.ones((40, 64, 128), np.uint8)
+    fold_of = np.arange(40) % 4
+    cfg = preset("smoke")
+    cfg = replace(cfg, data=replace(cfg.data, folds=4, fold_models=1))
+    calls = []
+
+    class Result:
+        model, seconds, epochs_run = None, 0.0, 1
+
+    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+        calls.append((len(train_images), len(val_x), kwargs["deadline"]))
+        return Result()
+
+    stage_end = time.monotonic() + 100
+    outcome = stage1_folds(
+        images,
+        masks,
+        fold_of,
+        cfg,
+        stage_end=stage_end,
+        fit=fit,
+        predict=lambda m, x: np.full((*x.shape[:3], 5), 0.2, np.float32),
+        log=lambda m: None,
+    )
+    assert [(n_train, n_val) for n_train, n_val, _ in calls] == [(30, 10)]
+    assert calls[0][2] == pytest.approx(stage_end)  # the one model may use all of stage 1's time
+    assert np.array_equal(outcome.covered, fold_of == 0) and outcome.planned_folds == 1
+    with pytest.raises(ConfigError, match="data.fold_models"):
+        validate(replace(cfg, data=replace(cfg.data, fold_models=5)))
+
+
 def _fake_fit(monkeypatch):
     """Replace training with an untrained network so budget and fallback logic run in a second or two. Seeded:
     unseeded, its weights (and whether flip TTA changes any label) hung on which tests ran before."""

@@ -110,6 +110,29 @@ def test_batch_deadline_stops_training_in_time_for_the_validation_pass():
     assert later.train_until() == 44.0
 
 
+@pytest.mark.parametrize("baseline", [False, True])
+def test_a_measured_validation_speed_moves_the_deadline_but_not_the_tracing_pass(baseline):
+    """Stage 2 replans its deadline from its own inference speed: each steady validation pass (images per second
+    of work) gives a new deadline; the first pass, which traces the test function, is not one unless a baseline
+    evaluation already traced it."""
+    from marsseg.training.callbacks import StageGuard
+
+    clock = FakeClock()
+    asked = []
+    guard = StageGuard(
+        "val_main_miou", 5, 50.0, clock, replan=lambda rate: asked.append(rate) or 100.0 + rate, validation_rows=96
+    )
+    guard.set_model(FakeModel())
+    if baseline:
+        guard.set_baseline(0.5, [np.full(1, 0.0)])
+    for seconds in (8.0, 2.0):  # the tracing pass, then a steady one
+        guard.on_test_begin()
+        clock.now += seconds
+        guard.on_test_end()
+    assert asked == ([12.0, 48.0] if baseline else [48.0])
+    assert guard.deadline == 148.0 and guard.train_until() == 148.0 - 2.0
+
+
 def test_a_baseline_stands_until_an_epoch_beats_it():
     clock = FakeClock()
     guard = _guard(patience=2, deadline=None, clock=clock)

@@ -74,12 +74,19 @@ def add_submit(sub):
     p.add_argument(
         "--force", action="store_true", help="push even when the kernel's budget exceeds the weekly GPU quota left"
     )
+    p.add_argument(
+        "--models",
+        action="store_true",
+        help="also fetch the run's saved models (*.keras), so its output folder can join `marsseg ensemble`",
+    )
     p.set_defaults(func=cmd_submit)
 
 
 def cmd_submit(args) -> int:
 
     competition = active_competition()
+    if args.file and args.models:
+        raise UserError("--models fetches a kernel run's models; a local --file has its run folder already")
     if args.file:
         submit_csv(
             args.file,
@@ -96,6 +103,7 @@ def cmd_submit(args) -> int:
             poll=args.poll,
             skip_push=args.skip_push,
             force=args.force,
+            models=args.models,
         )
     return 0
 

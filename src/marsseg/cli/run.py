@@ -116,8 +116,9 @@ def add_bench(sub):
         type=int,
         default=1,
         metavar="K",
-        help="run the seeded sections (quality*) K times, at seeds --seed, --seed+1, ...; each run is kept in "
-        ".bench/quality.jsonl and the block shows all stored runs",
+        help="run the seeded sections (quality*, stage2, recipe, ensemble) K times, at seeds --seed, --seed+1, "
+        "...; each run is kept under .bench/ (quality, stage2, recipe, ensemble .jsonl) and the block shows all "
+        "stored runs",
     )
     p.add_argument("--seed", type=int, default=None, help="first seed of the seeded sections (default: the preset's)")
     p.set_defaults(func=cmd_bench)

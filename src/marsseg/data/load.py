@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ def load_dataset(path: str | os.PathLike, competition: Competition = MARS) -> Da
     masks = _as_uint8(path, competition.train_key + " labels", train[:, 1], competition.num_classes - 1)
     test_images = _as_uint8(path, competition.test_key, test, 255)
     return Dataset(images=images, masks=masks, test_images=test_images, source=path)
+
+
+def train_sha256(images: np.ndarray, masks: np.ndarray) -> str:
+    """sha256 of the training images and masks (shapes, then bytes): the same training set gives the same value
+    whatever the file's name, compression or test set (40 ms for 2615 images)."""
+    digest = hashlib.sha256(repr((images.shape, masks.shape)).encode())
+    for array in (images, masks):
+        digest.update(memoryview(np.ascontiguousarray(array, np.uint8)).cast("B"))
+    return digest.hexdigest()
 
 
 def _read_array(path: Path, key: str) -> np.ndarray:

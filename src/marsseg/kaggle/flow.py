@@ -33,8 +33,10 @@ from marsseg.submission.formats import convert
 SUBMISSIONS_DIR = Path("submissions")
 TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
 # What the kit fetches from a run (`kernels output --file-pattern`, a regex searched in each output file's name): the
-# submission and the reports. The saved models (*.keras) and checkpoints stay on Kaggle.
+# submission and the reports. The saved models (*.keras) and checkpoints stay on Kaggle unless `submit --models`
+# asks for them too (for `marsseg ensemble`; about 200 MB for the kaggle preset).
 OUTPUT_FILES = r"^(submission\.csv|submission_rle\.csv|metrics\.json|config\.json|[^/]+\.png)$"
+OUTPUT_FILES_AND_MODELS = OUTPUT_FILES[:-2] + r"|model_stage1_fold\d+\.keras|model_stage2\.keras)$"
 
 
 def new_id() -> str:
@@ -123,16 +125,23 @@ def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
 
 
 def fetch_output(
-    session: KaggleSession, ref: str, dest: Path, competition: Competition, images: int | None, log=print
+    session: KaggleSession,
+    ref: str,
+    dest: Path,
+    competition: Competition,
+    images: int | None,
+    log=print,
+    pattern: str = OUTPUT_FILES,
 ) -> Path:
-    """Download the kernel's submission and reports and validate them against the profile. An error body saved
-    as a file counts as a failed try; a submission that is invalid twice with the same bytes is refused."""
+    """Download the kernel's submission and reports (the files `pattern` names) and validate them against the
+    profile. An error body saved as a file counts as a failed try; a submission that is invalid twice with the same
+    bytes is refused."""
     seen = {"sha256": None}
 
     def once():
         if dest.exists():
             shutil.rmtree(dest)
-        files = session.kernel_output(ref, dest, OUTPUT_FILES)
+        files = session.kernel_output(ref, dest, pattern)
         csv = dest / "submission.csv"
         if not csv.is_file():
             names = ", ".join(p.name for p in files) or "nothing"
@@ -182,11 +191,13 @@ def submit_kernel(
     timeout: float = 12.5 * 3600,
     skip_push: bool = False,
     force: bool = False,
+    models: bool = False,
     session: KaggleSession | None = None,
     submissions_dir: Path = SUBMISSIONS_DIR,
     log=print,
 ) -> dict:
-    """`make submit`: the whole chain; returns the final record row. `force` pushes past the GPU quota check."""
+    """`make submit`: the whole chain; returns the final record row. `force` pushes past the GPU quota check;
+    `models` fetches the run's saved models too, so its folder can join `marsseg ensemble`."""
 
     competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
@@ -229,7 +240,8 @@ def submit_kernel(
     except KaggleError as exc:
         raise attempt.fail("kernel_failed", exc) from None
     try:
-        output = fetch_output(session, ref, folder / "kernel_output", competition, images, log)
+        pattern = OUTPUT_FILES_AND_MODELS if models else OUTPUT_FILES
+        output = fetch_output(session, ref, folder / "kernel_output", competition, images, log, pattern)
         attempt.fields.update(run_facts(output.parent))
         staged = stage_submission(output, attempt, competition, images, submissions_dir)
     except SubmissionRefused as exc:

@@ -86,13 +86,21 @@ def stage2_epoch_seconds(first_epoch: float, fold_train: int, rows: int) -> floa
 
 
 def stage2_reserve(
-    n_test: int, n_val: int, tta_possible: bool, rate: float, safety: float, stage1_models: int = 0
+    n_test: int,
+    n_val: int,
+    tta_possible: bool,
+    rate: float,
+    safety: float,
+    stage1_models: int = 0,
+    stage2_rate: float | None = None,
 ) -> float:
     """Seconds stage-2 training leaves for its test prediction (30% allowed over), its hold-out passes and the
-    margin. Stage-2 inference runs at about stage 1's per-model `rate` (two more input channels). With TTA possible
-    its test input is stage 1's flip-TTA'd probabilities: the `stage1_models` flipped passes come first."""
+    margin. Stage-2 inference runs at `stage2_rate` images/s once measured (its validation passes), else at about
+    stage 1's per-model `rate` (a stage 2 no larger than stage 1 is at least as fast). With TTA possible its test
+    input is stage 1's flip-TTA'd probabilities: the `stage1_models` flipped passes (at `rate`) come first."""
+    rate2 = stage2_rate or rate
     flipped = test_seconds(n_test, stage1_models, False, rate) if tta_possible else 0.0
-    return (test_seconds(n_test, 1, tta_possible, rate) + flipped) * 1.3 + n_val * 2 / max(rate, 1e-6) + safety
+    return (test_seconds(n_test, 1, tta_possible, rate2) + flipped) * 1.3 + n_val * 2 / max(rate2, 1e-6) + safety
 
 
 def stage2_needed(epoch_seconds: float, residual: bool) -> float:

@@ -1,20 +1,23 @@
 """The run's first two phases: load and clean the data, then the hold-out and the K folds of the rest.
 
-    images, masks, test_images, counts = load_and_clean(cfg, data_path, budget)
-    split = split_data(cfg, images, masks, budget)      # hold-out, development rows with big-rock copies, folds
+    images, masks, test_images, counts, source = load_and_clean(cfg, data_path, budget)
+    split = split_data(cfg, images, masks, budget, source)  # hold-out, development rows with big-rock copies, folds
+    metrics["holdout_identity"] = holdout_identity(cfg, split, counts["train_sha256"])
 
 The hold-out is never trained on or early-stopped on by either stage (`holdout` splits it once more into a
-tuning and a reporting part). Each big-rock copy lands in its source image's fold.
+tuning and a reporting part). Each big-rock copy lands in its source image's fold. `holdout_identity` records
+which training images the hold-out is, so runs can be compared on one (`marsseg ensemble` refuses runs whose
+identities differ).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from marsseg.config import Config
-from marsseg.data.load import load_dataset
+from marsseg.data.load import load_dataset, train_sha256
 from marsseg.pipeline.holdout import Holdout
 from marsseg.prep.analysis import class_weights
 from marsseg.prep.bigrock import bigrock_copies, with_copies
@@ -31,10 +34,12 @@ class Split:
     fold_of: np.ndarray  # fold of each development row
     class_weights: dict  # stage name -> loss weights
     counts: dict  # for metrics.json "data"
+    holdout_rows: np.ndarray  # each hold-out image's row in the data file's training set, in the hold-out's order
 
 
-def load_and_clean(cfg: Config, data_path, budget) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(cleaned training images, their masks, every test image, counts for metrics.json)."""
+def load_and_clean(cfg: Config, data_path, budget) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray]:
+    """(cleaned training images, their masks, every test image, counts for metrics.json, each cleaned image's row
+    in the file's training set)."""
     budget.phase("load", note=str(data_path))
     dataset = load_dataset(data_path)
     images, masks = dataset.images, dataset.masks
@@ -49,13 +54,15 @@ def load_and_clean(cfg: Config, data_path, budget) -> tuple[np.ndarray, np.ndarr
         "n_removed": int(len(cleaning.removed)),
         "n_clean": int(len(clean_images)),
         "n_test": int(len(test_images)),
+        "train_sha256": train_sha256(dataset.images, dataset.masks),
     }
     budget.note(f"cleaning removed {len(cleaning.removed)} of {len(images)} training images")
-    return clean_images, clean_masks, test_images, counts
+    return clean_images, clean_masks, test_images, counts, cleaning.kept
 
 
-def split_data(cfg: Config, images: np.ndarray, masks: np.ndarray, budget) -> Split:
-    """The stratified hold-out, and K stratified folds of the rest with its big-rock copies."""
+def split_data(cfg: Config, images: np.ndarray, masks: np.ndarray, budget, source=None) -> Split:
+    """The stratified hold-out, and K stratified folds of the rest with its big-rock copies. `source`: each row's
+    index in the data file's training set (`load_and_clean`; None: the rows are the file's)."""
     budget.phase("folds")
     dev, val = holdout_split(masks, cfg.data.val_fraction, cfg.seed)
     hold = Holdout.split(images[val], masks[val], cfg.data.report_fraction, cfg.seed)
@@ -80,4 +87,25 @@ def split_data(cfg: Config, images: np.ndarray, masks: np.ndarray, budget) -> Sp
         for stage in ("stage1", "stage2")
     }
     counts = {"n_val": int(len(val)), "n_dev": int(len(dev)), "n_bigrock_copies": int(len(copies.images)), "folds": k}
-    return Split(hold, dev_images, dev_masks, dev_groups, fold_of, weights, counts)
+    rows = val if source is None else np.asarray(source)[val]
+    return Split(hold, dev_images, dev_masks, dev_groups, fold_of, weights, counts, rows)
+
+
+def holdout_identity(cfg: Config, split: Split, data_sha256: str) -> dict:
+    """What makes two runs' hold-outs the same images split the same way: the training set's fingerprint, the
+    settings that pick and split the hold-out, and its rows of the file's training set in the hold-out's order with
+    the positions among them that tune and that report (their order matters too: the bootstrap resamples by it)."""
+    data = cfg.data
+    return {
+        "train_sha256": data_sha256,
+        "settings": {
+            "seed": cfg.seed,
+            "val_fraction": data.val_fraction,
+            "report_fraction": data.report_fraction,
+            "max_train": data.max_train,
+            "clean": asdict(cfg.clean),
+        },
+        "rows": [int(i) for i in split.holdout_rows],
+        "tune": [int(i) for i in split.hold.tune],
+        "report": [int(i) for i in split.hold.report],
+    }

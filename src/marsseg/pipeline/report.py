@@ -21,6 +21,9 @@ def stage1_metrics(s1, infer_rate: float) -> dict:
         "fold_epochs": [f.result.epochs_run for f in s1.folds],
         "fold_epoch_seconds": [[round(t, 1) for t in f.result.extra.get("epoch_seconds", [])] for f in s1.folds],
         "fold_stop_reason": [f.result.stop_reason for f in s1.folds],
+        # Which stage1.model_cycle network each fold trained (an index into model_variants; all 0 without a cycle).
+        "fold_model_variant": [f.variant for f in s1.folds],
+        "model_variants": list(s1.variants),  # each as stage1.model_cycle wrote it; "": stage1.model unchanged
         "train_samples_per_s": float(np.median([f.result.train_samples_per_s for f in s1.folds])),
         "infer_samples_per_s": float(infer_rate),
     }

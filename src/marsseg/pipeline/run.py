@@ -106,16 +106,20 @@ class _Run:
         return self.metrics
 
     def load_and_clean(self) -> None:
-        self.images, self.masks, self.test_images, self.metrics["data"] = prepare.load_and_clean(
+        self.images, self.masks, self.test_images, self.metrics["data"], self.source = prepare.load_and_clean(
             self.cfg, self.data_path, self.budget
         )
 
     def split(self) -> None:
-        split = prepare.split_data(self.cfg, self.images, self.masks, self.budget)
+        split = prepare.split_data(self.cfg, self.images, self.masks, self.budget, self.source)
         self.hold, self.fold_of, self.class_weights = split.hold, split.fold_of, split.class_weights
         self.dev_images, self.dev_masks, self.dev_groups = split.dev_images, split.dev_masks, split.dev_groups
         self.val_images, self.val_masks = self.hold.images, self.hold.masks  # both parts; marsseg_bench reads them
         self.metrics["holdout"] = self.hold.counts()
+        # Which training images the hold-out is, so other runs can be checked against it (`marsseg ensemble`).
+        self.metrics["holdout_identity"] = prepare.holdout_identity(
+            self.cfg, split, self.metrics["data"]["train_sha256"]
+        )
         self.metrics["data"].update(split.counts)
 
     def stage1(self) -> None:
@@ -310,6 +314,9 @@ class _Run:
             verbose=self.verbose,
             log=self.log,
             temperature=self.temperature,
+            reserve=lambda rate2: stage2_reserve(
+                n_test, n_val, tta_possible, self.infer_rate1, self.safety, models, stage2_rate=rate2
+            ),
         )
         plot_curves({"stage 2": result.history}, self.out_dir / "curves_stage2.png", "stage 2")
         self.budget.phase("stage2 validation")

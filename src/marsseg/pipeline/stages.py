@@ -14,11 +14,11 @@ channel, with no second stage-1 pass.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from marsseg.config import Config
+from marsseg.config import Config, model_variants
 from marsseg.pipeline.calibration import temper
 from marsseg.pipeline.postprocess import predict_tta
 from marsseg.prep.folds import holdout_split
@@ -31,6 +31,7 @@ class FoldRun:
     val_index: np.ndarray  # rows it validated on and predicted out of fold
     result: object  # train.StageResult (or a stand-in with .model in tests)
     predict_seconds: float = 0.0
+    variant: int = 0  # which of stage1.model_cycle's networks it trained (0 without a cycle)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Stage1Outcome:
     oof_model: np.ndarray  # (n_dev,) index into `folds` of the model that predicted each row; -1 = none
     planned_folds: int
     notes: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=lambda: [""])  # stage1.model_cycle's variants; "": stage1.model
 
     @property
     def covered(self) -> np.ndarray:
@@ -67,11 +69,13 @@ def stage1_folds(
     num_classes: int = 5,
     models=None,
 ) -> Stage1Outcome:
-    """Train one stage-1 model per fold (fold f trains on every row with fold_of != f) and predict its
-    validation rows (with flip TTA unless post.tta is off). Fold f must end, its prediction included, by its share
-    of the time up to `stage_end`; a fold that could not finish even one epoch in the time left is not started (its
-    rows stay uncovered). The folds share one compiled network (`models`, a `training.reuse.ModelCache`; a new one
-    by default), re-initialised at each fold's seed: each fold model is a FoldModel holding its own weights."""
+    """Train one stage-1 model per fold (fold f trains on every row with fold_of != f), or for the first
+    `data.fold_models` folds only, and predict its validation rows (with flip TTA unless post.tta is off). Fold f
+    must end, its prediction included, by its share of the time up to `stage_end`; a fold that could not finish even
+    one epoch in the time left is not started (its rows stay uncovered). Fold f trains variant f mod n of
+    `stage1.model_cycle` (`config.model_variants`; `stage1.model` without a cycle). Folds of one setting share one
+    compiled network (`models`, a `training.reuse.ModelCache`; a new one by default), re-initialised at each
+    fold's seed: each fold model is a FoldModel holding its own weights."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
     from marsseg.training.reuse import ModelCache
@@ -81,6 +85,8 @@ def stage1_folds(
     predict = predict or predict_probs
     tta = cfg.post.tta != "off"
     k = int(fold_of.max()) + 1
+    trained = min(k, cfg.data.fold_models or k)  # the folds that get a model (data.fold_models; 0: all)
+    variants = model_variants(cfg.stage1)
     h, w = images.shape[1:]
     oof = np.zeros((len(images), h, w, num_classes), np.float32)
     oof_model = np.full(len(images), -1, np.int64)
@@ -88,11 +94,11 @@ def stage1_folds(
     notes: list[str] = []
     started = clock()
     minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
-    for f in range(k):
+    for f in range(trained):
         now = clock()
-        fold_deadline = started + (f + 1) * (stage_end - started) / k
+        fold_deadline = started + (f + 1) * (stage_end - started) / trained
         if runs and now + minimum > stage_end:
-            notes.append(f"stage 1: {f} of {k} folds trained; the budget leaves no time for fold {f + 1}")
+            notes.append(f"stage 1: {f} of {trained} fold models trained; the budget leaves no time for fold {f + 1}")
             log(f"[marsseg] {notes[-1]}")
             break
         train_index, val_index = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
@@ -103,8 +109,9 @@ def stage1_folds(
                 note=f"{len(train_index)} train / {len(val_index)} out-of-fold images, "
                 f"until {max(0.0, fold_deadline - now):.0f}s from now",
             )
+        variant = f % len(variants)
         result = fit(
-            cfg.stage1,
+            replace(cfg.stage1, model=variants[variant]),
             images[train_index],
             masks[train_index],
             network_input(images[val_index]),
@@ -124,11 +131,13 @@ def stage1_folds(
         oof[val_index] = predict_tta(lambda b, m=result.model: predict(m, b), x) if tta else predict(result.model, x)
         oof_model[val_index] = len(runs)
         predict_seconds = clock() - predicted_at
-        runs.append(FoldRun(f, train_index, val_index, result, predict_seconds))
+        runs.append(FoldRun(f, train_index, val_index, result, predict_seconds, variant))
         extra = getattr(result, "extra", {})
         epochs = extra.get("full_epoch_seconds") or extra.get("epoch_seconds") or [result.seconds]
         minimum = max(epochs) + predict_seconds
-    return Stage1Outcome(runs, oof, oof_model, k, notes)
+    cycle = cfg.stage1.model_cycle
+    texts = [" ".join(t.split()) for t in cycle.split("|")] if cycle.strip() else [""]
+    return Stage1Outcome(runs, oof, oof_model, trained, notes, texts)
 
 
 def check_out_of_fold(outcome: Stage1Outcome) -> None:
@@ -154,10 +163,13 @@ def stage2_fit(
     verbose=2,
     log=print,
     temperature: float = 1.0,
+    reserve=None,
 ):
     """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities, tempered
     by `temperature`), for at most `seconds` from now; early stopping on a split of those rows that keeps each group
-    (an image and its copies) on one side. Returns the `fit.StageResult`."""
+    (an image and its copies) on one side. `reserve(images/s)`: the seconds to leave at the budget's end once
+    stage 2's own inference speed is measured; training may then run later (or stop sooner) than `seconds`.
+    Returns the `fit.StageResult`."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
@@ -184,6 +196,7 @@ def stage2_fit(
         class_weights=class_weights,
         verbose=verbose,
         log=log,
+        replan=None if reserve is None else lambda rate: budget.deadline(reserve(rate)),
     )
     if result.extra.get("baseline_val_miou") is not None:
         kept = f"epoch {result.best_epoch}" if result.best_epoch else "the untrained head (stage 1 unchanged)"

@@ -69,10 +69,15 @@ class StageGuard(keras.callbacks.Callback):
         clock=time.monotonic,
         on_plan=None,
         passes_after: int = 0,
+        replan=None,
+        validation_rows: int = 0,
     ):
         super().__init__()
         self.monitor, self.patience, self.deadline, self.clock = monitor, max(1, patience), deadline, clock
         self.on_plan, self.passes_after = on_plan, passes_after
+        # replan(images per second of this network's validation pass) -> a new deadline: what the caller must do
+        # after training (stage 2's test prediction) is known better once this network's own speed is measured.
+        self.replan, self.validation_rows, self._passes, self.baseline_traced = replan, validation_rows, 0, False
         self.best, self.best_epoch, self.best_weights = -math.inf, 0, None
         self.wait, self.stop_reason, self.epoch_seconds = 0, "epochs", []
         self.validation_seconds, self.cut_epoch = 0.0, False
@@ -80,6 +85,7 @@ class StageGuard(keras.callbacks.Callback):
     def set_baseline(self, value: float, weights) -> None:
         """Count the untrained weights as epoch 0 with score `value`: an epoch must beat it to be kept."""
         self.best, self.best_epoch, self.best_weights = float(value), 0, weights
+        self.baseline_traced = True  # the baseline's evaluation traced the test function
 
     @property
     def full_epochs(self) -> list[float]:
@@ -99,6 +105,11 @@ class StageGuard(keras.callbacks.Callback):
 
     def on_test_end(self, logs=None):
         self.validation_seconds = self.clock() - self._validation_started
+        self._passes += 1
+        # The first pass traces the test function, unless a baseline evaluation already did (set_baseline).
+        steady = self._passes > 1 or self.baseline_traced
+        if self.replan is not None and self.deadline is not None and steady and self.validation_seconds > 0:
+            self.deadline = self.replan(self.validation_rows / self.validation_seconds)
 
     def on_epoch_end(self, epoch, logs=None):
         now = self.clock()

@@ -177,6 +177,7 @@ def fit_stage(
     clock=time.monotonic,
     passes_after: int = 0,
     models=None,
+    replan=None,
 ) -> StageResult:
     """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
 
@@ -187,6 +188,7 @@ def fit_stage(
     `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
     whose time is kept back too. `models`: a `reuse.ModelCache`; a network compiled earlier with the same
     settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a FoldModel.
+    `replan(images/s)`: a new deadline from this network's measured validation speed (`callbacks.StageGuard`).
     """
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
@@ -214,7 +216,9 @@ def fit_stage(
             val_x, val_y = _steady_validation(val_x, val_y, 2 * train_cfg.batch_size)
             targets = per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
-            guard = StageGuard(monitor, train_cfg.patience, deadline, clock, on_plan, passes_after)
+            guard = StageGuard(
+                monitor, train_cfg.patience, deadline, clock, on_plan, passes_after, replan, validation_rows=len(val_x)
+            )
             baseline = None
             if stage_cfg.model.residual:
                 # A residual stage 2 starts as a copy of stage 1: that score is the bar, and if no epoch clears

@@ -1,0 +1,76 @@
+"""The `recipe` block of BENCHMARKS.md: each recipe item's paired on/off gains, from every stored pair.
+
+An item earns its place in a preset only where the median of its paired gains (on − off at the same seed, test
+mIoU by the leaderboard's Keras rule) beats their spread (half the range) and at least MIN_SEEDS seeds were run.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from marsseg_bench.quality_report import fmt, signed
+
+MIN_SEEDS = 3  # the issue's "medians of 3"
+TARGET = 0.02  # the measured recipe over the same preset without it (the issue's target)
+
+
+def gains(records: list[dict]) -> list[float]:
+    """on − off test mIoU (Keras rule) per stored pair."""
+    return [r["sides"]["on"]["scores"]["miou_keras"] - r["sides"]["off"]["scores"]["miou_keras"] for r in records]
+
+
+def verdict(values: list[float]) -> str:
+    """ "on" where the median gain beats half the range of the gains over >= MIN_SEEDS seeds, "off" where the
+    median gain is at most minus that spread, else "undecided" (or how many seeds are missing)."""
+    if len(values) < MIN_SEEDS:
+        return f"undecided ({len(values)} of {MIN_SEEDS} seeds)"
+    median, half_range = statistics.median(values), (max(values) - min(values)) / 2
+    if median > half_range:
+        return "on"
+    if median < -half_range:
+        return "off"
+    return "undecided (gain within the spread)"
+
+
+def _range(values, show=fmt) -> str:
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return show(values[0])
+    return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
+
+
+def render_recipe(records: list[dict], items: dict) -> str:
+    records = [r for r in records if r.get("section") == "recipe"]
+    lines = [
+        "## The recipe, item by item (paired on/off kit runs, synthetic data)",
+        "",
+        "Each row: the `cpu` preset run twice at the same seed for the same seconds, with the item off and on "
+        "(one after the other, in an order that alternates with the seed), on the quality section's data; test "
+        "mIoU on the 2000-image synthetic test set by the leaderboard's Keras rule. Gain = on − off at the same "
+        f"seed: median (min – max). An item is turned on where the median gain beats half the range over ≥ "
+        f"{MIN_SEEDS} seeds.",
+        "",
+        "| item | on means | seeds | off | on | gain | ahead | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, (meaning, _, _) in items.items():
+        rows = sorted((r for r in records if r["item"] == name), key=lambda r: int(r["seed"]))
+        if not rows:
+            lines.append(f"| {name} | {meaning} | 0 | | | | | not measured yet |")
+            continue
+        g = gains(rows)
+        lines.append(
+            f"| {name} | {meaning} | {', '.join(str(r['seed']) for r in rows)} | "
+            f"{_range([r['sides']['off']['scores']['miou_keras'] for r in rows])} | "
+            f"{_range([r['sides']['on']['scores']['miou_keras'] for r in rows])} | {_range(g, signed)} | "
+            f"{sum(x > 0 for x in g)} of {len(g)} | {verdict(g)} |"
+        )
+    budgets = sorted({float(r["budget"]) for r in records})
+    lines += [
+        "",
+        f"Seconds a side: {', '.join(f'{b:.0f}' for b in budgets) or 'n/a'}. Pairs are stored in "
+        "`.bench/recipe.jsonl`; `marsseg bench --only recipe --seed S` adds seed S for every item not yet stored "
+        "there (`MARSSEG_BENCH_RECIPE_ITEMS=a,b` for some).",
+    ]
+    return "\n".join(lines)
