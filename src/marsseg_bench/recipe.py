@@ -151,4 +151,5 @@ def section_recipe(repeats: int, log, seed: int | None = None, budget: float = R
             **measured,
         }
         store_result(path, record, key=pair_key)
-    return render_recipe(read_results(path), ITEMS)
+    quality = [r for r in read_results(results_path()) if r.get("section") == "quality"]
+    return render_recipe(read_results(path), ITEMS, quality, read_results(results_path(name="ensemble.jsonl")))

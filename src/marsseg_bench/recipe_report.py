@@ -40,7 +40,54 @@ def _range(values, show=fmt) -> str:
     return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
 
 
-def render_recipe(records: list[dict], items: dict) -> str:
+def findings(quality: list[dict], recipe: list[dict], ensembles: list[dict]) -> list[str]:
+    """Which public findings the stand-in reproduces, from every stored run that measures one."""
+
+    def tta_gain(r):
+        tta = (r.get("kit_run", {}).get("post", {}).get("stage1") or {}).get("tta") or {}
+        return None if tta.get("with") is None else tta["with"] - tta["without"]
+
+    naive = [r["scores"]["naive"] for r in quality if "naive" in r.get("scores", {})]
+    jump = [n["miou_scored"] - n["miou_keras"] for n in naive]
+    tta = [g for g in map(tta_gain, quality) if g is not None]
+    copy = gains([r for r in recipe if r["item"] == "copy_paste"])
+    cycle = gains([r for r in recipe if r["item"] == "model_cycle"])
+    pair = [
+        r["models"]["ensemble"]["scores"]["miou_keras"]
+        - max(r["models"][m]["scores"]["miou_keras"] for m in ("a", "b"))
+        for r in ensembles
+    ]
+
+    def line(claim, values, reproduced):
+        if not values:
+            return f"- {claim}: not measured yet."
+        verdict = "reproduced" if reproduced(statistics.median(values)) else "not reproduced"
+        return f"- {claim}: {_range(values, signed)} over {len(values)} run(s): {verdict}."
+
+    return [
+        "Public findings against the stand-in (medians, min – max):",
+        "",
+        line(
+            "Background weight 0 / argmax over 1-4 is worth 10-17 points: what predicting background costs under "
+            "the Keras rule (the naive U-Net, which predicts it: its mean over classes 1-4 minus its Keras-rule "
+            "score, `quality`)",
+            jump,
+            lambda m: m >= 0.10,
+        ),
+        line(
+            "TTA adds little (the kit's flip TTA on the tuning part, stage 1, `quality`)", tta, lambda m: abs(m) < 0.01
+        ),
+        line("Big-rock copy-paste gains (`recipe`, copy_paste)", copy, lambda m: m > 0),
+        line(
+            "Different networks gain: a stage 1 of two networks over one (`recipe`, model_cycle)",
+            cycle,
+            lambda m: m > 0,
+        ),
+        line("An ensemble of two runs over the better one (`ensemble`)", pair, lambda m: m > 0),
+    ]
+
+
+def render_recipe(records: list[dict], items: dict, quality=(), ensembles=()) -> str:
     records = [r for r in records if r.get("section") == "recipe"]
     lines = [
         "## The recipe, item by item (paired on/off kit runs, synthetic data)",
@@ -72,5 +119,7 @@ def render_recipe(records: list[dict], items: dict) -> str:
         f"Seconds a side: {', '.join(f'{b:.0f}' for b in budgets) or 'n/a'}. Pairs are stored in "
         "`.bench/recipe.jsonl`; `marsseg bench --only recipe --seed S` adds seed S for every item not yet stored "
         "there (`MARSSEG_BENCH_RECIPE_ITEMS=a,b` for some).",
+        "",
+        *findings(list(quality), records, list(ensembles)),
     ]
     return "\n".join(lines)

@@ -113,3 +113,24 @@ def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkey
     assert "1 seed(s): 2." in text and "Target: ensemble ≥ better member + 0.01: met" in text
     ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
     assert len(ran) == 2, "a stored seed was run again"
+
+
+def test_the_findings_say_which_public_claims_the_stand_in_reproduces():
+    from marsseg_bench.recipe_report import findings
+
+    quality = [
+        {
+            "scores": {"naive": {"miou_scored": 0.83, "miou_keras": 0.67}},
+            "kit_run": {"post": {"stage1": {"tta": {"with": 0.605, "without": 0.600}}}},
+        }
+    ]
+
+    def pair(item, off, on):
+        sides = {s: {"scores": {"miou_keras": v}} for s, v in (("off", off), ("on", on))}
+        return {"item": item, "sides": sides}
+
+    text = "\n".join(findings(quality, [pair("copy_paste", 0.70, 0.68)], []))
+    assert "+0.1600 over 1 run(s): reproduced" in text
+    assert "TTA adds little" in text and "+0.0050 over 1 run(s): reproduced" in text
+    assert "copy-paste gains (`recipe`, copy_paste): -0.0200 over 1 run(s): not reproduced" in text
+    assert "(`ensemble`): not measured yet" in text
