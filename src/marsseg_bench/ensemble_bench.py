@@ -25,7 +25,7 @@ from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import read_submission
 from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, _scores, quality_data
-from marsseg_bench.quality_report import fmt, signed
+from marsseg_bench.quality_report import median_range, signed
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.timing import machine_description
 
@@ -113,14 +113,6 @@ def section_ensemble(
     return render_ensemble(records, budget)
 
 
-def _range(values, show=fmt) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return show(values[0])
-    return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
-
-
 def render_ensemble(records: list[dict], budget: float) -> str:
     records = sorted(records, key=lambda r: int(r["seed"]))
 
@@ -141,9 +133,9 @@ def render_ensemble(records: list[dict], budget: float) -> str:
         "",
         "| | member a | member b | ensemble | ensemble − better member |",
         "|---|---:|---:|---:|---:|",
-        f"| test mIoU (Keras rule) | {_range([test(r, 'a') for r in records])} | "
-        f"{_range([test(r, 'b') for r in records])} | {_range([test(r, 'ensemble') for r in records])} | "
-        f"{_range(gains, signed)} |",
+        f"| test mIoU (Keras rule) | {median_range([test(r, 'a') for r in records])} | "
+        f"{median_range([test(r, 'b') for r in records])} | {median_range([test(r, 'ensemble') for r in records])} | "
+        f"{median_range(gains, signed)} |",
         "",
         f"Target: ensemble ≥ better member + {TARGET:.2f}: "
         + (

@@ -8,6 +8,8 @@ latest run (the kit's folds and stages, throughput, post-processing).
 
 from __future__ import annotations
 
+import statistics
+
 from marsseg_bench.quality_store import METRICS, summarise
 
 NAMES = {"kit": "kit (final)", "best": "best-practice U-Net", "naive": "naive U-Net"}
@@ -24,6 +26,16 @@ def fmt(v, digits: int = 4) -> str:
 
 def signed(v, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:+.{digits}f}"
+
+
+def median_range(values, show=fmt) -> str:
+    """The median of the values that are not None, and min – max when there are several; "n/a" for none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return show(values[0])
+    return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
 
 
 def cell(stats: dict | None, digits: int, show=fmt) -> str:

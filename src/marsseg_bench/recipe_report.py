@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 
-from marsseg_bench.quality_report import fmt, signed
+from marsseg_bench.quality_report import median_range, signed
 
 MIN_SEEDS = 3  # the "medians of 3"
 TARGET = 0.02  # the measured recipe over the same preset without it (the target)
@@ -30,14 +30,6 @@ def verdict(values: list[float]) -> str:
     if median < -half_range:
         return "off"
     return "undecided (gain within the spread)"
-
-
-def _range(values, show=fmt) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return show(values[0])
-    return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
 
 
 def findings(quality: list[dict], recipe: list[dict], ensembles: list[dict]) -> list[str]:
@@ -62,7 +54,7 @@ def findings(quality: list[dict], recipe: list[dict], ensembles: list[dict]) -> 
         if not values:
             return f"- {claim}: not measured yet."
         verdict = "reproduced" if reproduced(statistics.median(values)) else "not reproduced"
-        return f"- {claim}: {_range(values, signed)} over {len(values)} run(s): {verdict}."
+        return f"- {claim}: {median_range(values, signed)} over {len(values)} run(s): {verdict}."
 
     return [
         "Public findings against the stand-in (medians, min – max):",
@@ -109,8 +101,8 @@ def render_recipe(records: list[dict], items: dict, quality=(), ensembles=()) ->
         g = gains(rows)
         lines.append(
             f"| {name} | {meaning} | {', '.join(str(r['seed']) for r in rows)} | "
-            f"{_range([r['sides']['off']['scores']['miou_keras'] for r in rows])} | "
-            f"{_range([r['sides']['on']['scores']['miou_keras'] for r in rows])} | {_range(g, signed)} | "
+            f"{median_range([r['sides']['off']['scores']['miou_keras'] for r in rows])} | "
+            f"{median_range([r['sides']['on']['scores']['miou_keras'] for r in rows])} | {median_range(g, signed)} | "
             f"{sum(x > 0 for x in g)} of {len(g)} | {verdict(g)} |"
         )
     budgets = sorted({float(r["budget"]) for r in records})

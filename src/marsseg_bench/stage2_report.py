@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 
-from marsseg_bench.quality_report import fmt, signed
+from marsseg_bench.quality_report import median_range, signed
 
 TARGET = 0.01  # stage 2 over stage 1, both under flip TTA, on the reporting part (the target)
 
@@ -16,15 +16,6 @@ TARGET = 0.01  # stage 2 over stage 1, both under flip TTA, on the reporting par
 def _median(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
-
-
-def _range(values, show=fmt) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return show(values[0])
-    return f"{show(statistics.median(values))} ({show(min(values))} – {show(max(values))})"
 
 
 def render_stage2(records: list[dict]) -> str:
@@ -49,10 +40,10 @@ def render_stage2(records: list[dict]) -> str:
         "| stage 1 alone | "
         + " | ".join(
             [
-                _range([r["stage1"]["tune"] for r in records]),
-                _range([r["stage1"]["report"] for r in records]),
+                median_range([r["stage1"]["tune"] for r in records]),
+                median_range([r["stage1"]["report"] for r in records]),
                 "",
-                _range([r["stage1"]["test_keras"] for r in records]),
+                median_range([r["stage1"]["test_keras"] for r in records]),
                 "",
                 "",
                 "",
@@ -68,14 +59,14 @@ def render_stage2(records: list[dict]) -> str:
             f"| {name} | "
             + " | ".join(
                 [
-                    _range([x["tune"] for x in d]),
-                    _range([x["report"] for x in d]),
-                    _range([x["report"] - r["stage1"]["report"] for x, r in zip(d, rows)], signed),
-                    _range([x["test_keras"] for x in d]),
-                    _range([x["test_keras"] - r["stage1"]["test_keras"] for x, r in zip(d, rows)], signed),
-                    _range([x["epochs"] for x in d], lambda v: f"{v:.0f}"),
-                    _range([x["best_epoch"] for x in d], lambda v: f"{v:.0f}"),
-                    _range([x["samples_per_s"] or None for x in d], lambda v: f"{v:.0f}"),
+                    median_range([x["tune"] for x in d]),
+                    median_range([x["report"] for x in d]),
+                    median_range([x["report"] - r["stage1"]["report"] for x, r in zip(d, rows)], signed),
+                    median_range([x["test_keras"] for x in d]),
+                    median_range([x["test_keras"] - r["stage1"]["test_keras"] for x, r in zip(d, rows)], signed),
+                    median_range([x["epochs"] for x in d], lambda v: f"{v:.0f}"),
+                    median_range([x["best_epoch"] for x in d], lambda v: f"{v:.0f}"),
+                    median_range([x["samples_per_s"] or None for x in d], lambda v: f"{v:.0f}"),
                 ]
             )
             + " |"
@@ -88,8 +79,9 @@ def render_stage2(records: list[dict]) -> str:
     lines += [
         "",
         f"Chosen on the tuning part: **{chosen}**. On the reporting part, stage 2 − stage 1 = "
-        f"{_range(gain, signed)} (ahead in {sum(g > 0 for g in gain)} of {len(gain)} seeds; target ≥ +{TARGET:.2f}: "
-        f"{'met' if met else 'NOT met'}); on the test set {_range(test_gain, signed)}.",
+        f"{median_range(gain, signed)} (ahead in {sum(g > 0 for g in gain)} of {len(gain)} seeds; "
+        f"target ≥ +{TARGET:.2f}: "
+        f"{'met' if met else 'NOT met'}); on the test set {median_range(test_gain, signed)}.",
         "",
         "Best epoch 0 means the untrained residual head (stage 1 unchanged) was kept. A design's epochs and "
         "images/s show the compute it got in its seconds: designs ran one after another on a shared machine.",
