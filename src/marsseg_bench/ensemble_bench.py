@@ -24,7 +24,7 @@ from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import read_submission
-from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, _scores, quality_data
+from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, _scores, quality_data, scored_run
 from marsseg_bench.quality_report import median_range, signed
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.timing import machine_description
@@ -59,15 +59,8 @@ def measure_ensemble(seed: int, budget: float, log, runner=run, combine=None) ->
         save_synthetic(synthetic, data)
         for name, cfg in configs.items():
             log(f"ensemble: member {name} (seed {seed}, {budget:.0f}s)")
-            started = time.monotonic()
-            metrics = runner(cfg, data, tmp / name, log=lambda m: None, submissions_dir=None, verbose=0)
-            labels = read_submission(Path(metrics["submission"]), N_TEST).masks
-            out[name] = {
-                "scores": _scores(synthetic.test_labels, labels),
-                "seconds": time.monotonic() - started,
-                "final_stage": metrics.get("final_stage"),
-                "val_miou_final": metrics.get("val_miou_final"),
-            }
+            out[name] = scored_run(cfg, data, tmp / name, synthetic.test_labels, runner)
+            out[name].pop("metrics")
         log("ensemble: averaging the two runs")
         started = time.monotonic()
         summary = combine([tmp / "a", tmp / "b"], tmp / "ab", data=data, log=lambda m: None)

@@ -69,6 +69,21 @@ def _scores(truth, labels) -> dict:
     }
 
 
+def scored_run(cfg, data, out_dir, truth, runner=run) -> dict:
+    """One kit run (`runner`, default `pipeline.run`) on `data` into `out_dir`, its submission scored against
+    `truth`: scores, seconds, final stage, reporting figure, and the run's metrics (not for storing)."""
+    started = time.monotonic()
+    metrics = runner(cfg, data, out_dir, log=lambda m: None, submissions_dir=None, verbose=0)
+    labels = read_submission(Path(metrics["submission"]), len(truth)).masks
+    return {
+        "scores": _scores(truth, labels),
+        "seconds": time.monotonic() - started,
+        "final_stage": metrics.get("final_stage"),
+        "val_miou_final": metrics.get("val_miou_final"),
+        "metrics": metrics,
+    }
+
+
 def _kit_summary(metrics: dict, seconds: float) -> dict:
     """What the block's details show of the kit's run, as plain JSON."""
     s1, s2 = metrics["stage1"], metrics.get("stage2") or {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +24,7 @@ from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.errors import UserError
 from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
-from marsseg.submission.formats import read_submission
-from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, _scores, quality_data
+from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, quality_data, scored_run
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.recipe_report import render_recipe
 from marsseg_bench.timing import machine_description
@@ -103,16 +101,9 @@ def measure_pair(item: str, seed: int, budget: float, log, runner=run) -> dict:
         save_synthetic(synthetic, data)
         for side in order:
             log(f"recipe: {item} {side} (seed {seed}, {budget:.0f}s)")
-            started = time.monotonic()
-            metrics = runner(configs[side], data, tmp / side, log=lambda m: None, submissions_dir=None, verbose=0)
-            labels = read_submission(Path(metrics["submission"]), N_TEST).masks
-            sides[side] = {
-                "scores": _scores(synthetic.test_labels, labels),
-                "seconds": time.monotonic() - started,
-                "final_stage": metrics.get("final_stage"),
-                "val_miou_final": metrics.get("val_miou_final"),
-                "fold_epochs": (metrics.get("stage1") or {}).get("fold_epochs"),
-            }
+            result = scored_run(configs[side], data, tmp / side, synthetic.test_labels, runner)
+            result["fold_epochs"] = (result.pop("metrics").get("stage1") or {}).get("fold_epochs")
+            sides[side] = result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {
