@@ -20,11 +20,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.config import override, preset, to_dict
-from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import read_submission
-from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, _scores, quality_data, scored_run
+from marsseg_bench.quality import (
+    N_TEST,
+    N_TRAIN,
+    QUALITY_BUDGET,
+    _scores,
+    quality_data,
+    scored_run,
+    write_quality_data,
+)
 from marsseg_bench.quality_report import median_range, signed
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.timing import machine_description
@@ -54,9 +61,7 @@ def measure_ensemble(seed: int, budget: float, log, runner=run, combine=None) ->
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-ensemble-"))
     out = {}
     try:
-        synthetic = make_synthetic(N_TRAIN, N_TEST, seed=DATA_SEED)
-        data = tmp / "data.npz"
-        save_synthetic(synthetic, data)
+        synthetic, data = write_quality_data(tmp, N_TRAIN, N_TEST)
         for name, cfg in configs.items():
             log(f"ensemble: member {name} (seed {seed}, {budget:.0f}s)")
             out[name] = scored_run(cfg, data, tmp / name, synthetic.test_labels, runner)

@@ -60,6 +60,15 @@ def quality_data() -> dict:
     return {"kind": "synthetic", "n_train": N_TRAIN, "n_test": N_TEST, "seed": DATA_SEED}
 
 
+def write_quality_data(folder: Path, n_train: int | None = None, n_test: int | None = None):
+    """The quality sections' synthetic set (data seed DATA_SEED; N_TRAIN and N_TEST images unless given) saved as
+    `folder/data.npz`: (it, that path)."""
+    synthetic = make_synthetic(n_train or N_TRAIN, n_test or N_TEST, seed=DATA_SEED)
+    data = Path(folder) / "data.npz"
+    save_synthetic(synthetic, data)
+    return synthetic, data
+
+
 def _scores(truth, labels) -> dict:
     score = score_masks(truth, labels)
     return {
@@ -111,9 +120,7 @@ def measure_quality(cfg, log) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-quality-"))
     try:
         log(f"quality: synthetic data {N_TRAIN} train + {N_TEST} test (data seed {DATA_SEED}), run seed {cfg.seed}")
-        synthetic = make_synthetic(N_TRAIN, N_TEST, seed=DATA_SEED)
-        data = tmp / "data.npz"
-        save_synthetic(synthetic, data)
+        synthetic, data = write_quality_data(tmp)
         truth = synthetic.test_labels
 
         log(f"quality: kit ({cfg.preset} preset) under a {cfg.budget_seconds:.0f}s budget")

@@ -20,11 +20,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.config import override, preset, to_dict
-from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.errors import UserError
 from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
-from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, quality_data, scored_run
+from marsseg_bench.quality import (
+    N_TEST,
+    N_TRAIN,
+    QUALITY_BUDGET,
+    quality_data,
+    scored_run,
+    write_quality_data,
+)
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.recipe_report import render_recipe
 from marsseg_bench.timing import machine_description
@@ -96,9 +102,7 @@ def measure_pair(item: str, seed: int, budget: float, log, runner=run) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="marsseg-recipe-"))
     sides = {}
     try:
-        synthetic = make_synthetic(N_TRAIN, N_TEST, seed=DATA_SEED)
-        data = tmp / "data.npz"
-        save_synthetic(synthetic, data)
+        synthetic, data = write_quality_data(tmp, N_TRAIN, N_TEST)
         for side in order:
             log(f"recipe: {item} {side} (seed {seed}, {budget:.0f}s)")
             result = scored_run(configs[side], data, tmp / side, synthetic.test_labels, runner)

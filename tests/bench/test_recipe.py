@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from marsseg_bench import recipe
+from marsseg_bench import quality, recipe
 from marsseg_bench.recipe_report import verdict
 
 
@@ -18,7 +18,7 @@ def tiny(monkeypatch, tmp_path):
     monkeypatch.setenv("MARSSEG_BENCH_RESULTS", str(tmp_path / "results"))
     monkeypatch.setattr(recipe, "N_TRAIN", 8)
     monkeypatch.setattr(recipe, "N_TEST", 16)
-    truth = synth.make_synthetic(8, 16, seed=recipe.DATA_SEED).test_labels
+    truth = synth.make_synthetic(8, 16, seed=quality.DATA_SEED).test_labels
     calls = []
 
     def runner(cfg, data, out, **kwargs):
@@ -90,7 +90,7 @@ def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkey
     monkeypatch.setattr(ensemble_bench, "N_TEST", 16)
     from marsseg.data.synth import make_synthetic
 
-    truth = make_synthetic(8, 16, seed=ensemble_bench.DATA_SEED).test_labels
+    truth = make_synthetic(8, 16, seed=quality.DATA_SEED).test_labels
     ran = []
 
     def runner(cfg, data, out, **kwargs):
