@@ -28,6 +28,7 @@ from marsseg_bench.quality import (
     N_TRAIN,
     QUALITY_BUDGET,
     _scores,
+    on_quality_data,
     quality_data,
     scored_run,
     write_quality_data,
@@ -89,7 +90,7 @@ def section_ensemble(
     path = results_path(name="ensemble.jsonl")
     settings = {n: config_fingerprint(to_dict(c)) for n, c in member_configs(seed, budget).items()}
     probe = {"seed": seed, "budget": budget, "settings": settings}
-    if any(_key(r) == _key(probe) for r in read_results(path)):
+    if any(_key(r) == _key(probe) for r in on_quality_data(read_results(path))):
         log(f"ensemble: seed {seed} already stored; skipped")
     else:
         record = {
@@ -107,7 +108,9 @@ def section_ensemble(
         }
         store_result(path, record, key=_key)
     latest = {n: config_fingerprint(to_dict(c)) for n, c in member_configs(0, budget).items()}
-    records = [r for r in read_results(path) if r["settings"] == latest and float(r["budget"]) == budget]
+    records = [
+        r for r in on_quality_data(read_results(path)) if r["settings"] == latest and float(r["budget"]) == budget
+    ]
     return render_ensemble(records, budget)
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.config import preset, to_dict
-from marsseg.data.synth import make_synthetic, save_synthetic
+from marsseg.data.synth import SYNTH_VERSION, make_synthetic, save_synthetic
 from marsseg.pipeline.run import run
 from marsseg.prep.augment import augmentation_throughput
 from marsseg.stamps import git_commit
@@ -57,7 +57,12 @@ DATA_SEED = 5
 
 def quality_data() -> dict:
     """What the models are trained and scored on: runs count together only on the same data."""
-    return {"kind": "synthetic", "n_train": N_TRAIN, "n_test": N_TEST, "seed": DATA_SEED}
+    return {"kind": "synthetic", "n_train": N_TRAIN, "n_test": N_TEST, "seed": DATA_SEED, "version": SYNTH_VERSION}
+
+
+def on_quality_data(records: list[dict]) -> list[dict]:
+    """The records measured on today's `quality_data()` (a new stand-in version starts every series anew)."""
+    return [r for r in records if r.get("data") == quality_data()]
 
 
 def write_quality_data(folder: Path, n_train: int | None = None, n_test: int | None = None):

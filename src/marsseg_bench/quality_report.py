@@ -62,7 +62,8 @@ def render_quality(records: list[dict], latest: dict) -> str:
         f"## Quality at a fixed budget ({budget:.0f} s a side, synthetic data"
         + (f", on a GPU: {device}, Keras backend {latest.get('backend')})" if device else ")"),
         "",
-        f"Synthetic training set ({data['n_train']} images, seed {data['seed']}) and a "
+        f"Synthetic training set ({data['n_train']} images, seed {data['seed']}, stand-in version "
+        f"{data.get('version', 1)}) and a "
         f"{data['n_test']}-image synthetic test set scored against its truth. Three models, each given the kit's "
         f"wall clock in the same run (start to test-set labels): the kit (`{latest['preset']}` preset); the "
         "**naive** U-Net (the kit's stage-1 network at full resolution: no attention, deep supervision or strided "

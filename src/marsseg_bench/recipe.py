@@ -27,6 +27,7 @@ from marsseg_bench.quality import (
     N_TEST,
     N_TRAIN,
     QUALITY_BUDGET,
+    on_quality_data,
     quality_data,
     scored_run,
     write_quality_data,
@@ -127,7 +128,7 @@ def section_recipe(repeats: int, log, seed: int | None = None, budget: float = R
         configs = side_configs(item, seed, budget)
         settings = {s: config_fingerprint(to_dict(c)) for s, c in configs.items()}
         probe = {"item": item, "seed": seed, "budget": budget, "settings": settings}
-        if any(pair_key(r) == pair_key(probe) and r.get("data") == quality_data() for r in read_results(path)):
+        if any(pair_key(r) == pair_key(probe) for r in on_quality_data(read_results(path))):
             log(f"recipe: {item} at seed {seed} already stored; skipped")
             continue
         measured = measure_pair(item, seed, budget, log, runner)
@@ -146,5 +147,6 @@ def section_recipe(repeats: int, log, seed: int | None = None, budget: float = R
             **measured,
         }
         store_result(path, record, key=pair_key)
-    quality = [r for r in read_results(results_path()) if r.get("section") == "quality"]
-    return render_recipe(read_results(path), ITEMS, quality, read_results(results_path(name="ensemble.jsonl")))
+    quality = [r for r in on_quality_data(read_results(results_path())) if r.get("section") == "quality"]
+    ensembles = on_quality_data(read_results(results_path(name="ensemble.jsonl")))
+    return render_recipe(on_quality_data(read_results(path)), ITEMS, quality, ensembles)

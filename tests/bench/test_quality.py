@@ -300,3 +300,12 @@ def test_quality_section_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     (run,) = read_results(tmp_path / "quality.jsonl")
     assert run["seed"] == 3 and set(run["scores"]) == {"kit", "best", "naive"}
     assert run["references"]["best"]["train_images"] == 3 * (48 - run["references"]["best"]["val_images"])
+
+
+def test_runs_on_another_stand_in_version_do_not_count_with_todays():
+    from marsseg_bench.quality import on_quality_data, quality_data
+
+    today = quality_data()
+    older = {k: v for k, v in today.items() if k != "version"}  # records from before the version key: version 1
+    records = [{"seed": 1, "data": older}, {"seed": 2, "data": today}, {"seed": 3, "data": {**today, "version": 1}}]
+    assert [r["seed"] for r in on_quality_data(records)] == [2]
