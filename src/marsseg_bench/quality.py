@@ -104,6 +104,7 @@ def _kit_summary(metrics: dict, seconds: float) -> dict:
     keys = ("residual", "epochs", "best_epoch", "before_training_val_miou", "early_stopping_val_miou")
     return {
         "seconds": seconds,
+        "phase_seconds": metrics.get("seconds") or {},  # where the budget went (`marsseg.pipeline.report`)
         "folds_trained": s1["folds_trained"],
         "folds_planned": s1["folds_planned"],
         "fold_epochs": s1["fold_epochs"],
