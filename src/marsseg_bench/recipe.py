@@ -8,6 +8,10 @@ Each pair is one JSON line in `.bench/recipe.jsonl`, stored as it finishes; a pa
 budget, data and settings is not run again, so an interrupted series resumes (`--seed S --repeat K`).
 `MARSSEG_BENCH_RECIPE_ITEMS=a,b` runs only those items. The block (`recipe_report`) is written from every stored
 pair: per item the paired gains' median and spread, and whether the median beats the spread.
+
+The whole recipe (COMPOSITE, "recipe") is one more pair: the `cpu` preset as it ships against the same preset with
+every item it has on (`items_on`) switched off. The preset's items were chosen on the item pairs' seeds, so the
+issue's target (the recipe over the preset without it) is read only at seeds no item pair was run at.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from marsseg.config import override, preset, to_dict
+from marsseg.config import flatten, override, preset, to_dict
 from marsseg.errors import UserError
 from marsseg.pipeline.run import run
 from marsseg.stamps import git_commit
@@ -69,20 +73,36 @@ ITEMS: dict[str, tuple[str, list[str], list[str]]] = {
 }
 
 
+COMPOSITE = "recipe"  # the preset as it ships against the same preset with all its items off
+
+
 def chosen_items(names: str | None = None) -> list[str]:
-    """The items to run: `names` (comma-separated; default $MARSSEG_BENCH_RECIPE_ITEMS, else all)."""
+    """The items to run: `names` (comma-separated; default $MARSSEG_BENCH_RECIPE_ITEMS, else every item and the
+    whole recipe)."""
     names = names if names is not None else os.environ.get("MARSSEG_BENCH_RECIPE_ITEMS", "")
-    wanted = [n.strip() for n in names.split(",") if n.strip()] or list(ITEMS)
-    unknown = [n for n in wanted if n not in ITEMS]
+    known = [*ITEMS, COMPOSITE]
+    wanted = [n.strip() for n in names.split(",") if n.strip()] or known
+    unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise UserError(f"unknown recipe item {', '.join(unknown)}; choose from {', '.join(ITEMS)}")
+        raise UserError(f"unknown recipe item {', '.join(unknown)}; choose from {', '.join(known)}")
     return wanted
 
 
+def items_on(cfg) -> list[str]:
+    """The items `cfg` has on: those whose "on" settings change nothing in it."""
+    flat = flatten(cfg)
+    return [name for name, (_, _, on) in ITEMS.items() if flatten(override(cfg, on)) == flat]
+
+
 def side_configs(item: str, seed: int, budget: float) -> dict:
-    """{"off": Config, "on": Config} for `item` at `seed` under `budget` seconds."""
-    _, off, on = ITEMS[item]
+    """{"off": Config, "on": Config} for `item` (or COMPOSITE) at `seed` under `budget` seconds."""
     base = replace(preset(PRESET), budget_seconds=budget, seed=int(seed))
+    if item == COMPOSITE:
+        included = items_on(base)
+        if not included:
+            raise UserError(f"the {PRESET} preset has no recipe item on, so it has no recipe to measure")
+        return {"off": override(base, [o for name in included for o in ITEMS[name][1]]), "on": base}
+    _, off, on = ITEMS[item]
     return {"off": override(base, off), "on": override(base, on)}
 
 
@@ -118,6 +138,14 @@ def measure_pair(item: str, seed: int, budget: float, log, runner=run) -> dict:
     }
 
 
+def _what(item: str, configs: dict) -> dict:
+    """The record's account of what the two sides are."""
+    if item != COMPOSITE:
+        return {"overrides": {"off": ITEMS[item][1], "on": ITEMS[item][2]}}
+    included = items_on(configs["on"])
+    return {"items_on": included, "overrides": {"off": [o for n in included for o in ITEMS[n][1]], "on": []}}
+
+
 def section_recipe(repeats: int, log, seed: int | None = None, budget: float = RECIPE_BUDGET, runner=run) -> str:
     """Every chosen item's pair at `seed` (default the preset's), each stored as it finishes; the block from all."""
     import keras
@@ -139,7 +167,7 @@ def section_recipe(repeats: int, log, seed: int | None = None, budget: float = R
             "budget": float(budget),
             "data": quality_data(),
             "preset": PRESET,
-            "overrides": {"off": ITEMS[item][1], "on": ITEMS[item][2]},
+            **_what(item, configs),
             "commit": git_commit("short", cwd=Path.cwd()),
             "machine": machine_description(),
             "backend": keras.backend.backend(),
@@ -149,4 +177,16 @@ def section_recipe(repeats: int, log, seed: int | None = None, budget: float = R
         store_result(path, record, key=pair_key)
     quality = [r for r in on_quality_data(read_results(results_path())) if r.get("section") == "quality"]
     ensembles = on_quality_data(read_results(results_path(name="ensemble.jsonl")))
-    return render_recipe(on_quality_data(read_results(path)), ITEMS, quality, ensembles)
+    return render_recipe(on_quality_data(read_results(path)), ITEMS, quality, ensembles, current_recipe(budget))
+
+
+def current_recipe(budget: float) -> dict | None:
+    """The whole recipe as the preset has it now: its items and its pair's settings; None where it has none."""
+    try:
+        configs = side_configs(COMPOSITE, 0, budget)
+    except UserError:
+        return None
+    return {
+        "items_on": items_on(configs["on"]),
+        "settings": {s: config_fingerprint(to_dict(c)) for s, c in configs.items()},
+    }

@@ -2,6 +2,8 @@
 
 An item earns its place in a preset only where the median of its paired gains (on − off at the same seed, test
 mIoU by the leaderboard's Keras rule) beats their spread (half the range) and at least MIN_SEEDS seeds were run.
+The whole recipe's pairs ("recipe": the preset as it ships against it with its items off) count towards the target
+only at seeds where no item pair ran, since those chose the items, and only for the preset as it is now.
 """
 
 from __future__ import annotations
@@ -79,7 +81,43 @@ def findings(quality: list[dict], recipe: list[dict], ensembles: list[dict]) -> 
     ]
 
 
-def render_recipe(records: list[dict], items: dict, quality=(), ensembles=()) -> str:
+def composite_lines(records: list[dict], current: dict | None, items: dict) -> list[str]:
+    """The whole recipe against the preset without it: the target, read at seeds that chose nothing."""
+    if current is None:
+        return ["The whole recipe: the preset has no recipe item on, so there is nothing to measure."]
+    included = ", ".join(current["items_on"])
+    head = (
+        f"The whole recipe: the `cpu` preset as it ships against the same preset with the items it has on "
+        f"({included}) switched off (`MARSSEG_BENCH_RECIPE_ITEMS=recipe`). "
+    )
+    rows = sorted(
+        (r for r in records if r["item"] == "recipe" and r["settings"] == current["settings"]),
+        key=lambda r: int(r["seed"]),
+    )
+    choosing = {int(r["seed"]) for r in records if r["item"] in items}
+    fresh = [r for r in rows if int(r["seed"]) not in choosing]
+    used = [r for r in rows if int(r["seed"]) in choosing]
+    g = gains(fresh)
+    if not g:
+        verdict_text = "n/a: not measured yet at a seed where no item pair ran (those chose the items)"
+    else:
+        met = len(g) >= MIN_SEEDS and statistics.median(g) >= TARGET
+        verdict_text = (
+            f"{'met' if met else 'NOT met'}: gain {median_range(g, signed)} over seed(s) "
+            f"{', '.join(str(r['seed']) for r in fresh)}, ahead in {sum(x > 0 for x in g)} of {len(g)}"
+            + ("" if len(g) >= MIN_SEEDS else f" ({len(g)} of {MIN_SEEDS} seeds)")
+        )
+    line = head + f"Target ≥ +{TARGET:.2f} (medians of {MIN_SEEDS}, seeds no item pair ran at): {verdict_text}."
+    if used:
+        line += (
+            f" At seeds that chose the items (not counted): {median_range(gains(used), signed)} over "
+            f"{', '.join(str(r['seed']) for r in used)}."
+        )
+    return [line]
+
+
+def render_recipe(records: list[dict], items: dict, quality=(), ensembles=(), current=None) -> str:
+    """The block; `current` is the whole recipe as the preset has it now ({"items_on", "settings"}) or None."""
     records = [r for r in records if r.get("section") == "recipe"]
     lines = [
         "## The recipe, item by item (paired on/off kit runs, synthetic data)",
@@ -111,6 +149,8 @@ def render_recipe(records: list[dict], items: dict, quality=(), ensembles=()) ->
         f"Seconds a side: {', '.join(f'{b:.0f}' for b in budgets) or 'n/a'}. Pairs are stored in "
         "`.bench/recipe.jsonl`; `marsseg bench --only recipe --seed S` adds seed S for every item not yet stored "
         "there (`MARSSEG_BENCH_RECIPE_ITEMS=a,b` for some).",
+        "",
+        *composite_lines(records, current, items),
         "",
         *findings(list(quality), records, list(ensembles)),
     ]

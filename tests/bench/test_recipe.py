@@ -103,14 +103,35 @@ def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkey
         write_submissions(out, labels)
         return {"submission": str(out / "submission.csv"), "final_stage": 1, "val_miou_final": 0.5}
 
-    def combine(run_dirs, out, data=None, log=None):
+    combined = []
+
+    def combine(run_dirs, out, data=None, log=None, weights="equal"):
+        # equal weights label everything right; tuned weights only member a's half
+        combined.append(weights)
+        labels = truth.copy()
+        if weights == "tuned":
+            labels[:, 32:] = 1
         out.mkdir(parents=True)
-        write_submissions(out, truth)
-        return {"val_miou_final": 0.9}
+        write_submissions(out, labels)
+        return {"val_miou_final": 0.9, "weights": [0.5, 0.5] if weights == "equal" else [0.8, 0.2]}
 
     text = ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
-    assert ran == ["none", "aspp"]
-    assert "1 seed(s): 2." in text and "Target: ensemble ≥ better member + 0.01: met" in text
+    assert ran == ["none", "aspp"] and combined == ["equal", "tuned"]
+    assert "1 seed(s): 2." in text and "equal weights): ensemble ≥ better member + 0.01: met" in text
+    gain = {
+        line.split(" | ")[0][2:]: float(line.rstrip(" |").rsplit("| ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(("| equal weights", "| tuned weights"))
+    }
+    # equal weights label every pixel right (a gain over both halves); the tuned labels are member a's exactly
+    halves = []
+    for rows in (slice(0, 32), slice(32, 64)):
+        labels = np.ones_like(truth)
+        labels[:, rows] = truth[:, rows]
+        halves.append(quality._scores(truth, labels)["miou_keras"])
+    assert gain["equal weights"] == pytest.approx(1.0 - max(halves), abs=1e-4) and gain["equal weights"] > 0.1
+    assert gain["tuned weights"] == pytest.approx(halves[0] - max(halves), abs=1e-4)
+    assert "seed 2: 0.8, 0.2" in text
     ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
     assert len(ran) == 2, "a stored seed was run again"
 
@@ -134,3 +155,56 @@ def test_the_findings_say_which_public_claims_the_stand_in_reproduces():
     assert "TTA adds little" in text and "+0.0050 over 1 run(s): reproduced" in text
     assert "copy-paste gains (`recipe`, copy_paste): -0.0200 over 1 run(s): not reproduced" in text
     assert "(`ensemble`): not measured yet" in text
+
+
+def test_the_whole_recipe_switches_off_exactly_the_items_the_preset_has_on():
+    from marsseg.config import flatten, override, preset
+
+    base = preset("cpu")
+    assert "flips" in recipe.items_on(base) and "copy_paste" not in recipe.items_on(base)
+    with_paste = override(base, ["augment.copy_paste_rate=0.3"])
+    assert set(recipe.items_on(with_paste)) == set(recipe.items_on(base)) | {"copy_paste"}
+    sides = recipe.side_configs(recipe.COMPOSITE, 7, 600.0)
+    assert flatten(sides["on"]) == flatten(replace_budget(base, 600.0, 7))
+    off, on = flatten(sides["off"]), flatten(sides["on"])
+    expected = {o.split("=")[0] for name in recipe.items_on(base) for o in recipe.ITEMS[name][1]}
+    assert {k for k in off if off[k] != on[k]} == expected
+    assert recipe.items_on(sides["off"]) == []
+
+
+def replace_budget(cfg, budget, seed):
+    import dataclasses
+
+    return dataclasses.replace(cfg, budget_seconds=budget, seed=seed)
+
+
+def test_the_recipe_target_counts_only_seeds_that_chose_nothing():
+    from marsseg_bench.recipe_report import render_recipe
+
+    current = {"items_on": ["flips"], "settings": {"on": "A", "off": "B"}}
+
+    def pair(item, seed, off, on, settings=None):
+        sides = {s: {"scores": {"miou_keras": v}} for s, v in (("off", off), ("on", on))}
+        return {"section": "recipe", "item": item, "seed": seed, "budget": 600.0, "sides": sides,
+                "settings": settings or current["settings"]}  # fmt: skip
+
+    chose = [pair("flips", 44, 0.70, 0.75)]
+    whole = [pair("recipe", 44, 0.70, 0.80)]  # a big gain at the seed that chose flips: not counted
+    text = render_recipe(chose + whole, recipe.ITEMS, current=current)
+    assert "n/a: not measured yet at a seed where no item pair ran" in text and "(not counted): +0.1000 over 44" in text
+    fresh = [pair("recipe", s, 0.70, 0.70 + g) for s, g in ((47, 0.01), (48, 0.03), (49, 0.02))]
+    stale = [pair("recipe", 50, 0.70, 0.90, settings={"on": "old", "off": "B"})]  # the preset has changed since
+    text = render_recipe(chose + whole + fresh + stale, recipe.ITEMS, current=current)
+    assert "(flips) switched off" in text
+    assert "met: gain +0.0200 (+0.0100 – +0.0300) over seed(s) 47, 48, 49, ahead in 3 of 3." in text
+    text = render_recipe(chose + fresh[:2], recipe.ITEMS, current=current)
+    assert "NOT met: gain +0.0200 (+0.0100 – +0.0300) over seed(s) 47, 48, ahead in 2 of 2 (2 of 3 seeds)." in text
+    assert "| recipe |" not in text  # the whole recipe is not an item row
+
+
+def test_the_whole_recipe_is_run_by_default_and_named_in_the_unknown_item_error():
+    from marsseg.errors import UserError
+
+    assert recipe.chosen_items("")[-1] == recipe.COMPOSITE == "recipe"
+    with pytest.raises(UserError, match="choose from context, .*, recipe"):
+        recipe.chosen_items("nope")

@@ -95,6 +95,48 @@ def test_two_runs_on_one_holdout_make_both_submissions_and_a_summary(run_a, run_
     assert summary["layouts"] == {"submission.csv": "pixels", "submission_rle.csv": "rle"}
 
 
+def test_given_weights_one_and_zero_are_the_first_run_alone(run_a, run_b, tmp_path, capsys):
+    from marsseg.cli.main import main
+
+    (a, ma), (b, _) = run_a, run_b
+    out = tmp_path / "a_only"
+    assert main(["ensemble", str(a), str(b), "--out", str(out), "--weights", "1,0"]) == 0
+    assert "(weights 1.00, 0.00, given)" in capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads((out / "ensemble.json").read_text())
+    assert summary["weights"] == [1.0, 0.0] and summary["weights_scheme"] == "given"
+    assert summary["val_miou_final"] == pytest.approx(ma["val_miou_final"], abs=1e-9)
+    assert (out / "submission_rle.csv").read_bytes() == (a / "submission_rle.csv").read_bytes()
+
+
+def test_tuned_weights_are_chosen_from_the_tuning_rows_alone(run_a, run_b, tmp_path, monkeypatch):
+    import marsseg.pipeline.ensemble as ens
+
+    seen = {}
+    real = ens.tuned_weights
+
+    def spy(probs, masks):
+        seen["masks"], seen["n"] = masks, [len(p) for p, _ in probs]
+        return real(probs, masks)
+
+    monkeypatch.setattr(ens, "tuned_weights", spy)
+    lines = []
+    summary = ens.ensemble([run_a[0], run_b[0]], tmp_path / "tuned", log=lines.append, weights="tuned")
+    identity = run_a[1]["holdout_identity"]
+    assert seen["n"] == [len(identity["tune"])] * 2 and len(seen["masks"]) == len(identity["tune"])
+    assert summary["weights_scheme"] == "tuned" and sum(summary["weights"]) == pytest.approx(1.0)
+    assert summary["weights_search"]["candidates"] == 11 and lines[-1].startswith("weights ")
+    assert (tmp_path / "tuned" / "submission.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"), [("1,2,3", "gives 3 number(s) for 2 runs"), ("x", "give equal, tuned")]
+)
+def test_bad_weights_are_refused_in_one_line_before_anything_is_written(run_a, run_b, tmp_path, weights, message):
+    out = tmp_path / "refused"
+    assert message in one_line_error(run_cli("ensemble", run_a[0], run_b[0], "--out", out, "--weights", weights))
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_one_run_alone_reproduces_its_reported_scores_and_its_submission(request, tmp_path, name):
     """Run a's final stage may be 2 (it was when written), b's is 1: both paths rebuilt from the saved models."""

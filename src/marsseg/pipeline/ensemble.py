@@ -8,8 +8,9 @@ Runs save no probabilities (10022 test images are 0.8 GB of them a run), so each
 saved models, exactly as its run did (`Predictor`): stage 1 is the mean of its fold models; where stage 2 was the
 run's final stage it runs on stage 1's flip-TTA'd probabilities (plain where the run's post.tta was off), the test
 set's kept as float16 as `testset` keeps them. The members' probabilities, plain and flip-TTA'd, are averaged with
-equal weights. The post-processing choice is made, under the first run's `post` settings and seed, on the tuning
-part only; the reporting part, which decides nothing, gives the figures. Each member is scored the same way (its own
+equal weights, given ones, or ones chosen on the tuning part (`weights`, `pipeline.weights`). That choice and the
+post-processing choice are made, under the first run's `post` settings and seed, on the tuning part only; the
+reporting part, which decides nothing, gives the figures. Each member is scored the same way (its own
 settings), so the gain over the best member is read on the same images; a member's figure is its run's
 `val_miou_final` again unless the run could not afford its flip TTA at test time. One run is allowed: it re-scores
 that run from its saved models.
@@ -32,6 +33,7 @@ from marsseg.pipeline.outputs import SUBMISSION, SUBMISSION_RLE, write_submissio
 from marsseg.pipeline.postprocess import predict_tta
 from marsseg.pipeline.stages import ensemble_probs, member_probs, stage2_probs
 from marsseg.pipeline.testset import label_test_set, stage1_flip
+from marsseg.pipeline.weights import combine, rows_of, tuned_weights
 
 SUMMARY = "ensemble.json"
 
@@ -118,12 +120,15 @@ def _figures(choice: dict, reported: dict) -> dict:
     }
 
 
-def ensemble(run_dirs, out_dir, data=None, log=print) -> dict:
-    """Combine the runs in `run_dirs` (see above) into `out_dir`; one log line per member; returns the summary."""
+def ensemble(run_dirs, out_dir, data=None, log=print, weights="equal") -> dict:
+    """Combine the runs in `run_dirs` (see above) into `out_dir`; one log line per member; returns the summary.
+    `weights`: "equal", "tuned" (`pipeline.weights`), or one non-negative number per run."""
     started = time.monotonic()
     members = [load_member(path) for path in run_dirs]
     if not members:
         raise EnsembleError("name at least one run folder")
+    if not isinstance(weights, str) and len(weights) != len(members):
+        raise EnsembleError(f"--weights gives {len(weights)} number(s) for {len(members)} runs: give one per run")
     out_dir = Path(out_dir)
     for member in members:
         if out_dir.resolve() == member.path.resolve():
@@ -133,7 +138,7 @@ def ensemble(run_dirs, out_dir, data=None, log=print) -> dict:
     hold = holdout_of(members[0], dataset)
     first = members[0]
     post, seed = first.cfg.post, first.cfg.seed
-    predictors, rows, total = [], [], None
+    predictors, rows, probs_all = [], [], []
     for member in members:
         predictor = Predictor(member)
         probs = predictor.holdout(hold.images)
@@ -148,21 +153,35 @@ def ensemble(run_dirs, out_dir, data=None, log=print) -> dict:
             f"{reported['miou']:.4f} [95% {lo:.4f}-{hi:.4f}]"
             + (f" (its run recorded {recorded:.4f})" if isinstance(recorded, (int, float)) else "")
         )
-        total = probs if total is None else (total[0] + probs[0], total[1] + probs[1])
+        probs_all.append(probs)
         predictors.append(predictor)
-    combined = (total[0] / len(members), total[1] / len(members))
+    search = None
+    if weights == "tuned":
+        values, search = tuned_weights(rows_of(probs_all, hold.tune), hold.masks[hold.tune])
+        log(
+            f"weights {', '.join(f'{w:.2f}' for w in values)}: chosen on the tuning part ({len(hold.tune)} images, "
+            f"{search['candidates']} tried; mIoU {search['tuning_miou']:.4f}, equal weights "
+            f"{search['tuning_miou_equal']:.4f})"
+        )
+    else:
+        given = [1.0] * len(members) if weights == "equal" else [float(w) for w in weights]
+        values = tuple(w / sum(given) for w in given)
+    combined = combine(probs_all, values)
+    del probs_all
     choice, reported = _scores(hold, combined, post, seed)
     tta = bool(choice["tta"]["used"])
 
     def chunk_probs(start, stop):
         chunk = dataset.test_images[start:stop]
-        return sum(p.test(chunk, tta) for p in predictors) / len(predictors)
+        return sum(w * p.test(chunk, tta) for w, p in zip(values, predictors) if w > 0)
 
     labels = label_test_set(dataset.test_images, chunk_probs, choice, post)
     best = max(rows, key=lambda r: r["val_miou"])
     summary = {
         "members": rows,
-        "weights": "equal",
+        "weights": [round(w, 6) for w in values],
+        "weights_scheme": weights if isinstance(weights, str) else "given",
+        "weights_search": search,
         "val_miou_final": reported["miou"],
         "val_iou_final": reported["iou"],
         "val_miou_final_ci95": reported["ci95"],
@@ -190,8 +209,14 @@ def result_line(summary: dict) -> str:
     """The command's closing line: the combination's reporting figure, its gain, the tuned figure, the files."""
     lo, hi = summary["val_miou_final_ci95"]
     n = len(summary["members"])
+    scheme = summary.get("weights_scheme", "equal")
+    weighted = ""
+    if scheme != "equal":
+        how = "chosen on the tuning part" if scheme == "tuned" else "given"
+        weighted = f" (weights {', '.join(f'{w:.2f}' for w in summary['weights'])}, {how})"
     return (
-        f"ensemble of {n} run{'s' * (n > 1)}: reporting hold-out ({summary['holdout']['n_report']} images) mIoU "
+        f"ensemble of {n} run{'s' * (n > 1)}{weighted}: reporting hold-out ({summary['holdout']['n_report']} "
+        "images) mIoU "
         f"{summary['val_miou_final']:.4f} [95% {lo:.4f}-{hi:.4f}], {summary['gain_over_best_member']:+.4f} over "
         f"the best member; tuned {summary['val_miou_final_tuned']:.4f}; wrote {summary['submission']}, "
         f"{summary['submission_rle']}, {Path(summary['submission']).with_name(SUMMARY)}"
