@@ -10,8 +10,9 @@ budget, data and settings is not run again, so an interrupted series resumes (`-
 pair: per item the paired gains' median and spread, and whether the median beats the spread.
 
 The whole recipe (COMPOSITE, "recipe") is one more pair: the `cpu` preset as it ships against the same preset with
-every item it has on (`items_on`) switched off. The preset's items were chosen on the item pairs' seeds, so the
-issue's target (the recipe over the preset without it) is read only at seeds no item pair was run at.
+every item it has on (`items_on`) switched off, run only when named (`MARSSEG_BENCH_RECIPE_ITEMS=recipe`). The
+preset's items were chosen on the item pairs' seeds, so the issue's target (the recipe over the preset without it)
+is read only at seeds no item pair was run at.
 """
 
 from __future__ import annotations
@@ -77,11 +78,11 @@ COMPOSITE = "recipe"  # the preset as it ships against the same preset with all 
 
 
 def chosen_items(names: str | None = None) -> list[str]:
-    """The items to run: `names` (comma-separated; default $MARSSEG_BENCH_RECIPE_ITEMS, else every item and the
-    whole recipe)."""
+    """The items to run: `names` (comma-separated; default $MARSSEG_BENCH_RECIPE_ITEMS, else every item). The whole
+    recipe (COMPOSITE) runs only when named: it counts only at seeds where no item pair ran."""
     names = names if names is not None else os.environ.get("MARSSEG_BENCH_RECIPE_ITEMS", "")
     known = [*ITEMS, COMPOSITE]
-    wanted = [n.strip() for n in names.split(",") if n.strip()] or known
+    wanted = [n.strip() for n in names.split(",") if n.strip()] or list(ITEMS)
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise UserError(f"unknown recipe item {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -189,4 +190,5 @@ def current_recipe(budget: float) -> dict | None:
     return {
         "items_on": items_on(configs["on"]),
         "settings": {s: config_fingerprint(to_dict(c)) for s, c in configs.items()},
+        "budget": float(budget),
     }

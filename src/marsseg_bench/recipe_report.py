@@ -91,7 +91,13 @@ def composite_lines(records: list[dict], current: dict | None, items: dict) -> l
         f"({included}) switched off (`MARSSEG_BENCH_RECIPE_ITEMS=recipe`). "
     )
     rows = sorted(
-        (r for r in records if r["item"] == "recipe" and r["settings"] == current["settings"]),
+        (
+            r
+            for r in records
+            if r["item"] == "recipe"
+            and r["settings"] == current["settings"]
+            and float(r["budget"]) == current.get("budget", float(r["budget"]))
+        ),
         key=lambda r: int(r["seed"]),
     )
     choosing = {int(r["seed"]) for r in records if r["item"] in items}

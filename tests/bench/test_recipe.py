@@ -192,19 +192,23 @@ def test_the_recipe_target_counts_only_seeds_that_chose_nothing():
     whole = [pair("recipe", 44, 0.70, 0.80)]  # a big gain at the seed that chose flips: not counted
     text = render_recipe(chose + whole, recipe.ITEMS, current=current)
     assert "n/a: not measured yet at a seed where no item pair ran" in text and "(not counted): +0.1000 over 44" in text
-    fresh = [pair("recipe", s, 0.70, 0.70 + g) for s, g in ((47, 0.01), (48, 0.03), (49, 0.02))]
+    fresh = [pair("recipe", s, 0.70, 0.70 + g) for s, g in ((47, 0.01), (48, 0.03), (49, 0.025))]
     stale = [pair("recipe", 50, 0.70, 0.90, settings={"on": "old", "off": "B"})]  # the preset has changed since
-    text = render_recipe(chose + whole + fresh + stale, recipe.ITEMS, current=current)
+    other_budget = [{**pair("recipe", 51, 0.70, 0.90), "budget": 300.0}]
+    text = render_recipe(
+        chose + whole + fresh + stale + other_budget, recipe.ITEMS, current={**current, "budget": 600.0}
+    )
     assert "(flips) switched off" in text
-    assert "met: gain +0.0200 (+0.0100 – +0.0300) over seed(s) 47, 48, 49, ahead in 3 of 3." in text
+    assert "met: gain +0.0250 (+0.0100 – +0.0300) over seed(s) 47, 48, 49, ahead in 3 of 3." in text
     text = render_recipe(chose + fresh[:2], recipe.ITEMS, current=current)
     assert "NOT met: gain +0.0200 (+0.0100 – +0.0300) over seed(s) 47, 48, ahead in 2 of 2 (2 of 3 seeds)." in text
     assert "| recipe |" not in text  # the whole recipe is not an item row
 
 
-def test_the_whole_recipe_is_run_by_default_and_named_in_the_unknown_item_error():
+def test_the_whole_recipe_runs_only_when_named_and_is_named_in_the_unknown_item_error():
     from marsseg.errors import UserError
 
-    assert recipe.chosen_items("")[-1] == recipe.COMPOSITE == "recipe"
+    assert recipe.chosen_items("") == list(recipe.ITEMS) and recipe.COMPOSITE not in recipe.ITEMS
+    assert recipe.chosen_items("recipe") == ["recipe"]
     with pytest.raises(UserError, match="choose from context, .*, recipe"):
         recipe.chosen_items("nope")

@@ -108,8 +108,9 @@ def test_given_weights_one_and_zero_are_the_first_run_alone(run_a, run_b, tmp_pa
     assert (out / "submission_rle.csv").read_bytes() == (a / "submission_rle.csv").read_bytes()
 
 
-def test_tuned_weights_are_chosen_from_the_tuning_rows_alone(run_a, run_b, tmp_path, monkeypatch):
+def test_tuned_weights_are_chosen_from_the_tuning_rows_alone(run_a, run_b, small_data_file, tmp_path, monkeypatch):
     import marsseg.pipeline.ensemble as ens
+    from marsseg.data.load import load_dataset
 
     seen = {}
     real = ens.tuned_weights
@@ -122,7 +123,9 @@ def test_tuned_weights_are_chosen_from_the_tuning_rows_alone(run_a, run_b, tmp_p
     lines = []
     summary = ens.ensemble([run_a[0], run_b[0]], tmp_path / "tuned", log=lines.append, weights="tuned")
     identity = run_a[1]["holdout_identity"]
-    assert seen["n"] == [len(identity["tune"])] * 2 and len(seen["masks"]) == len(identity["tune"])
+    holdout_masks = load_dataset(small_data_file[0]).masks[np.asarray(identity["rows"])]
+    assert seen["n"] == [len(identity["tune"])] * 2
+    np.testing.assert_array_equal(seen["masks"], holdout_masks[np.asarray(identity["tune"])])
     assert summary["weights_scheme"] == "tuned" and sum(summary["weights"]) == pytest.approx(1.0)
     assert summary["weights_search"]["candidates"] == 11 and lines[-1].startswith("weights ")
     assert (tmp_path / "tuned" / "submission.csv").is_file()

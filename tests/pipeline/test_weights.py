@@ -55,21 +55,28 @@ def test_only_the_rows_given_decide_the_weights():
     """The ensemble passes the tuning rows alone: which member wins the other rows cannot move the choice."""
     masks, (a, b) = _members()
     tune, report = np.arange(3), np.arange(3, 6)
-    # member b is made perfect on the reporting rows only
-    b_plain = b[0].copy()
-    b_plain[report] = _one_hot(masks[report])
-    probs = [a, (b_plain, b_plain)]
+    # on the reporting rows the two members swap: b is right there, a confidently wrong
+    a_plain, b_plain = a[0].copy(), b[0].copy()
+    a_plain[report], b_plain[report] = b[0][report], a[0][report]
+    probs = [(a_plain, a_plain), (b_plain, b_plain)]
     weights, _ = tuned_weights(rows_of(probs, tune), masks[tune])
     assert weights[0] > weights[1]
     flipped, _ = tuned_weights(rows_of(probs, report), masks[report])
-    assert flipped != weights  # the same search on the other rows would choose otherwise
+    assert flipped[1] > flipped[0]  # the same search on the other rows leans the other way
 
 
-def test_combine_is_the_weighted_mean_and_keeps_a_missing_tta_missing():
-    p, q = np.ones((1, 2, 2, 5)), np.zeros((1, 2, 2, 5))
-    plain, tta = combine([(p, p), (q, None)], (0.25, 0.75))
+def test_combine_is_the_weighted_mean_in_the_members_dtype_and_keeps_a_missing_tta_missing():
+    p, q = np.ones((1, 2, 2, 5), np.float32), np.zeros((1, 2, 2, 5), np.float32)
+    plain, tta = combine([(p, p), (q, None)], np.array([0.25, 0.75]))
     np.testing.assert_allclose(plain, 0.25)
-    assert tta is None
+    assert tta is None and plain.dtype == np.float32
+
+
+def test_equal_weights_are_the_plain_mean_byte_for_byte():
+    rng = np.random.default_rng(1)
+    members = [rng.random((2, 4, 4, 5), dtype=np.float32) for _ in range(3)]
+    plain, tta = combine([(m, m) for m in members], (1 / 3, 1 / 3, 1 / 3))
+    assert plain.tobytes() == ((members[0] + members[1] + members[2]) / 3).tobytes() == tta.tobytes()
 
 
 @pytest.mark.parametrize(("text", "expected"), [("equal", "equal"), ("tuned", "tuned"), ("3,1", (0.75, 0.25))])

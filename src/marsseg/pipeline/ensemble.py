@@ -33,7 +33,7 @@ from marsseg.pipeline.outputs import SUBMISSION, SUBMISSION_RLE, write_submissio
 from marsseg.pipeline.postprocess import predict_tta
 from marsseg.pipeline.stages import ensemble_probs, member_probs, stage2_probs
 from marsseg.pipeline.testset import label_test_set, stage1_flip
-from marsseg.pipeline.weights import combine, rows_of, tuned_weights
+from marsseg.pipeline.weights import combine, parse_weights, rows_of, tuned_weights
 
 SUMMARY = "ensemble.json"
 
@@ -127,6 +127,7 @@ def ensemble(run_dirs, out_dir, data=None, log=print, weights="equal") -> dict:
     members = [load_member(path) for path in run_dirs]
     if not members:
         raise EnsembleError("name at least one run folder")
+    weights = parse_weights(weights if isinstance(weights, str) else ",".join(map(str, weights)))
     if not isinstance(weights, str) and len(weights) != len(members):
         raise EnsembleError(f"--weights gives {len(weights)} number(s) for {len(members)} runs: give one per run")
     out_dir = Path(out_dir)
@@ -164,8 +165,7 @@ def ensemble(run_dirs, out_dir, data=None, log=print, weights="equal") -> dict:
             f"{search['tuning_miou_equal']:.4f})"
         )
     else:
-        given = [1.0] * len(members) if weights == "equal" else [float(w) for w in weights]
-        values = tuple(w / sum(given) for w in given)
+        values = tuple([1.0 / len(members)] * len(members)) if weights == "equal" else weights
     combined = combine(probs_all, values)
     del probs_all
     choice, reported = _scores(hold, combined, post, seed)
@@ -173,6 +173,8 @@ def ensemble(run_dirs, out_dir, data=None, log=print, weights="equal") -> dict:
 
     def chunk_probs(start, stop):
         chunk = dataset.test_images[start:stop]
+        if len(set(values)) == 1:
+            return sum(p.test(chunk, tta) for p in predictors) / len(predictors)
         return sum(w * p.test(chunk, tta) for w, p in zip(values, predictors) if w > 0)
 
     labels = label_test_set(dataset.test_images, chunk_probs, choice, post)

@@ -66,9 +66,14 @@ def grid_steps(n: int) -> int:
 
 
 def combine(probs: list[tuple], weights) -> tuple:
-    """The weighted mean of members' (plain, flip-TTA'd or None) probabilities."""
-    plain = sum(w * p for w, (p, _) in zip(weights, probs))
-    tta = None if any(t is None for _, t in probs) else sum(w * t for w, (_, t) in zip(weights, probs))
+    """The weighted mean of members' (plain, flip-TTA'd or None) probabilities, in their dtype. Equal weights are the
+    plain mean (sum / n), as the ensemble always computed it, so old combinations reproduce byte for byte."""
+    if len(set(map(float, weights))) == 1:
+        plain = sum(p for p, _ in probs) / len(probs)
+        tta = None if any(t is None for _, t in probs) else sum(t for _, t in probs) / len(probs)
+        return plain, tta
+    plain = sum(float(w) * p for w, (p, _) in zip(weights, probs))
+    tta = None if any(t is None for _, t in probs) else sum(float(w) * t for w, (_, t) in zip(weights, probs))
     return plain, tta
 
 
@@ -81,12 +86,18 @@ def tuned_weights(probs: list[tuple], masks: np.ndarray) -> tuple[tuple[float, .
     """The weight vector that scores best on the tuning rows (`probs` and `masks` restricted to them), and the search:
     candidates tried, the best mIoU and equal weights' mIoU."""
     n = len(probs)
+    use_tta = all(t is not None for _, t in probs)
+    scored = [(t if use_tta else p, None) for p, t in probs]  # only what argmax_score reads is mixed
+
+    def score_of(weights):
+        return argmax_score(*combine(scored, weights), masks)[0]
+
     equal = np.full(n, 1.0 / n)
-    equal_score = argmax_score(*combine(probs, equal), masks)[0]
+    equal_score = score_of(equal)
     best, best_score = equal, equal_score
     grid = simplex_grid(n, grid_steps(n))
     for weights in grid:
-        score = argmax_score(*combine(probs, weights), masks)[0]
+        score = score_of(weights)
         if score > best_score:  # strictly better: equal weights (and vectors nearer them) win ties
             best, best_score = weights, score
     search = {"candidates": int(len(grid)), "tuning_miou": float(best_score), "tuning_miou_equal": float(equal_score)}
