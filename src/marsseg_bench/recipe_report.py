@@ -122,6 +122,35 @@ def composite_lines(records: list[dict], current: dict | None, items: dict) -> l
     return [line]
 
 
+def noise_lines(records: list[dict], current: dict | None) -> list[str]:
+    """Run-to-run spread: the preset as it ships, run more than once at one seed (sides of different pairs that have
+    the same settings, such as the "off" sides of copy_paste and context). Wall-clock budgets and threads make no two
+    runs alike, so a pair's gain below this spread is not a measured gain."""
+    if current is None:
+        return []
+    shipped = current["settings"]["on"]
+    budget = current.get("budget")
+    by_seed: dict[int, list[float]] = {}
+    for r in records:
+        if budget is not None and float(r["budget"]) != budget:
+            continue
+        for side in ("off", "on"):
+            if r["settings"][side] == shipped:
+                by_seed.setdefault(int(r["seed"]), []).append(r["sides"][side]["scores"]["miou_keras"])
+    repeated = {seed: v for seed, v in sorted(by_seed.items()) if len(v) > 1}
+    if not repeated:
+        return ["Run-to-run spread: the shipped preset has not run twice at one seed yet."]
+    ranges = [max(v) - min(v) for v in repeated.values()]
+    per_seed = "; ".join(
+        f"seed {seed}: {', '.join(f'{x:.4f}' for x in v)} (range {max(v) - min(v):.4f})" for seed, v in repeated.items()
+    )
+    return [
+        f"Run-to-run spread: the `cpu` preset as it ships, run more than once at one seed (sides of different pairs "
+        f"with the same settings): {per_seed}; median range {statistics.median(ranges):.4f}. A pair's gain below it "
+        "is within what two identical runs differ by (the wall-clock budget and threads make no two runs alike)."
+    ]
+
+
 def render_recipe(records: list[dict], items: dict, quality=(), ensembles=(), current=None) -> str:
     """The block; `current` is the whole recipe as the preset has it now ({"items_on", "settings"}) or None."""
     records = [r for r in records if r.get("section") == "recipe"]
@@ -157,6 +186,8 @@ def render_recipe(records: list[dict], items: dict, quality=(), ensembles=(), cu
         "there (`MARSSEG_BENCH_RECIPE_ITEMS=a,b` for some).",
         "",
         *composite_lines(records, current, items),
+        "",
+        *noise_lines(records, current),
         "",
         *findings(list(quality), records, list(ensembles)),
     ]

@@ -212,3 +212,27 @@ def test_the_whole_recipe_runs_only_when_named_and_is_named_in_the_unknown_item_
     assert recipe.chosen_items("recipe") == ["recipe"]
     with pytest.raises(UserError, match="choose from context, .*, recipe"):
         recipe.chosen_items("nope")
+
+
+def test_the_run_to_run_spread_reads_the_shipped_settings_run_twice_at_one_seed():
+    from marsseg_bench.recipe_report import noise_lines
+
+    current = {"items_on": ["flips"], "settings": {"on": "SHIP", "off": "B"}, "budget": 600.0}
+
+    def pair(item, seed, off, on, off_settings, budget=600.0):
+        sides = {s: {"scores": {"miou_keras": v}} for s, v in (("off", off), ("on", on))}
+        return {"item": item, "seed": seed, "budget": budget, "sides": sides,
+                "settings": {"off": off_settings, "on": "OTHER"}}  # fmt: skip
+
+    assert "has not run twice" in noise_lines([pair("context", 44, 0.79, 0.78, "SHIP")], current)[0]
+    records = [
+        pair("copy_paste", 44, 0.7893, 0.82, "SHIP"),
+        pair("context", 44, 0.7915, 0.78, "SHIP"),
+        pair("flips", 44, 0.70, 0.79, "MEDIUM"),  # another setting: not the shipped preset
+        pair("context", 44, 0.60, 0.78, "SHIP", budget=300.0),  # another budget
+        pair("copy_paste", 45, 0.7666, 0.77, "SHIP"),
+        pair("context", 45, 0.7866, 0.80, "SHIP"),
+    ]
+    (line,) = noise_lines(records, current)
+    assert "seed 44: 0.7893, 0.7915 (range 0.0022); seed 45: 0.7666, 0.7866 (range 0.0200)" in line
+    assert "median range 0.0111" in line
