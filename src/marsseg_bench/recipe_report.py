@@ -181,7 +181,8 @@ def render_recipe(records: list[dict], items: dict, quality=(), ensembles=(), cu
     budgets = sorted({float(r["budget"]) for r in records})
     lines += [
         "",
-        f"Seconds a side: {', '.join(f'{b:.0f}' for b in budgets) or 'n/a'}. Pairs are stored in "
+        f"Seconds a side: {', '.join(f'{b:.0f}' for b in budgets) or 'n/a'}; pairs measured at commit(s) "
+        f"{', '.join(sorted({str(r.get('commit', '?')) for r in records})) or 'n/a'}. Pairs are stored in "
         "`.bench/recipe.jsonl`; `marsseg bench --only recipe --seed S` adds seed S for every item not yet stored "
         "there (`MARSSEG_BENCH_RECIPE_ITEMS=a,b` for some).",
         "",

@@ -43,6 +43,7 @@ def test_a_pair_runs_both_sides_at_one_seed_is_stored_and_not_run_twice(tiny, mo
     assert record["sides"]["on"]["scores"]["miou_keras"] == pytest.approx(1.0)
     assert record["sides"]["off"]["scores"]["miou_keras"] < 0.5
     assert "| copy_paste |" in text and "undecided (1 of 3 seeds)" in text
+    assert f"pairs measured at commit(s) {record['commit']}." in text
     assert "| context | " in text and "not measured yet" in text
     recipe.section_recipe(1, lambda m: None, seed=3, budget=30.0, runner=runner)
     assert len(calls) == 2, "a pair stored at the same seed and settings was run again"
