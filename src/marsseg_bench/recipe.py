@@ -95,6 +95,11 @@ def items_on(cfg) -> list[str]:
     return [name for name, (_, _, on) in ITEMS.items() if flatten(override(cfg, on)) == flat]
 
 
+def off_overrides(items: list[str]) -> list[str]:
+    """Every "off" setting of `items`, in order: the whole recipe's off side."""
+    return [o for name in items for o in ITEMS[name][1]]
+
+
 def side_configs(item: str, seed: int, budget: float) -> dict:
     """{"off": Config, "on": Config} for `item` (or COMPOSITE) at `seed` under `budget` seconds."""
     base = replace(preset(PRESET), budget_seconds=budget, seed=int(seed))
@@ -102,7 +107,7 @@ def side_configs(item: str, seed: int, budget: float) -> dict:
         included = items_on(base)
         if not included:
             raise UserError(f"the {PRESET} preset has no recipe item on, so it has no recipe to measure")
-        return {"off": override(base, [o for name in included for o in ITEMS[name][1]]), "on": base}
+        return {"off": override(base, off_overrides(included)), "on": base}
     _, off, on = ITEMS[item]
     return {"off": override(base, off), "on": override(base, on)}
 
@@ -144,7 +149,7 @@ def _what(item: str, configs: dict) -> dict:
     if item != COMPOSITE:
         return {"overrides": {"off": ITEMS[item][1], "on": ITEMS[item][2]}}
     included = items_on(configs["on"])
-    return {"items_on": included, "overrides": {"off": [o for n in included for o in ITEMS[n][1]], "on": []}}
+    return {"items_on": included, "overrides": {"off": off_overrides(included), "on": []}}
 
 
 def section_recipe(repeats: int, log, seed: int | None = None, budget: float = RECIPE_BUDGET, runner=run) -> str:

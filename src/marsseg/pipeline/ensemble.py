@@ -173,9 +173,8 @@ def ensemble(run_dirs, out_dir, data=None, log=print, weights="equal") -> dict:
 
     def chunk_probs(start, stop):
         chunk = dataset.test_images[start:stop]
-        if len(set(values)) == 1:
-            return sum(p.test(chunk, tta) for p in predictors) / len(predictors)
-        return sum(w * p.test(chunk, tta) for w, p in zip(values, predictors) if w > 0)
+        used = [(w, p) for w, p in zip(values, predictors) if w > 0]  # a zero weight predicts nothing
+        return combine([(p.test(chunk, tta), None) for _, p in used], [w for w, _ in used])[0]
 
     labels = label_test_set(dataset.test_images, chunk_probs, choice, post)
     best = max(rows, key=lambda r: r["val_miou"])
