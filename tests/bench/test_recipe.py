@@ -83,20 +83,21 @@ def test_an_item_is_turned_on_only_where_its_median_gain_beats_the_spread(gains,
     assert verdict(gains) == expected
 
 
-def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkeypatch):
+@pytest.fixture()
+def fake_ensemble(tiny, monkeypatch):
+    """(runner, combine, ran, combined, truth): member a labels the top half of every image right, member b (any
+    ASPP network) the bottom half; equal weights label everything right, tuned weights member a's half only."""
+    from marsseg.data.synth import make_synthetic
     from marsseg.pipeline.outputs import write_submissions
     from marsseg_bench import ensemble_bench
 
     monkeypatch.setattr(ensemble_bench, "N_TRAIN", 8)
     monkeypatch.setattr(ensemble_bench, "N_TEST", 16)
-    from marsseg.data.synth import make_synthetic
-
     truth = make_synthetic(8, 16, seed=quality.DATA_SEED).test_labels
-    ran = []
+    ran, combined = [], []
 
     def runner(cfg, data, out, **kwargs):
-        # member a gets the top half of every image right, member b the bottom half; their "average" all of it
-        ran.append(cfg.stage1.model.context)
+        ran.append((cfg.stage1.model.context, cfg.stage1.model.attention))
         labels = np.ones_like(truth)
         half = slice(0, 32) if cfg.stage1.model.context == "none" else slice(32, 64)
         labels[:, half] = truth[:, half]
@@ -104,10 +105,7 @@ def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkey
         write_submissions(out, labels)
         return {"submission": str(out / "submission.csv"), "final_stage": 1, "val_miou_final": 0.5}
 
-    combined = []
-
     def combine(run_dirs, out, data=None, log=None, weights="equal"):
-        # equal weights label everything right; tuned weights only member a's half
         combined.append(weights)
         labels = truth.copy()
         if weights == "tuned":
@@ -116,25 +114,53 @@ def test_the_ensemble_section_scores_both_members_and_their_average(tiny, monkey
         write_submissions(out, labels)
         return {"val_miou_final": 0.9, "weights": [0.5, 0.5] if weights == "equal" else [0.8, 0.2]}
 
+    return runner, combine, ran, combined, truth
+
+
+def test_the_ensemble_section_scores_both_members_and_their_average(fake_ensemble):
+    from marsseg_bench import ensemble_bench
+
+    runner, combine, ran, combined, truth = fake_ensemble
     text = ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
-    assert ran == ["none", "aspp"] and combined == ["equal", "tuned"]
-    assert "1 seed(s): 2." in text and "equal weights): ensemble ≥ better member + 0.01: met" in text
-    gain = {
-        line.split(" | ")[0][2:]: float(line.rstrip(" |").rsplit("| ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(("| equal weights", "| tuned weights"))
-    }
+    assert ran == [("none", False), ("aspp", True)] and combined == ["equal", "tuned"]
+    assert "gated_aspp (attention gates and an ASPP context block): median" in text and "too few seeds" in text
+    for seed in (3, 4):
+        text = ensemble_bench.section_ensemble(
+            1, lambda m: None, seed=seed, budget=30.0, runner=runner, combine=combine
+        )
+    assert "over 3 seed(s), ahead in 3 of 3: met." in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| gated_aspp")]
+    assert [row[1] for row in rows] == ["equal", "tuned"] and all(row[2] == "2, 3, 4" for row in rows)
+    gain = {row[1]: float(row[-1].rstrip(" |").split(" (")[0]) for row in rows}
     # equal weights label every pixel right (a gain over both halves); the tuned labels are member a's exactly
     halves = []
     for rows in (slice(0, 32), slice(32, 64)):
         labels = np.ones_like(truth)
         labels[:, rows] = truth[:, rows]
         halves.append(quality._scores(truth, labels)["miou_keras"])
-    assert gain["equal weights"] == pytest.approx(1.0 - max(halves), abs=1e-4) and gain["equal weights"] > 0.1
-    assert gain["tuned weights"] == pytest.approx(halves[0] - max(halves), abs=1e-4)
-    assert "seed 2: 0.8, 0.2" in text
+    assert gain["equal"] == pytest.approx(1.0 - max(halves), abs=1e-4) and gain["equal"] > 0.1
+    assert gain["tuned"] == pytest.approx(halves[0] - max(halves), abs=1e-4)
+    assert "gated_aspp seed 2: 0.8, 0.2" in text
     ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
-    assert len(ran) == 2, "a stored seed was run again"
+    assert len(ran) == 6, "a stored seed was run again"
+
+
+def test_each_member_b_network_is_its_own_series_and_an_unknown_one_is_refused(fake_ensemble, monkeypatch):
+    from marsseg.errors import UserError
+    from marsseg_bench import ensemble_bench
+
+    runner, combine, ran, _, _ = fake_ensemble
+    ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
+    monkeypatch.setenv("MARSSEG_BENCH_ENSEMBLE_B", "aspp")
+    text = ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
+    assert ran == [("none", False), ("aspp", True), ("none", False), ("aspp", False)], "the same seed, another b"
+    series = [line.split(" | ")[0][2:].split(":")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert series[1:] == ["gated_aspp", "gated_aspp", "aspp", "aspp"]  # after the header row
+    assert "- gated_aspp (" in text and "- aspp (" in text and "aspp seed 2: 0.8, 0.2" in text
+    monkeypatch.setenv("MARSSEG_BENCH_ENSEMBLE_B", "resnet")
+    with pytest.raises(UserError, match="unknown ensemble member-b network 'resnet'.*gated_aspp, aspp"):
+        ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
+    assert len(ran) == 4
 
 
 def test_the_findings_say_which_public_claims_the_stand_in_reproduces():
