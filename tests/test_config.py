@@ -88,6 +88,7 @@ def test_flatten_lists_dotted_keys():
         ("stage2.loss.name=focal+-1*dice", "stage2.loss.name"),
         ("stage2.loss.class_weights=inverse", "stage2.loss.class_weights"),
         ("stage2.loss.tversky_alpha=1.5", "stage2.loss.tversky_alpha"),
+        ("stage1.loss.tversky_gamma=0", "stage1.loss.tversky_gamma"),
         ("stage2.train.epochs=0", "stage2.train.epochs"),
         ("stage1.train.batch_size=0", "stage1.train.batch_size"),
         ("stage2.train.learning_rate=0", "stage2.train.learning_rate"),

@@ -88,6 +88,8 @@ def _check_stage(cfg: Config, stage: str) -> None:
     for name in ("tversky_alpha", "tversky_beta"):
         if not 0.0 <= getattr(loss, name) <= 1.0:
             _fail(f"{key}.{name}", f"is {getattr(loss, name)}; use 0..1", "0.5")
+    if not loss.tversky_gamma > 0:  # the exponent of (1 - TI): at 0 or below the loss no longer falls as TI rises
+        _fail(f"{key}.tversky_gamma", f"is {loss.tversky_gamma}; use a value > 0", "0.75")
     key = f"{stage}.train"
     if t.epochs < 1:
         _fail(f"{key}.epochs", f"is {t.epochs}; train at least one epoch", "30")

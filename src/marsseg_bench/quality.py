@@ -4,10 +4,10 @@ On full-size synthetic data (2615 training images; a 2000-image synthetic test s
 the kit runs first under the section's budget; each reference (`reference_models`) then gets the seconds the kit
 took, start to test-set labels:
 
-- kit: `pipeline.run` with the `cpu` preset (cleaning, K-fold U-Net stage 1 at half resolution behind a strided
-  stem, residual stage 2 on out-of-fold probabilities, light augmentation with big-rock oversampling,
-  class-weighted cross-entropy that ignores background, warm-up + cosine schedules, TTA, class biases and
-  morphology chosen on the hold-out);
+- kit: `pipeline.run` with the `cpu` preset (cleaning, one depth-4, base-16 stage-1 U-Net at full resolution on
+  three quarters of the development rows, residual stage 2 on out-of-fold probabilities, flips with big-rock
+  oversampling, cross-entropy that ignores background with classes 1-4 weighted alike, warm-up + cosine
+  schedules, TTA, class biases and morphology chosen on the hold-out's tuning part);
 - naive: the same network at full resolution, cross-entropy over all five classes, no augmentation, no cleaning,
   argmax over all classes (the plain reference of old, unchanged);
 - best-practice: base 16, depth 4 at full resolution (the public notebooks' size), background ignored,

@@ -25,7 +25,7 @@ import os
 import sys
 
 # ------------------------------------------------------------------------------------------ settings
-PRESET = "kaggle"  # smoke | cpu | gpu | kaggle (marsseg/config.py)
+PRESET = "kaggle"  # smoke | cpu | gpu | kaggle (marsseg/presets.py)
 BUDGET_SECONDS = None  # None keeps the preset's time budget
 OVERRIDES = []  # e.g. ["stage1.train.epochs=60", "post.tta=on"]
 
