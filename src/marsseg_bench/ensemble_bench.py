@@ -51,7 +51,7 @@ NETWORKS_B: dict[str, tuple[str, list[str]]] = {
         ["stage1.model.attention=true", "stage1.model.context=aspp"],
     ),
     # Added after gated_aspp's seeds 44-46 (b trailed a by a median 0.024): a different network of about a's speed
-    # (the recipe's context item trains as many epochs as without it), so measured from seed 47 on.
+    # (the recipe's context item trained 5/5, 6/6 and 5/6 stage-1 epochs on/off), so measured from seed 47 on.
     "aspp": ("an ASPP context block (about as fast as member a)", ["stage1.model.context=aspp"]),
 }
 TARGET = 0.01  # the ensemble over the better member (the target)
@@ -71,8 +71,12 @@ def chosen_network(name: str | None = None) -> str:
 
 
 def member_configs(seed: int, budget: float, network: str | None = None) -> dict:
+    name = chosen_network(network)
     base = replace(preset(PRESET), budget_seconds=budget, seed=int(seed))
-    return {"a": base, "b": override(base, NETWORKS_B[chosen_network(network)][1])}
+    members = {"a": base, "b": override(base, NETWORKS_B[name][1])}
+    if to_dict(members["a"]) == to_dict(members["b"]):  # e.g. once the preset itself turns the block on
+        raise UserError(f"ensemble member b ({name}) is the {PRESET} preset itself; choose another network")
+    return members
 
 
 def _settings(seed: int, budget: float, network: str) -> dict:
@@ -116,9 +120,10 @@ def measure_ensemble(seed: int, budget: float, log, runner=run, combine=None, ne
 def section_ensemble(
     repeats: int, log, seed: int | None = None, budget: float = ENSEMBLE_BUDGET, runner=run, combine=None
 ) -> str:
+    network = chosen_network()  # before the slow import: a bad name is one line at once
+
     import keras
 
-    network = chosen_network()
     seed = preset(PRESET).seed if seed is None else int(seed)
     path = results_path(name="ensemble.jsonl")
     probe = {"seed": seed, "budget": budget, "settings": _settings(seed, budget, network)}

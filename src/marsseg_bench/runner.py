@@ -14,6 +14,7 @@ is stored as it finishes and the block is written from every stored run, so an i
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import sys
 import time
@@ -48,6 +49,9 @@ SECTIONS = {
     "quality_gpu": quality.section_quality_gpu,
 }
 
+# The variable that chooses what a section runs: the stamp's command names it where it is set.
+SECTION_ENV = {"recipe": "MARSSEG_BENCH_RECIPE_ITEMS", "ensemble": "MARSSEG_BENCH_ENSEMBLE_B"}
+
 
 def run_benchmarks(
     out: Path, repeats: int = 5, only: list[str] | None = None, log=None, repeat: int = 1, seed: int | None = None
@@ -62,6 +66,11 @@ def run_benchmarks(
     if repeat < 1:
         raise UserError(f"--repeat {repeat}: run each seeded section at least once (e.g. --repeat 3)")
     names = only or list(SECTIONS)
+    # The sections' own choices, checked before hours of other sections run.
+    if "recipe" in names:
+        recipe.chosen_items()
+    if "ensemble" in names:
+        ensemble_bench.chosen_network()
     blocks = _read_blocks(out)
     machine = machine_description()
     for name in names:
@@ -93,7 +102,8 @@ def takes_seed(section) -> bool:
 def _run_section(name: str, repeats: int, log, repeat: int, seed: int | None):
     """The section's block (None: measured nothing here) and the command that re-measures it."""
     section = SECTIONS[name]
-    command = f"marsseg bench --only {name}"
+    chosen = os.environ.get(SECTION_ENV.get(name, ""), "").strip()
+    command = (f"{SECTION_ENV[name]}={chosen} " if chosen else "") + f"marsseg bench --only {name}"
     if not takes_seed(section):
         if repeat > 1 or seed is not None:
             log(f"{name}: takes no seed; measured once")

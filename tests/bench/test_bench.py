@@ -49,6 +49,38 @@ def test_unknown_section_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "B.md").exists()
 
 
+def test_a_bad_section_choice_stops_before_any_section_and_a_set_one_is_in_the_stamp(tmp_path, monkeypatch):
+    from marsseg.errors import UserError
+
+    calls = []
+
+    def section(name):
+        def run(repeats, log):
+            calls.append(name)
+            return f"## {name}"
+
+        return run
+
+    monkeypatch.setattr(bench, "SECTIONS", {"a": section("a"), "ensemble": section("ensemble")})
+    out = tmp_path / "B.md"
+    monkeypatch.setenv("MARSSEG_BENCH_ENSEMBLE_B", "resnet")
+    with pytest.raises(UserError, match="unknown ensemble member-b network 'resnet'"):
+        bench.run_benchmarks(out, repeats=1, log=lambda m: None)
+    assert calls == [] and not out.exists(), "a section ran before the bad choice was refused"
+    monkeypatch.setenv("MARSSEG_BENCH_ENSEMBLE_B", "aspp")
+    text = bench.run_benchmarks(out, repeats=1, log=lambda m: None).read_text()
+    assert "(`MARSSEG_BENCH_ENSEMBLE_B=aspp marsseg bench --only ensemble`)" in text
+    assert "(`marsseg bench --only a`)" in text
+
+
+def test_a_bad_recipe_item_is_a_one_line_error_at_once(tmp_path):
+    result = run_cli(
+        "bench", "--only", "recipe", "--out", tmp_path / "B.md", env={"MARSSEG_BENCH_RECIPE_ITEMS": "nope"}
+    )
+    assert "unknown recipe item nope" in one_line_error(result)
+    assert not (tmp_path / "B.md").exists()
+
+
 def test_gpu_sections_measure_nothing_without_a_gpu(monkeypatch):
     import marsseg_bench.gpu as gpu_bench
     import marsseg_bench.quality as quality

@@ -93,6 +93,7 @@ def fake_ensemble(tiny, monkeypatch):
 
     monkeypatch.setattr(ensemble_bench, "N_TRAIN", 8)
     monkeypatch.setattr(ensemble_bench, "N_TEST", 16)
+    monkeypatch.delenv("MARSSEG_BENCH_ENSEMBLE_B", raising=False)
     truth = make_synthetic(8, 16, seed=quality.DATA_SEED).test_labels
     ran, combined = [], []
 
@@ -143,6 +144,34 @@ def test_the_ensemble_section_scores_both_members_and_their_average(fake_ensembl
     assert "gated_aspp seed 2: 0.8, 0.2" in text
     ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
     assert len(ran) == 6, "a stored seed was run again"
+
+
+def test_a_stored_seed_from_before_the_named_networks_is_the_default_series(fake_ensemble):
+    """Records stored before NETWORKS_B had no network_b_name: their settings place them, and they are not rerun."""
+    from marsseg_bench import ensemble_bench
+    from marsseg_bench.quality_store import read_results, results_path, store_result
+
+    runner, combine, ran, _, _ = fake_ensemble
+    ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
+    path = results_path(name="ensemble.jsonl")
+    (old,) = read_results(path)
+    old.pop("network_b_name")
+    old["models"]["ensemble"]["scores"]["miou_keras"] = 0.123  # marks the rewritten record
+    path.unlink()
+    store_result(path, old, key=ensemble_bench._key)
+    text = ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
+    assert len(ran) == 2, "the stored seed was run again"
+    (equal,) = [line for line in text.splitlines() if line.startswith("| gated_aspp") and "| equal |" in line]
+    assert "| 0.1230 |" in equal
+
+
+def test_a_member_b_that_equals_the_preset_is_refused(monkeypatch):
+    from marsseg.errors import UserError
+    from marsseg_bench import ensemble_bench
+
+    monkeypatch.setitem(ensemble_bench.NETWORKS_B, "plain", ("the preset's own network", ["stage1.model.context=none"]))
+    with pytest.raises(UserError, match=r"member b \(plain\) is the cpu preset itself"):
+        ensemble_bench.member_configs(2, 30.0, "plain")
 
 
 def test_each_member_b_network_is_its_own_series_and_an_unknown_one_is_refused(fake_ensemble, monkeypatch):
