@@ -206,10 +206,11 @@ def test_the_findings_say_which_public_claims_the_stand_in_reproduces():
         sides = {s: {"scores": {"miou_keras": v}} for s, v in (("off", off), ("on", on))}
         return {"item": item, "sides": sides}
 
-    text = "\n".join(findings(quality, [pair("copy_paste", 0.70, 0.68)], []))
+    text = "\n".join(findings(quality, [pair("copy_paste", 0.70, 0.68), pair("flips", 0.70, 0.75)], []))
     assert "+0.1600 over 1 run(s): reproduced" in text
     assert "TTA adds little" in text and "+0.0050 over 1 run(s): reproduced" in text
     assert "copy-paste gains (`recipe`, copy_paste): -0.0200 over 1 run(s): not reproduced" in text
+    assert "against the medium augmentation): +0.0500 over 1 run(s): reproduced (one run)" in text
     # a positive median within the spread is not a reproduced gain; one beyond it is
     noisy = [pair("copy_paste", 0.70, 0.70 + g) for g in (0.03, 0.009, -0.01)]
     assert "+0.0090 (-0.0100 – +0.0300) over 3 run(s): not shown (the median gain is within the spread)" in "\n".join(
