@@ -217,9 +217,12 @@ def render_ensemble(series: dict[str, list[dict]], budget: float) -> str:
     ]
     if chosen:
         lines += ["", f"Tuned weights (member a, member b): {'; '.join(chosen)}."]
+    stored = [r for rows in series.values() for r in rows]
+    measured = sorted({f"{r.get('commit', '?')} ({r.get('measured_at', '')[:10]})" for r in stored})
     lines += [
         "",
-        "Stored in `.bench/ensemble.jsonl`; `MARSSEG_BENCH_ENSEMBLE_B=NAME marsseg bench --only ensemble --seed S` "
+        (f"Seeds measured at commit(s) {', '.join(measured)}. " if measured else "")
+        + "Stored in `.bench/ensemble.jsonl`; `MARSSEG_BENCH_ENSEMBLE_B=NAME marsseg bench --only ensemble --seed S` "
         f"adds seed S for that network ({', '.join(NETWORKS_B)}; default {next(iter(NETWORKS_B))}).",
     ]
     return "\n".join(lines)

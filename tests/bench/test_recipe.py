@@ -141,7 +141,7 @@ def test_the_ensemble_section_scores_both_members_and_their_average(fake_ensembl
         halves.append(quality._scores(truth, labels)["miou_keras"])
     assert gain["equal"] == pytest.approx(1.0 - max(halves), abs=1e-4) and gain["equal"] > 0.1
     assert gain["tuned"] == pytest.approx(halves[0] - max(halves), abs=1e-4)
-    assert "gated_aspp seed 2: 0.8, 0.2" in text
+    assert "gated_aspp seed 2: 0.8, 0.2" in text and "Seeds measured at commit(s) " in text
     ensemble_bench.section_ensemble(1, lambda m: None, seed=2, budget=30.0, runner=runner, combine=combine)
     assert len(ran) == 6, "a stored seed was run again"
 
