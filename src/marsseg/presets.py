@@ -79,8 +79,9 @@ PRESETS: dict[str, Config] = {
         # from the last quarter. Two half-data fold models each got half the time and half the data: at 600 s the
         # single model scored 0.779 and 0.712 on the bench's test set against 0.706 and 0.672 (seeds 44, 45).
         data=DataConfig(max_train=0, max_test=0, folds=4, fold_models=1, val_fraction=0.15),
-        # Flips, as the public write-ups; big-rock images twice per epoch, no offline copies (they would lengthen
-        # every fold's epoch).
+        # Flips, as the public write-ups: against the medium augmentation +0.046 (+0.030 - +0.110) on stand-in version
+        # 2 (BENCHMARKS recipe, flips, seeds 44-46). Big-rock images twice per epoch, no offline copies (they would
+        # lengthen every fold's epoch).
         augment=AugmentConfig(strength="flips", bigrock_oversample=2.0, bigrock_offline_copies=0, workers=2),
         # Stage 1 is the best-practice network's size at full resolution (depth 4, base 16, no strided stem): at
         # 600 s that network scored 0.754 on the bench's test set against 0.646 (hold-out) for this preset's old
