@@ -5,8 +5,8 @@ import marsseg_bench.timing as timing
 from tests.conftest import one_line_error, run_cli
 
 
-def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
-    calls = []
+def recording_sections(calls: list, *names: str) -> dict:
+    """Fake sections by name: each appends its name to `calls` and returns a block numbered by the call count."""
 
     def section(name):
         def run(repeats, log):
@@ -15,7 +15,12 @@ def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
 
         return run
 
-    monkeypatch.setattr(bench, "SECTIONS", {"a": section("a"), "b": section("b")})
+    return {name: section(name) for name in names}
+
+
+def test_only_reruns_one_section_and_keeps_the_others(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench, "SECTIONS", recording_sections(calls, "a", "b"))
     out = tmp_path / "B.md"
     bench.run_benchmarks(out, repeats=1, log=lambda m: None)
     bench.run_benchmarks(out, repeats=1, only=["b"], log=lambda m: None)
@@ -53,15 +58,7 @@ def test_a_bad_section_choice_stops_before_any_section_and_a_set_one_is_in_the_s
     from marsseg.errors import UserError
 
     calls = []
-
-    def section(name):
-        def run(repeats, log):
-            calls.append(name)
-            return f"## {name}"
-
-        return run
-
-    monkeypatch.setattr(bench, "SECTIONS", {"a": section("a"), "ensemble": section("ensemble")})
+    monkeypatch.setattr(bench, "SECTIONS", recording_sections(calls, "a", "ensemble"))
     out = tmp_path / "B.md"
     monkeypatch.setenv("MARSSEG_BENCH_ENSEMBLE_B", "resnet")
     with pytest.raises(UserError, match="unknown ensemble member-b network 'resnet'"):
