@@ -75,12 +75,13 @@ ITEMS: dict[str, tuple[str, list[str], list[str]]] = {
 
 
 COMPOSITE = "recipe"  # the preset as it ships against the same preset with all its items off
+ITEMS_ENV = "MARSSEG_BENCH_RECIPE_ITEMS"  # which items a run measures
 
 
 def chosen_items(names: str | None = None) -> list[str]:
     """The items to run: `names` (comma-separated; default $MARSSEG_BENCH_RECIPE_ITEMS, else every item). The whole
     recipe (COMPOSITE) runs only when named: it counts only at seeds where no item pair ran."""
-    names = names if names is not None else os.environ.get("MARSSEG_BENCH_RECIPE_ITEMS", "")
+    names = names if names is not None else os.environ.get(ITEMS_ENV, "")
     known = [*ITEMS, COMPOSITE]
     wanted = [n.strip() for n in names.split(",") if n.strip()] or list(ITEMS)
     unknown = [n for n in wanted if n not in known]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 
+from marsseg_bench.ensemble_bench import gains_over_better
 from marsseg_bench.quality_report import median_range, signed
 
 MIN_SEEDS = 3  # the "medians of 3"
@@ -47,11 +48,7 @@ def findings(quality: list[dict], recipe: list[dict], ensembles: list[dict]) -> 
     copy = gains([r for r in recipe if r["item"] == "copy_paste"])
     flips = gains([r for r in recipe if r["item"] == "flips"])
     cycle = gains([r for r in recipe if r["item"] == "model_cycle"])
-    pair = [
-        r["models"]["ensemble"]["scores"]["miou_keras"]
-        - max(r["models"][m]["scores"]["miou_keras"] for m in ("a", "b"))
-        for r in ensembles
-    ]
+    pair = gains_over_better(ensembles, "ensemble")
 
     def line(claim, values, reproduced):
         if not values:

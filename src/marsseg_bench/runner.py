@@ -49,8 +49,11 @@ SECTIONS = {
     "quality_gpu": quality.section_quality_gpu,
 }
 
-# The variable that chooses what a section runs: the stamp's command names it where it is set.
-SECTION_ENV = {"recipe": "MARSSEG_BENCH_RECIPE_ITEMS", "ensemble": "MARSSEG_BENCH_ENSEMBLE_B"}
+# What chooses what a section runs: its variable (the stamp's command names it where it is set) and its check.
+SECTION_CHOICES = {
+    "recipe": (recipe.ITEMS_ENV, recipe.chosen_items),
+    "ensemble": (ensemble_bench.NETWORK_ENV, ensemble_bench.chosen_network),
+}
 
 
 def run_benchmarks(
@@ -66,11 +69,9 @@ def run_benchmarks(
     if repeat < 1:
         raise UserError(f"--repeat {repeat}: run each seeded section at least once (e.g. --repeat 3)")
     names = only or list(SECTIONS)
-    # The sections' own choices, checked before hours of other sections run.
-    if "recipe" in names:
-        recipe.chosen_items()
-    if "ensemble" in names:
-        ensemble_bench.chosen_network()
+    for name in names:  # the sections' own choices, checked before hours of other sections run
+        if name in SECTION_CHOICES:
+            SECTION_CHOICES[name][1]()
     blocks = _read_blocks(out)
     machine = machine_description()
     for name in names:
@@ -102,8 +103,9 @@ def takes_seed(section) -> bool:
 def _run_section(name: str, repeats: int, log, repeat: int, seed: int | None):
     """The section's block (None: measured nothing here) and the command that re-measures it."""
     section = SECTIONS[name]
-    chosen = os.environ.get(SECTION_ENV.get(name, ""), "").strip()
-    command = (f"{SECTION_ENV[name]}={chosen} " if chosen else "") + f"marsseg bench --only {name}"
+    variable = SECTION_CHOICES.get(name, ("",))[0]
+    chosen = os.environ.get(variable, "").strip() if variable else ""
+    command = (f"{variable}={chosen} " if chosen else "") + f"marsseg bench --only {name}"
     if not takes_seed(section):
         if repeat > 1 or seed is not None:
             log(f"{name}: takes no seed; measured once")

@@ -172,6 +172,7 @@ def test_a_member_b_that_equals_the_preset_is_refused(monkeypatch):
     monkeypatch.setitem(ensemble_bench.NETWORKS_B, "plain", ("the preset's own network", ["stage1.model.context=none"]))
     with pytest.raises(UserError, match=r"member b \(plain\) is the cpu preset itself"):
         ensemble_bench.member_configs(2, 30.0, "plain")
+    assert ensemble_bench.current_series([], 30.0) == {}, "a network equal to the preset broke the render"
 
 
 def test_each_member_b_network_is_its_own_series_and_an_unknown_one_is_refused(fake_ensemble, monkeypatch):
