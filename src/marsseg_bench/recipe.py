@@ -62,7 +62,8 @@ ITEMS: dict[str, tuple[str, list[str], list[str]]] = {
         ["stage1.loss.class_weight_power=1", "stage1.loss.max_weight_ratio=10"],
     ),
     "flips": (
-        "flips only, against the medium augmentation (flips, small shifts, scale, brightness)",
+        "flips (horizontal and vertical) only, against the medium augmentation "
+        "(horizontal flips, shifts, scale, rotation, shear, brightness, gamma, noise)",
         ["augment.strength=medium"],
         ["augment.strength=flips"],
     ),
