@@ -37,7 +37,8 @@ from marsseg_bench.quality import (
     scored_run,
     write_quality_data,
 )
-from marsseg_bench.quality_report import median_range, signed
+from marsseg_bench.quality_report import ensemble_test_miou as _test
+from marsseg_bench.quality_report import gains_over_better, median_range, signed
 from marsseg_bench.quality_store import config_fingerprint, read_results, results_path, store_result
 from marsseg_bench.timing import machine_description
 
@@ -63,8 +64,7 @@ def chosen_network(name: str | None = None) -> str:
     name = (name if name is not None else os.environ.get(NETWORK_ENV, "")).strip() or next(iter(NETWORKS_B))
     if name not in NETWORKS_B:
         raise UserError(
-            f"unknown ensemble member-b network {name!r} (MARSSEG_BENCH_ENSEMBLE_B); "
-            f"choose from {', '.join(NETWORKS_B)}"
+            f"unknown ensemble member-b network {name!r} ({NETWORK_ENV}); choose from {', '.join(NETWORKS_B)}"
         )
     return name
 
@@ -159,15 +159,6 @@ def current_series(records: list[dict], budget: float) -> dict[str, list[dict]]:
         if found:
             series[name] = sorted(found, key=lambda r: int(r["seed"]))
     return series
-
-
-def _test(r: dict, name: str) -> float:
-    return r["models"][name]["scores"]["miou_keras"]
-
-
-def gains_over_better(records: list[dict], name: str) -> list[float]:
-    """The `name` combination's test mIoU over the better member, per record."""
-    return [_test(r, name) - max(_test(r, "a"), _test(r, "b")) for r in records]
 
 
 def render_ensemble(series: dict[str, list[dict]], budget: float) -> str:

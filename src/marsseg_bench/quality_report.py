@@ -28,6 +28,17 @@ def signed(v, digits: int = 4) -> str:
     return "n/a" if v is None else f"{v:+.{digits}f}"
 
 
+def ensemble_test_miou(record: dict, name: str) -> float:
+    """An ensemble record's test mIoU (Keras rule) for member `name` ("a", "b") or combination ("ensemble", ...)."""
+    return record["models"][name]["scores"]["miou_keras"]
+
+
+def gains_over_better(records: list[dict], name: str) -> list[float]:
+    """The `name` combination's test mIoU over the better member, per ensemble record (pure: the report and the
+    recipe findings both read it without importing the bench section)."""
+    return [ensemble_test_miou(r, name) - max(ensemble_test_miou(r, "a"), ensemble_test_miou(r, "b")) for r in records]
+
+
 def median_range(values, show=fmt) -> str:
     """The median of the values that are not None, and min – max when there are several; "n/a" for none."""
     values = [v for v in values if v is not None]

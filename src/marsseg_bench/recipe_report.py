@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from marsseg_bench.ensemble_bench import gains_over_better
-from marsseg_bench.quality_report import median_range, signed
+from marsseg_bench.quality_report import gains_over_better, median_range, signed
 
 MIN_SEEDS = 3  # the "medians of 3"
 TARGET = 0.02  # the measured recipe over the same preset without it (the target)
