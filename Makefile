@@ -16,7 +16,7 @@ RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?= -n 2
 
 .PHONY: help setup lint format test test-all test-kaggle-image demo data bench clean-venv
-.PHONY: bundle check-rules submit submit-csv status emulator
+.PHONY: bundle check-rules canary submit submit-csv status emulator
 .PHONY: clean-data
 
 help: ## list the targets (this text)
@@ -46,7 +46,7 @@ test: lint ## lint, then the fast test suite (slow tests deselected; the Kaggle-
 test-all: lint ## lint, then every test, slow ones included
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-kaggle-image: $(VENV)/.installed ## run the kernel's smoke run under Python 3.10 pinned like Kaggle's image (env cached in ~/.cache/marsseg)
+test-kaggle-image: $(VENV)/.installed ## run the kernel's smoke run under both Kaggle stacks: the competition's (Py 3.10, 2024 pins) and today's (Py 3.12, Colab 2026-05); envs cached in ~/.cache/marsseg
 	$(PY) -m tests.helpers.kaggle_image
 
 demo: $(VENV)/.installed ## the whole two-stage pipeline on synthetic data (cpu preset, < 10 min), scored against its truth
@@ -69,6 +69,21 @@ clean-data: $(VENV)/.installed ## remove outliers from DATA (default data/mars_f
 	$(MARSSEG) inspect $(CLEAN_IN) --plot runs/clean-report
 	$(MARSSEG) clean $(CLEAN_IN) --out $(CLEAN_OUT) --report runs/clean-report --augment-bigrock --preset $(PRESET)
 
+# ---- the GPU measurement, for a lent GPU machine (JAX and PyTorch, no TensorFlow, no network): the packages the
+# kit needs beyond that image travel as wheels in .whl/ (`make gpu-wheels` here, then carry .whl).
+GPU_WHEELS := keras==3.15.1 namex==0.1.0 optree==0.20.0 albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.4 \
+	pydantic_core==2.50.5 typing-inspection==0.4.5 annotated-types==0.7.0 simsimd==6.5.16 stringzilla==5.3.2
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+.PHONY: gpu-check gpu-wheels
+gpu-check: ## on a GPU (KERAS_BACKEND=jax): the kaggle preset's canary on full-size data (< 8 min) -> BENCHMARKS.md gpu block
+	@if [ -d .whl ]; then python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; fi
+	PYTHONPATH=/tmp/site:src KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(GPU_PY) -m marsseg_bench.gpu_check $(GPU_CHECK_ARGS)
+
+gpu-wheels: ## download the wheels gpu-check needs on the lent GPU image (Python 3.12) into .whl/
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform any -d .whl $(GPU_WHEELS)
+
 clean-venv: ## delete .venv/ (the next target recreates it)
 	rm -rf $(VENV)
 
@@ -83,8 +98,12 @@ bundle: $(VENV)/.installed ## bundle src/marsseg into the kernel script kernels/
 check-rules: $(VENV)/.installed ## check the kernel and kernel-metadata.json against the competition rules
 	$(MARSSEG) check-rules
 
+ACCELERATOR ?=
+canary: $(VENV)/.installed ## push the kernel as a ~10-min canary (same machine), print speeds and the projected full run; submits nothing
+	$(MARSSEG) submit --canary $(if $(ACCELERATOR),--accelerator $(ACCELERATOR)) $(if $(FORCE),--force)
+
 submit: $(VENV)/.installed ## bundle, rules and GPU quota checks, push, wait, fetch, validate, zip, submit once, record (FORCE=1: past the quota; MODELS=1: fetch the models too)
-	$(MARSSEG) submit $(if $(FORCE),--force) $(if $(MODELS),--models)
+	$(MARSSEG) submit $(if $(FORCE),--force) $(if $(MODELS),--models) $(if $(ACCELERATOR),--accelerator $(ACCELERATOR))
 
 submit-csv: $(VENV)/.installed ## submit a locally made CSV: make submit-csv FILE=runs/x/submission.csv
 	@test -n "$(FILE)" || { echo "usage: make submit-csv FILE=path/to/submission.csv"; exit 2; }

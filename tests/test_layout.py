@@ -19,6 +19,7 @@ LAYERS = [
         "marsseg.config",
         "marsseg.stamps",
         "marsseg.quiet",
+        "marsseg.versions",
         "marsseg.validation",
         "marsseg.presets",
     ),

@@ -145,10 +145,23 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """A canary run (`make canary`): the full run's networks and code paths on the full data, cut to minutes, to
+    learn whether the kernel runs on its machine and how fast, before hours of GPU quota go into it."""
+
+    enabled: bool = False
+    budget_seconds: float = 600.0  # the whole canary run, replacing `budget_seconds`
+    epochs: int = 3  # per model: the first compiles, the later ones give the steady epoch time
+
+
+@dataclass(frozen=True)
 class Config:
     preset: str = "gpu"
     seed: int = 42
     budget_seconds: float = 3 * 3600.0
+    # True: refuse to train when the Keras backend sees no GPU (the `gpu` and `kaggle` presets: a broken CUDA
+    # install would otherwise spend the whole budget on the CPU). `--set require_gpu=false` trains on the CPU.
+    require_gpu: bool = False
     two_stage: bool = True
     # Share of the budget (after loading and cleaning) for the K stage-1 fold models when two_stage is on; stage 2,
     # test prediction and post-processing get the rest. A residual stage 2 needs fewer epochs than one from scratch.
@@ -160,6 +173,7 @@ class Config:
     stage2: StageConfig = field(default_factory=StageConfig)
     post: PostConfig = field(default_factory=PostConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)
 
 
 def preset(name: str) -> Config:

@@ -173,6 +173,10 @@ def validate_config(cfg: Config) -> Config:
         )
     if cfg.budget_seconds <= 0:
         _fail("budget_seconds", f"is {cfg.budget_seconds}; give the run a positive number of seconds", "3600")
+    if cfg.canary.budget_seconds <= 0:
+        _fail("canary.budget_seconds", f"is {cfg.canary.budget_seconds}; give the canary a positive budget", "600")
+    if cfg.canary.epochs < 2:
+        _fail("canary.epochs", f"is {cfg.canary.epochs}; use 2 or more (the first epoch compiles)", "3")
     for stage in ("stage1", "stage2"):
         _check_stage(cfg, stage)
     _check_cycle(cfg)

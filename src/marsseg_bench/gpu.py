@@ -1,8 +1,8 @@
-"""`make bench` on a machine with a GPU: the `kaggle` preset's epoch times per stage, and its full run projected.
+"""`make gpu-check` (and `make bench` on a machine with a GPU): a canary of the `kaggle` preset on full-size
+synthetic data, its speeds per stage, and its full run projected (`pipeline.canary`).
 
-A capped pipeline run says little on a GPU under JAX: each fold model compiles for a minute or more (measured on
-an H100), so a few-minute budget trains one fold. Instead each stage trains a few epochs with no deadline on
-the data a real run would give it, and the full run's time is projected from the steady epochs.
+Under JAX each network compiles for a minute or more (measured on an H100), so the canary trains one fold model
+per network of the model cycle for a few epochs; the steady epochs give the projection.
 
 Where the Keras backend sees no GPU the section measures nothing and BENCHMARKS.md keeps the block it had, so
 `make bench` on a laptop does not erase numbers taken on a GPU box. On a GPU image without TensorFlow, run it with
@@ -11,20 +11,15 @@ Where the Keras backend sees no GPU the section measures nothing and BENCHMARKS.
 
 from __future__ import annotations
 
+import re
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from marsseg.config import preset
 from marsseg.data.synth import make_synthetic, save_synthetic
-from marsseg.pipeline.budget import Budget
-from marsseg.pipeline.run import _Run
 from marsseg.training.distribute import accelerator_devices
 
 N_TRAIN, N_TEST = 2615, 10022  # the real data's sizes: test prediction is timed at full size
@@ -64,123 +59,33 @@ def gpu_here(section: str, log) -> str | None:
     return gpu
 
 
-def epoch_times(seconds: list[float]) -> tuple[float | None, float | None]:
-    """(compilation, steady epoch): the steady time is the median of the later half of the epochs after the first,
-    and compilation what all epochs took beyond it. Under JAX on an H100 the second epoch compiled again too
-    (117, 53, 2.7, 2.7 s)."""
-    if len(seconds) < 2:
-        return None, None
-    later = seconds[1:]
-    steady = statistics.median(later[len(later) // 2 :])
-    return sum(max(t - steady, 0.0) for t in seconds), steady
+class CompileCounter:
+    """Counts JAX's backend compilations, with its cache-miss explanations logged (why each one compiled), and
+    snapshots the count at each phase line of the run's log: compiles per phase, then per epoch. Counts nothing
+    under other backends (`counting` False)."""
 
+    def __init__(self, log):
+        import keras
 
-def measure_stages(cfg, data_path: Path, epochs: int, log, stage2: bool = True) -> dict:
-    """Train stage 1 on fold 1 of the run's own split and stage 2 on every development image, each for `epochs`
-    epochs with no deadline, and time test prediction; the same data, augmentation and settings as `run` uses."""
-    from marsseg.training.feed import network_input
-    from marsseg.training.fit import fit_stage, predict_probs
+        self.count, self.at_phase, self.current = 0, {}, None
+        self.counting = keras.backend.backend() == "jax"
+        if self.counting:
+            import jax
 
-    quiet = lambda message: None  # noqa: E731
-    run = _Run(
-        cfg, data_path, data_path.parent, Budget(cfg.budget_seconds, log=quiet), quiet, None, 0, time.monotonic()
-    )
-    run.load_and_clean()
-    run.split()
-    train, held = np.flatnonzero(run.fold_of != 0), np.flatnonzero(run.fold_of == 0)
-    fixed = lambda stage: replace(stage, train=replace(stage.train, epochs=epochs, patience=epochs))  # noqa: E731
-    log(f"gpu: stage 1, fold 1 of {run.fold_of.max() + 1}: {len(train)} images, {epochs} epochs")
-    one = fit_stage(
-        fixed(cfg.stage1),
-        run.dev_images[train],
-        run.dev_masks[train],
-        network_input(run.dev_images[held]),
-        run.dev_masks[held],
-        augment_cfg=cfg.augment,
-        seed=cfg.seed,
-        name="stage1_fold1",
-        class_weights=run.class_weights["stage1"],
-        verbose=0,
-        log=log,
-    )
-    out = {
-        "k": int(run.fold_of.max() + 1),
-        "n_test": len(run.test_images),
-        "stage1": _timings("stage 1", one, len(train), log),
-    }
-    test_x = network_input(run.test_images)
-    out["test_first"], out["test_again"] = (_timed(lambda: predict_probs(one.model, test_x)) for _ in range(2))
-    log(
-        f"gpu: stage-1 test prediction, {len(test_x)} images: {out['test_first']:.1f} s, then {out['test_again']:.1f} s"
-    )
-    if stage2:
-        log(f"gpu: stage 2: {len(run.dev_images)} images, {epochs} epochs")
-        # Fold 1's probabilities stand in for the out-of-fold ones: the same shapes, so the same seconds.
-        probs = predict_probs(one.model, network_input(run.dev_images))
-        two = fit_stage(
-            fixed(cfg.stage2),
-            run.dev_images,
-            run.dev_masks,
-            network_input(run.val_images, predict_probs(one.model, network_input(run.val_images))),
-            run.val_masks,
-            train_extras=probs,
-            augment_cfg=cfg.augment,
-            seed=cfg.seed + 1000,
-            name="stage2",
-            class_weights=run.class_weights["stage2"],
-            verbose=0,
-            log=log,
-        )
-        out["stage2"] = _timings("stage 2", two, len(run.dev_images), log)
-    return out
+            jax.config.update("jax_explain_cache_misses", True)  # each miss's reason goes to JAX's log (stderr)
+            jax.monitoring.register_event_duration_secs_listener(self._event)
 
+    def _event(self, event: str, duration: float, **_) -> None:
+        if event.endswith("backend_compile_duration"):
+            self.count += 1
+            if self.current is not None:
+                self.at_phase[self.current] = self.at_phase.get(self.current, 0) + 1
 
-def _timed(fn) -> float:
-    started = time.monotonic()
-    fn()
-    return time.monotonic() - started
-
-
-def _timings(name: str, result, images: int, log) -> dict:
-    seconds = result.extra["epoch_seconds"]
-    compile_seconds, steady = epoch_times(seconds)
-    # Logged as soon as known, so a run stopped later (a time-limited GPU session) still leaves the numbers.
-    log(f"gpu: {name} epochs " + ", ".join(f"{t:.1f}" for t in seconds) + " s")
-    return {
-        "images": images,
-        "epoch_seconds": seconds,
-        "compile": compile_seconds,
-        "steady": steady,
-        "rate": steady and images / steady,
-        "mixed": bool(result.extra.get("mixed_precision")),
-    }
-
-
-def projected_seconds(cfg, timings: dict) -> dict | None:
-    """Upper bound of a full run of `cfg`: every fold and stage 2 run all their epochs at the measured steady
-    epoch time (early stopping only shortens it), each model compiles once for training and once for prediction,
-    and every fold model and stage 2 predict the test set (twice with flip TTA)."""
-    s1, s2 = timings["stage1"], timings.get("stage2")
-    if s1["steady"] is None:
-        return None
-    compile1 = s1["compile"]
-    stage1 = timings["k"] * (compile1 + cfg.stage1.train.epochs * s1["steady"])
-    stage2 = compile2 = 0.0
-    if cfg.two_stage and s2 is not None and s2["steady"] is not None:
-        compile2 = s2["compile"]
-        stage2 = compile2 + cfg.stage2.train.epochs * s2["steady"]
-    passes = 2 if cfg.post.tta != "off" else 1
-    models = timings["k"] + (1 if stage2 else 0)
-    predict_compile = max(timings.get("test_first", timings["test_again"]) - timings["test_again"], 0.0)
-    test = models * (predict_compile + passes * timings["test_again"])
-    return {
-        "stage1": stage1,
-        "stage2": stage2,
-        "test": test,
-        "total": stage1 + stage2 + test,
-        "compile1": compile1,
-        "compile2": compile2,
-    }
+    def phase(self, line: str) -> None:
+        """Follow a `[marsseg] hh:mm:ss PHASE | ...` line: later compilations count towards PHASE."""
+        match = re.match(r"\[marsseg\] \d\d:\d\d:\d\d ([a-z0-9 ]+?)(?: fold \d+)?(?: \||$)", line)
+        if match:
+            self.current = match.group(1)
 
 
 def section_gpu(
@@ -188,69 +93,72 @@ def section_gpu(
     log,
     gpu: str | None = None,
     preset_name: str = "kaggle",
-    epochs: int = 4,
+    budget: float = 360.0,
     n_train: int = N_TRAIN,
     n_test: int = N_TEST,
+    require_gpu: bool = True,
 ) -> str | None:
-    """Epoch times of the preset's two stages on `gpu` (its name, for the report) on full-size synthetic data,
-    and the full run projected from them. Without `gpu` (the `gpu` section), the GPU the Keras backend sees; None
-    where it sees none: the section measures nothing and keeps its block."""
+    """`make gpu-check`: a canary of the preset (`pipeline.canary`: every network of the model cycle, stage 2,
+    prediction, both CSVs, cut to `budget` seconds) on full-size synthetic data, on the GPU the Keras backend
+    sees: images/s and compile seconds per stage, compilations per epoch (JAX), peak GPU memory, the projected
+    full run. None (the block stays) where the backend sees no GPU, unless `require_gpu` is off (the dry mode)."""
     import keras
 
+    from marsseg.config import override
+    from marsseg.pipeline.canary import report_lines
+    from marsseg.pipeline.run import run
+
     if gpu is None:
-        gpu = gpu_here("gpu", log)
+        gpu = gpu_here("gpu", log) if require_gpu else (accelerator_name() or "no GPU (dry mode, on the CPU)")
         if gpu is None:
             return None
-    cfg = preset(preset_name)
-    tmp = Path(tempfile.mkdtemp(prefix="marsseg-gpu-bench-"))
+    sets = ["canary.enabled=true", f"canary.budget_seconds={budget:g}", f"require_gpu={require_gpu}"]
+    cfg = override(preset(preset_name), sets)
+    counter = CompileCounter(log)
+    lines = []
+
+    def follow(line):
+        counter.phase(line)
+        lines.append(line)
+        log(line)
+
+    tmp = Path(tempfile.mkdtemp(prefix="marsseg-gpu-check-"))
     try:
         log(f"gpu: synthetic data {n_train} train + {n_test} test")
         save_synthetic(make_synthetic(n_train, n_test, seed=5), tmp / "data.npz")
         started = time.monotonic()
-        timings = measure_stages(cfg, tmp / "data.npz", epochs, log, stage2=cfg.two_stage)
+        metrics = run(cfg, tmp / "data.npz", tmp / "run", log=follow, submissions_dir=None, verbose=0)
         wall = time.monotonic() - started
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    s1, s2 = timings["stage1"], timings.get("stage2")
-    fmt = lambda v, spec=".1f", unit=" s": "n/a" if v is None else format(v, spec) + unit  # noqa: E731
-    mixed = "mixed_float16" if s1["mixed"] else "float32"
-    size = "Full-size synthetic data" if (n_train, n_test) == (N_TRAIN, N_TEST) else "Synthetic data"
-
-    def row(name, t):
-        return (
-            f"| {name} | {t['images']} | "
-            + ", ".join(f"{v:.1f}" for v in t["epoch_seconds"])
-            + f" | {fmt(t['compile'], '.0f')} | {fmt(t['steady'])} | {fmt(t['rate'], '.0f', '')} |"
+    report = report_lines(metrics)
+    epochs = {"stage1": sum(len(t["epoch_seconds"]) for t in metrics["canary"]["measured"]["stage1"])}
+    epochs["stage2"] = len((metrics["canary"]["measured"].get("stage2") or {}).get("epoch_seconds", []))
+    if counter.counting:
+        per_epoch = ", ".join(
+            f"{stage} {counter.at_phase.get(stage, 0)} in {n} epochs" for stage, n in epochs.items() if n
         )
-
-    lines = [
-        f"## On a GPU: the `{preset_name}` preset ({gpu}, Keras backend {keras.backend.backend()})",
-        "",
-        f"{size} ({n_train} training images, {n_test} test images, seed 5), split, cleaned and "
-        f"augmented as `marsseg train --preset {preset_name}` does. Stage 1 trains fold 1 of {timings['k']} and "
-        f"stage 2 every development image (fold 1's probabilities standing in for the out-of-fold ones), "
-        f"{epochs} epochs each with no deadline, batch {cfg.stage1.train.batch_size}, {mixed}; {wall:.0f} s in all.",
-        "",
-        "| network | training images | epochs (s; training + validation) | compilation | steady epoch | images/s |",
-        "|---|---:|---|---:|---:|---:|",
-        row("stage 1 (one fold model)", s1),
-        *([row("stage 2", s2)] if s2 else []),
-        "",
-        f"Test prediction, {timings['n_test']} images with one stage-1 model: {timings['test_first']:.1f} s the "
-        f"first time (compiles), {timings['test_again']:.1f} s after "
-        f"({timings['n_test'] / max(timings['test_again'], 1e-9):.0f} images/s).",
-    ]
-    projection = projected_seconds(cfg, timings)
-    if projection is not None:
-        lines += [
+        compiles = f"JAX backend compilations: {counter.count} in all; {per_epoch} (cache-miss reasons in the log)."
+    else:
+        compiles = f"Compilations are counted under JAX only (backend here: {keras.backend.backend()})."
+    size = "full-size" if (n_train, n_test) == (N_TRAIN, N_TEST) else "small"
+    return "\n".join(
+        [
+            (
+                f"## On a GPU: a canary of the `{preset_name}` preset"
+                if require_gpu
+                else "## Dry run of `make gpu-check`"
+            )
+            + f" ({gpu}, Keras backend {keras.backend.backend()})",
             "",
-            f"**The full `{preset_name}` preset, projected:** every fold and stage 2 running all their epochs "
-            f"(early stopping, patience {cfg.stage1.train.patience} and {cfg.stage2.train.patience}, only shortens "
-            f"this): stage 1 {timings['k']} × ({cfg.stage1.train.epochs} epochs + {projection['compile1']:.0f} s "
-            f"compilation) = {projection['stage1'] / 60:.0f} min, stage 2 {cfg.stage2.train.epochs} epochs = "
-            f"{projection['stage2'] / 60:.0f} min, test prediction with flip TTA = {projection['test'] / 60:.1f} min: "
-            f"at most **{projection['total'] / 3600:.1f} h** on this GPU, within the preset's "
-            f"{cfg.budget_seconds / 3600:.0f} h budget (validation passes and post-processing add minutes; "
-            f"a Kaggle T4 is several times slower, and the budget logic trims epochs to fit).",
+            f"`make gpu-check`: the `{preset_name}` preset's canary (`marsseg submit --canary` runs the same on "
+            f"Kaggle) on {size} synthetic data ({n_train} training, {n_test} test images, seed 5), "
+            f"{budget:.0f} s budget, {wall:.0f} s in all.",
+            "",
+            "```",
+            *report,
+            "```",
+            "",
+            compiles,
         ]
-    return "\n".join(lines)
+    )

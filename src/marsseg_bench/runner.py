@@ -80,15 +80,28 @@ def run_benchmarks(
         body, command = _run_section(name, repeats, log, repeat, seed)
         if body is None:
             continue
-        stamp = (
-            f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
-            f"at commit {git_commit('short', cwd=Path.cwd())} "
-            f"in {time.perf_counter() - started:.0f} s on {machine} (`{command}`)._"
-        )
-        blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
+        blocks[name] = stamped_block(name, body, command, time.perf_counter() - started, machine)
         _write(out, blocks)
     _write(out, blocks)
     log(f"wrote {out}")
+    return out
+
+
+def stamped_block(name: str, body: str, command: str, seconds: float, machine: str | None = None) -> str:
+    """A section's block: its body, then when, at which commit, in how long, where and by which command."""
+    stamp = (
+        f"_Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"at commit {git_commit('short', cwd=Path.cwd())} "
+        f"in {seconds:.0f} s on {machine or machine_description()} (`{command}`)._"
+    )
+    return f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
+
+
+def write_block(out: Path, name: str, block: str) -> Path:
+    """`out` with its `name` block replaced by `block` (every other block kept)."""
+    blocks = _read_blocks(out)
+    blocks[name] = block
+    _write(out, blocks)
     return out
 
 

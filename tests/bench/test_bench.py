@@ -97,42 +97,28 @@ def test_the_dev_machine_has_no_gpu_for_the_gpu_sections():
     assert gpu_bench.accelerator_name() is None
 
 
-def test_projection_counts_compilation_once_per_model_and_every_epoch():
-    from marsseg.config import preset
-    from marsseg_bench.gpu import epoch_times, projected_seconds
+def test_gpu_check_dry_mode_runs_the_canary_path_on_the_cpu_and_writes_the_gpu_block(tmp_path):
+    """`make gpu-check`'s CPU dry mode: the same canary, report and block writer the GPU run uses."""
+    from marsseg_bench.gpu_check import main
 
-    cfg = preset("kaggle")  # 5 folds, 100 stage-1 epochs, 80 stage-2 epochs, flip TTA possible
-    # The later half of the epochs after the first sets the pace; a second compiling epoch counts as compilation.
-    assert epoch_times([30.0, 16.0, 7.0, 6.0, 6.0]) == (24.0 + 10.0 + 1.0, 6.0)
-    assert epoch_times([30.0, 5.0]) == (25.0, 5.0)
-    assert epoch_times([30.0]) == (None, None) and epoch_times([]) == (None, None)
-    timings = {
-        "k": 5,
-        "test_first": 10.0,
-        "test_again": 3.0,
-        "stage1": {"compile": 25.0, "steady": 6.0},
-        "stage2": {"compile": 20.0, "steady": 4.0},
-    }
-    p = projected_seconds(cfg, timings)
-    assert p["compile1"] == 25.0 and p["compile2"] == 20.0
-    assert p["stage1"] == 5 * (25.0 + 100 * 6.0)
-    assert p["stage2"] == 20.0 + 80 * 4.0
-    # every fold model and stage 2: compiled once (10 - 3 s), then the plain and the flipped pass
-    assert p["test"] == (5 + 1) * (7.0 + 2 * 3.0)
-    assert p["total"] == p["stage1"] + p["stage2"] + p["test"]
-    assert projected_seconds(cfg, {**timings, "stage1": {"compile": None, "steady": None}}) is None
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n<!-- bench:models -->\nkept\n<!-- /bench:models -->\n")
+    assert main(["--dry", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "<!-- bench:models -->\nkept" in text  # the other blocks stay
+    block = text[text.index("<!-- bench:gpu -->") :]
+    assert "## Dry run of `make gpu-check`" in block and "canary of preset smoke on the CPU" in block
+    assert "stage 1, network 1" in block and "projected full run" in block
+    assert "(`make gpu-check (--dry)`)" in block and "Compilations are counted under JAX only" in block
 
 
-@pytest.mark.slow
-def test_gpu_section_report_from_a_smoke_run():
-    from marsseg_bench.gpu import section_gpu
+def test_gpu_check_without_a_gpu_refuses_in_one_line(monkeypatch, tmp_path, capsys):
+    import marsseg_bench.gpu as gpu_bench
+    from marsseg_bench.gpu_check import main
 
-    messages = []
-    text = section_gpu(1, messages.append, "1 × Test GPU", preset_name="smoke", epochs=2, n_train=64, n_test=16)
-    assert any(m.startswith("gpu: stage 1 epochs ") for m in messages)  # logged before the report is written
-    assert text.startswith("## On a GPU: the `smoke` preset (1 × Test GPU")
-    assert "| stage 1 (one fold model) |" in text and "| stage 2 |" in text
-    assert "Test prediction, 16 images" in text and "**The full `smoke` preset, projected:**" in text
+    monkeypatch.setattr(gpu_bench, "accelerator_name", lambda: None)
+    assert main(["--out", str(tmp_path / "B.md")]) == 2
+    assert "sees no GPU" in capsys.readouterr().err and not (tmp_path / "B.md").exists()
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -301,17 +302,51 @@ def test_committed_metadata_is_what_bundle_writes_and_passes_the_rules():
     assert check_metadata(meta) == []
 
 
-def test_p100_is_the_documented_alternative_and_nothing_else_is_accepted():
+TODAYS_SHAPES = {"NvidiaTeslaT4", "NvidiaL4", "NvidiaL4X1", "NvidiaTeslaA100", "NvidiaH100", "NvidiaRtxPro6000"}
+
+
+def test_todays_gpu_shapes_are_accepted_and_pinned_to_their_image():
     from marsseg.kaggle.rules import check_metadata
 
-    assert set(ACCELERATORS) == {"NvidiaTeslaT4", "NvidiaTeslaP100"}
-    p100 = kernel_metadata("NvidiaTeslaP100")
-    assert p100["machine_shape"] == "NvidiaTeslaP100" and check_metadata(p100) == []
-    assert {k: v for k, v in p100.items() if k != "machine_shape"} == {
-        k: v for k, v in kernel_metadata().items() if k != "machine_shape"
-    }
-    with pytest.raises(UserError, match="NvidiaTeslaT4, NvidiaTeslaP100"):
-        kernel_metadata("Tpu1VmV38")
+    assert set(ACCELERATORS) == TODAYS_SHAPES
+    for shape in TODAYS_SHAPES:
+        meta = kernel_metadata(shape)
+        assert meta["machine_shape"] == shape and check_metadata(meta) == []
+        assert meta["docker_image_pinning_type"] == "original"
+        assert {k: v for k, v in meta.items() if k != "machine_shape"} == {
+            k: v for k, v in kernel_metadata().items() if k != "machine_shape"
+        }
+
+
+@pytest.mark.parametrize(
+    "shape, says",
+    [
+        ("NvidiaTeslaP100", "is retired (Kaggle would silently run it on NvidiaTeslaT4); use NvidiaTeslaT4"),
+        ("Gpu", "is retired"),
+        ("Tpu1VmV38", "is retired (Kaggle would silently run it on TpuV5E8); use NvidiaTeslaT4"),
+        ("TpuV5E8", "is a TPU; the kit trains on GPUs: use NvidiaTeslaT4"),
+        ("NvidiaTeslaK80", "is not one of today's GPU shapes"),
+    ],
+)
+def test_retired_tpu_and_unknown_shapes_are_refused_in_metadata_and_by_name(shape, says):
+    from marsseg.kaggle.bundle import check_accelerator
+    from marsseg.kaggle.rules import check_metadata
+
+    with pytest.raises(UserError, match=re.escape(says)):
+        kernel_metadata(shape)
+    with pytest.raises(UserError, match=re.escape(says)):
+        check_accelerator(shape)
+    found = check_metadata({**kernel_metadata(), "machine_shape": shape})
+    assert len(found) == 1 and says in found[0].reason
+
+
+def test_metadata_without_an_image_pinning_is_refused():
+    from marsseg.kaggle.rules import check_metadata
+
+    meta = {k: v for k, v in kernel_metadata().items() if k != "docker_image_pinning_type"}
+    (found,) = check_metadata(meta)
+    assert "docker_image_pinning_type is None" in found.reason and "'original'" in found.reason
+    assert check_metadata({**meta, "docker_image_pinning_type": "latest"}) == []
 
 
 def test_writing_the_kernel_to_its_default_path_writes_its_metadata_too(tmp_path, monkeypatch):

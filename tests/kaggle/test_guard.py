@@ -13,11 +13,13 @@ from marsseg.competition import MARS, MARS_MINI
 from marsseg.kaggle.client import KaggleError, KaggleSession
 from marsseg.kaggle.flow import OUTPUT_FILES, OUTPUT_FILES_AND_MODELS
 from marsseg.kaggle.guard import (
+    TRAIN_IMAGES,
     QuotaError,
     SubmissionRefused,
     check_gpu_quota,
     check_submission,
     kernel_budget,
+    projected_need,
     zip_submission,
 )
 from marsseg.kaggle.records import FIELDS, append_record, read_records
@@ -108,7 +110,28 @@ def _kernel(tmp_path, body: str) -> Path:
 
 
 def test_the_kernel_budget_is_its_budget_seconds_else_its_presets():
-    assert kernel_budget(KERNEL) == (8 * 3600.0, "preset kaggle")  # the bundled kernel: kaggle preset, 8 h
+    assert kernel_budget(KERNEL) == (2.5 * 3600.0, "preset kaggle")  # the bundled kernel: kaggle preset, 2.5 h
+
+
+def test_the_kaggle_budget_is_the_estimated_need_with_a_margin_not_a_blanket_limit():
+    from marsseg.config import preset
+    from marsseg.pipeline.canary import estimate
+
+    cfg = preset("kaggle")
+    need = estimate(cfg, TRAIN_IMAGES, 10022)["total"]
+    assert 3600 <= need <= 1.5 * 3600  # a reading of the work on two T4s: about 1-1.5 h
+    assert 1.5 <= cfg.budget_seconds / need <= 2.5
+
+
+def test_the_need_is_a_passed_canarys_projection_else_the_estimate_capped_at_the_budget(tmp_path):
+    estimated, what = projected_need(KERNEL)
+    assert 3600 <= estimated <= 1.5 * 3600 and "estimate from assumed T4 rates (no canary passed yet)" in what
+    seconds, what = projected_need(KERNEL, {"id": "c1", "projected_seconds": "3000"})
+    assert seconds == 3000 and "canary c1's projection" in what
+    seconds, what = projected_need(KERNEL, {"id": "c2", "projected_seconds": "36000"})
+    assert seconds == 2.5 * 3600 and "capped at the budget (preset kaggle)" in what
+    canary = _kernel(tmp_path, 'PRESET = "kaggle"\nBUDGET_SECONDS = None\nOVERRIDES = []\nCANARY = True')
+    assert projected_need(canary) == (600.0, "the canary's budget (10 min)")
 
 
 def test_budget_seconds_and_overrides_in_the_kernel_are_honoured(tmp_path):
@@ -129,16 +152,22 @@ class FakeQuota:
         return self.answer
 
 
-def test_a_budget_above_the_quota_left_is_refused_unless_forced():
+def test_a_need_above_the_quota_left_is_refused_unless_forced():
     lines = []
+    need = projected_need(KERNEL)[0] / 3600
     with pytest.raises(QuotaError) as caught:
-        check_gpu_quota(FakeQuota(used=25.0), KERNEL, {"enable_gpu": True}, log=lines.append)
+        check_gpu_quota(FakeQuota(used=29.0), KERNEL, {"enable_gpu": True}, log=lines.append)
     message = str(caught.value)
-    assert "8.00 h" in message and "5.00 h" in message and "FORCE=1" in message and "\n" not in message
-    assert "5.00 h left of 30.00 h" in lines[0] and "budget: 8.00 h (preset kaggle)" in lines[0]
-    assert check_gpu_quota(FakeQuota(used=25.0), KERNEL, {"enable_gpu": True}, force=True, log=lines.append) == 5.0
+    assert f"needs up to {need:.2f} h" in message and "only 1.00 h" in message and "FORCE=1" in message
+    assert "\n" not in message and "estimate from assumed T4 rates" in message
+    assert "1.00 h left of 30.00 h" in lines[0] and f"this run needs at most {need:.2f} h" in lines[0]
+    assert check_gpu_quota(FakeQuota(used=29.0), KERNEL, {"enable_gpu": True}, force=True, log=lines.append) == 1.0
     assert "pushing anyway (--force)" in lines[-1]
     assert check_gpu_quota(FakeQuota(used=20.0), KERNEL, {"enable_gpu": True}, log=lines.append) == 10.0
+    # A passed canary's projection decides instead: 0.5 h fits in the hour left.
+    canary = {"id": "c1", "projected_seconds": "1800"}
+    assert check_gpu_quota(FakeQuota(used=29.0), KERNEL, {"enable_gpu": True}, log=lines.append, canary=canary) == 1
+    assert "canary c1's projection" in lines[-1]
 
 
 def test_an_unreadable_quota_is_said_and_does_not_block():

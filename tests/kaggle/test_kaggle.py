@@ -253,19 +253,19 @@ def test_why_kaggle_could_not_score_a_submission_reaches_the_user_and_the_record
 
 
 def test_a_push_whose_budget_exceeds_the_gpu_quota_left_is_refused(tmp_path):
-    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=25) as server:
+    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=29.5) as server:
         project = make_project(tmp_path)
         result = run_cli("submit", cwd=project, env=kit_env(tmp_path, endpoint_of(server)))
         line = one_line_error(result)
-        assert "refused" in line and "8.00 h (preset kaggle)" in line and "only 5.00 h" in line
+        assert "refused" in line and "preset kaggle's estimate" in line and "only 0.50 h" in line
         assert "FORCE=1" in line and "--force" in line
-        assert "weekly GPU quota: 5.00 h left of 30.00 h" in result.stdout
+        assert "weekly GPU quota: 0.50 h left of 30.00 h" in result.stdout
         assert PUSH not in server.state.requests and server.state.kernels == {}
         assert not (project / "submissions" / "records.csv").exists()
 
 
 def test_force_pushes_past_the_quota_and_an_unreadable_quota_does_not_block(tmp_path):
-    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=25) as server:
+    with running_emulator(tmp_path / "emulator", gpu_quota_hours=30, gpu_quota_used=29.5) as server:
         server.state.add_fault(parse_fault("SaveKernel:400:9"))  # stop right after the push is attempted
         project = make_project(tmp_path)
         env = kit_env(tmp_path, endpoint_of(server))

@@ -120,7 +120,10 @@ def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
     assert {"stage1", "stage2", "total"} <= set(m["seconds"])
     phase_lines = [line for line in lines if line.startswith("[marsseg] ")]
     assert any(" stage1 fold 1 |" in line for line in phase_lines)
-    assert all("budget left" in line for line in phase_lines)
+    # The first line names what the run trains on (tests/training/test_runtime.py); every phase line after it, the time.
+    assert phase_lines[0].startswith("[marsseg] Keras ") and "devices: CPU only; replicas 1" in phase_lines[0]
+    assert all("budget left" in line for line in phase_lines[1:])
+    assert m["runtime"]["replicas"] == 1 and m["runtime"]["gpus"] == [] and "keras" in m["runtime"]["packages"]
 
 
 def test_config_json_round_trips_with_the_commit(smoke_run):

@@ -3,6 +3,7 @@
 Logical devices must be configured before a backend initialises, so each case runs in its own subprocess.
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -55,13 +56,11 @@ def _run(backend: str, setup: str, variables: str, extra_env=None):
     return _run_script(backend, script.replace("from marsseg.config", setup + "from marsseg.config", 1), extra_env)
 
 
-def _run_script(backend: str, script: str, extra_env=None) -> dict:
-    """Run `script` in a fresh interpreter under `backend`; its last stdout line is JSON."""
+def _run_script(backend: str, script: str, extra_env=None, python: str = sys.executable) -> dict:
+    """Run `script` in a fresh interpreter (`python`) under `backend`; its last stdout line is JSON."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
-    )
+    result = subprocess.run([python, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -174,3 +173,106 @@ def test_fold_models_reuse_one_network_under_the_mirrored_strategy_it_was_built_
     out = _run_script("tensorflow", TENSORFLOW_SETUP + REUSE_SCRIPT)
     assert out["replicas"] == [2, 2] and out["shared"] and out["same_step"]
     assert out["kept"] < 1e-6 and out["apart"] > 1e-4
+
+
+# Replica aggregation, checked against one device's answer on the whole batch. Keras 3.5.0 (Kaggle's image for the
+# competition) created TensorFlow variables without an aggregation: under MirroredStrategy the validation mIoU was
+# replica 0's half of each batch (what early stopping and the best epoch read), and with any Keras each replica's
+# batch-norm moving statistics were its own half's. The network is built and compiled as `fit` does it.
+AGGREGATION_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import keras
+    from marsseg.config import ModelConfig, StageConfig, TrainConfig
+    from marsseg.models import predict_main, targets_for
+    from marsseg.training.distribute import distribution_scope
+    from marsseg.training.fit import _network
+
+    def miou(y, probs):  # MeanIoU's rule: argmax over classes 1-4, truth 0 ignored, classes seen or predicted
+        pred = probs[..., 1:].argmax(-1) + 1
+        confusion = np.zeros((5, 5))
+        np.add.at(confusion, (y[y > 0], pred[y > 0]), 1)
+        tp = np.diag(confusion)[1:]
+        union = confusion.sum(0)[1:] + confusion.sum(1)[1:] - tp
+        return float((tp[union > 0] / union[union > 0]).mean())
+
+    def copies(variable):  # one array per replica
+        return [np.asarray(v) for v in getattr(variable.value, "values", [variable.value])]
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    # Halves that differ (replica 0 gets rows 0-3 of a batch of 8): dark images whose truth is the network's own
+    # prediction, bright ones with random truth.
+    x = np.concatenate([rng.random((4, 64, 128, 1)) * 0.2, 0.8 + rng.random((4, 64, 128, 1)) * 0.2])
+    x = x.astype("float32")
+    # Momentum 0: a moving statistic is the last batch's. The stem's batch norm and the blocks' (tests/models checks
+    # that gates and the context block get the flag too; here every extra layer costs seconds of tracing).
+    model_cfg = ModelConfig(depth=2, base_filters=4, dropout=0.0, norm_momentum=0.0, input_stride=2,
+                            attention=False, deep_supervision=False)
+    stage = StageConfig(model=model_cfg, train=TrainConfig(batch_size=4, mixed_precision="off"))
+    with distribution_scope(devices=DEVICES) as replicas:
+        model, monitor = _network(stage, 1, 5, None, False, replicas, "agg", None)
+        before = predict_main(model, x, batch_size=8)
+        y = np.concatenate([before[:4, ..., 1:].argmax(-1) + 1, rng.integers(1, 5, (4, 64, 128))])
+        targets = targets_for(model, y)
+        scores = model.evaluate(x, targets, batch_size=8, verbose=0, return_dict=True)
+        (confusion,) = [v for v in model.metrics_variables if v.name == "confusion"]
+        counted = float(np.asarray(confusion.numpy()).sum())
+        stem = np.asarray(model.get_layer("stem")(x))  # the stem norm's input, before the step moves the kernel
+        history = model.fit(x, targets, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                            validation_data=(x, targets), validation_batch_size=8).history
+        after = predict_main(model, x, batch_size=8)
+        statistics = [v for v in model.weights if v.name in ("moving_mean", "moving_variance")]
+        spread = max(float(np.abs(c - copies(v)[0]).max()) for v in statistics for c in copies(v))
+        norm = model.get_layer("stem_norm")
+        mean_error = max(float(np.abs(c - stem.mean((0, 1, 2))).max()) for c in copies(norm.moving_mean))
+        variance_error = max(float(np.abs(c - stem.var((0, 1, 2))).max()) for c in copies(norm.moving_variance))
+    print(json.dumps({
+        "keras": keras.__version__, "replicas": replicas.num_replicas, "norms": len(statistics) // 2,
+        "evaluate": float(scores[monitor.removeprefix("val_")]), "truth": miou(y, before),
+        "first_half": miou(y[:4], before[:4]), "counted": counted, "pixels": int((y > 0).sum()),
+        "validation": float(history[monitor][-1]), "validation_truth": miou(y, after),
+        "spread": spread, "mean_error": mean_error, "variance_error": variance_error,
+    }))
+""")
+
+
+def _kaggle_image_python() -> str | None:
+    """The competition-era Kaggle-image environment's interpreter (Python 3.10, keras 3.5.0) once it is built
+    (`make test-kaggle-image`; never built from here), else None."""
+    try:
+        from tests.helpers import kaggle_image
+
+        stacks = getattr(kaggle_image, "STACKS", None)
+        built = [kaggle_image.cache_dir(s) for s in stacks if s.python == "3.10"] if stacks else []
+        built = built or [kaggle_image.cache_dir()]
+    except (ImportError, TypeError, AttributeError):
+        built = []
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marsseg"
+    built += [Path(p) for p in sorted(glob.glob(str(base / "kaggle-image-py3.10-*")))]
+    for env in built:
+        done = env / ".complete"
+        if done.is_file() and "keras==3.5.0" in done.read_text().split() and (env / "bin" / "python").is_file():
+            return str(env / "bin" / "python")
+    return None
+
+
+@pytest.mark.parametrize("stack", ["this-env", "kaggle-image-keras-3.5.0"])
+def test_two_mirrored_replicas_count_the_whole_batch_in_miou_and_batch_norm(stack):
+    """~15 s per stack: validation mIoU, its counts and the batch-norm statistics are every replica's together."""
+    pytest.importorskip("tensorflow")
+    python = sys.executable if stack == "this-env" else _kaggle_image_python()
+    if python is None:
+        pytest.skip(
+            "the Kaggle-image environment (Python 3.10, tensorflow-cpu 2.17.1, keras 3.5.0) is not built under "
+            "~/.cache/marsseg/; `make test-kaggle-image` builds it"
+        )
+    out = _run_script("tensorflow", TENSORFLOW_SETUP + AGGREGATION_SCRIPT, python=python)
+    assert out["replicas"] == 2 and out["norms"] >= 7, out
+    assert stack == "this-env" or out["keras"] == "3.5.0", out
+    assert out["first_half"] - out["truth"] > 0.3, out  # one replica's half would be told apart
+    assert out["evaluate"] == pytest.approx(out["truth"], abs=1e-5), out
+    assert out["counted"] == out["pixels"] == 8 * 64 * 128, out
+    assert out["validation"] == pytest.approx(out["validation_truth"], abs=1e-5), out
+    # Batch norm: one set of statistics on every replica, the whole batch's (global batch statistics).
+    assert out["spread"] < 1e-5 and out["mean_error"] < 1e-4 and out["variance_error"] < 1e-4, out

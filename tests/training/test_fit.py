@@ -345,7 +345,7 @@ def _fake_gpus(monkeypatch, *capabilities):
 @pytest.mark.parametrize(
     "capabilities, mixed, why",
     [
-        ([(6, 0)], False, "mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"),  # a P100
+        ([(6, 0)], False, "mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"),  # a Pascal GPU
         ([(7, 5), (7, 5)], True, "GPU compute capability 7.5 >= 7.0"),  # Kaggle's two T4s
         ([(7, 0)], True, "GPU compute capability 7.0 >= 7.0"),
         ([(8, 0), (6, 1)], False, "mixed float16 off: GPU compute capability 6.1 < 7.0 (no tensor cores)"),
@@ -357,7 +357,7 @@ def test_auto_mixed_precision_follows_the_gpus_compute_capability(monkeypatch, c
 
     _fake_gpus(monkeypatch, *capabilities)
     assert precision_choice("auto") == (mixed, why)
-    assert precision_choice("on") == (True, "mixed_precision=on")  # "on" forces it, even on a P100
+    assert precision_choice("on") == (True, "mixed_precision=on")  # "on" forces it, even on a Pascal GPU
     assert precision_choice("off") == (False, "mixed_precision=off")
     assert runtime_line("auto").endswith(f"precision {'mixed_float16' if mixed else 'float32'} ({why})")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from marsseg.competition import active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import stale_reason, write_kernel
+from marsseg.kaggle.bundle import ACCELERATORS, check_accelerator, stale_reason, write_kernel
+from marsseg.kaggle.canaries import run_canary
 from marsseg.kaggle.download import fetch_data
 from marsseg.kaggle.emulator.server import print_env, serve
 from marsseg.kaggle.flow import show_status, submit_csv, submit_kernel
@@ -79,15 +80,42 @@ def add_submit(sub):
         action="store_true",
         help="also fetch the run's saved models (*.keras), so its output folder can join `marsseg ensemble`",
     )
+    p.add_argument(
+        "--canary",
+        action="store_true",
+        help="push the kernel as a ~10-minute canary on the same machine shape, report its speeds and the full "
+        "run's projected time, record it (submissions/canaries.csv); submits nothing (make canary)",
+    )
+    p.add_argument(
+        "--accelerator",
+        metavar="SHAPE",
+        help=f"Kaggle machine shape for this push (default: kernel-metadata.json's); one of {', '.join(ACCELERATORS)}",
+    )
     p.set_defaults(func=cmd_submit)
 
 
 def cmd_submit(args) -> int:
 
     competition = active_competition()
+    if args.accelerator:
+        check_accelerator(args.accelerator)  # a retired or unknown shape: one line, before anything else
     if args.file and args.models:
         raise UserError("--models fetches a kernel run's models; a local --file has its run folder already")
+    if args.canary:
+        if args.file or args.skip_push or args.models:
+            raise UserError("--canary pushes the kernel itself; it takes no --file, --skip-push or --models")
+        run_canary(
+            competition=competition,
+            accelerator=args.accelerator,
+            allowed_sources=tuple(args.allow_source),
+            images=args.images,
+            poll=args.poll,
+            force=args.force,
+        )
+        return 0
     if args.file:
+        if args.accelerator:
+            raise UserError("--accelerator picks the kernel's machine; a local --file ran where it ran")
         submit_csv(
             args.file,
             preset=args.preset,
@@ -104,6 +132,7 @@ def cmd_submit(args) -> int:
             skip_push=args.skip_push,
             force=args.force,
             models=args.models,
+            accelerator=args.accelerator,
         )
     return 0
 
@@ -168,6 +197,12 @@ def add_emulator(sub):
         help="inject a fault: METHOD:STATUS[:TIMES], METHOD:STATUS:TIMES:after (processed, then STATUS), "
         "METHOD:slow=SECONDS[:TIMES], kernel-error[:TIMES]",
     )
+    p.add_argument(
+        "--canary-seconds",
+        type=float,
+        default=90.0,
+        help="budget of a pushed canary here (default 90): there is no GPU, so the canary runs on the CPU, cut to fit",
+    )
     p.add_argument("--root", type=Path, help="folder for kernel runs and synthetic data (default: a temporary one)")
     p.set_defaults(func=cmd_emulator)
 
@@ -194,5 +229,6 @@ def cmd_emulator(args) -> int:
         kernel_preset=args.kernel_preset,
         gpu_quota_hours=args.gpu_quota_hours,
         gpu_quota_used=args.gpu_quota_used,
+        canary_seconds=args.canary_seconds,
     )
     return 0

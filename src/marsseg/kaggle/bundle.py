@@ -39,15 +39,60 @@ KERNEL_PATH = Path("kernels/marsseg_kernel.py")
 METADATA_PATH = Path("kernel-metadata.json")  # the repository root; its code_file is KERNEL_PATH
 
 # ---------------------------------------------------------------------------------- the accelerator
-# Kaggle's `machine_shape` (`kernels push --accelerator NAME` overrides it for one push). Two T4s by default:
-# compute capability 7.5 (tensor cores, so `mixed_precision=auto` trains in mixed float16) and two devices for the
-# data-parallel path (`training/distribute.py`, MirroredStrategy). The alternative, one P100 (16 GB), has compute
-# capability 6.0: no tensor cores, so "auto" trains in float32, on one device.
+# Kaggle's `machine_shape` (`marsseg submit --accelerator NAME` overrides it for one push): today's names (kaggle-cli
+# docs, September 2026). Two T4s by default: compute capability 7.5 (tensor cores, so `mixed_precision=auto` trains
+# in mixed float16) and two devices for the data-parallel path (`training/distribute.py`). Several shapes are open
+# only to some competitions; Kaggle says so at push time.
 ACCELERATOR = "NvidiaTeslaT4"
 ACCELERATORS = {
-    "NvidiaTeslaT4": "two T4 GPUs (compute capability 7.5): mixed float16, data parallel",
-    "NvidiaTeslaP100": "one P100 GPU (compute capability 6.0): float32, one device",
+    "NvidiaTeslaT4": "GPU T4 x2 (compute capability 7.5): mixed float16, data parallel over both",
+    "NvidiaL4": "L4 GPUs (compute capability 8.9): mixed float16, data parallel over every GPU Kaggle gives",
+    "NvidiaL4X1": "one L4 GPU (compute capability 8.9): mixed float16, one device",
+    "NvidiaTeslaA100": "A100 (compute capability 8.0): mixed float16; data parallel only where there are several",
+    "NvidiaH100": "H100 (compute capability 9.0): mixed float16; data parallel only where there are several",
+    "NvidiaRtxPro6000": "RTX PRO 6000 (compute capability 12.0): mixed float16; data parallel only with several",
 }
+# Offered by Kaggle but not by the kit: it trains on GPUs (MirroredStrategy / DataParallel), not TPUs.
+TPU_SHAPES = ("TpuV5E8", "TpuV6E8")
+# Retired by Kaggle in September 2026 (kaggle-cli PR #1192): the server silently runs them on the replacement.
+RETIRED = {
+    "NvidiaTeslaP100": "NvidiaTeslaT4",
+    "Gpu": "NvidiaTeslaT4",
+    "TpuV38": "TpuV5E8",
+    "Tpu1VmV38": "TpuV5E8",
+    "TpuV232": "TpuV5E8",
+    "TpuV2256": "TpuV5E8",
+}
+# "original": a kernel's later versions keep the image its earlier ones ran on, so a passed canary stays valid
+# (`docker_image_pinning_type`, forwarded by the kaggle client since 1.5.8); "latest" moves to Kaggle's newest.
+IMAGE_PINNING = "original"
+IMAGE_PINNINGS = ("original", "latest")
+
+
+def accelerator_problem(name: str) -> str | None:
+    """Why `name` cannot be the kernel's machine shape (retired: the replacement named), or None if it can."""
+    if name in ACCELERATORS:
+        return None
+    if name in RETIRED:
+        return (
+            f"machine shape {name!r} is retired (Kaggle would silently run it on {RETIRED[name]}); "
+            f"use {ACCELERATOR if RETIRED[name] in TPU_SHAPES else RETIRED[name]}"
+        )
+    if name in TPU_SHAPES:
+        return (
+            f"machine shape {name!r} is a TPU; the kit trains on GPUs: use {ACCELERATOR} (or {', '.join(ACCELERATORS)})"
+        )
+    return f"machine shape {name!r} is not one of today's GPU shapes: {', '.join(ACCELERATORS)}"
+
+
+def check_accelerator(name: str) -> str:
+    """`name` if it is one of today's GPU shapes; else UserError (one line, the replacement named)."""
+    problem = accelerator_problem(name)
+    if problem:
+        raise UserError(problem)
+    return name
+
+
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", "tests", "test"}
 
@@ -146,14 +191,25 @@ def kernel_sources(root: Path | None = None) -> dict[str, bytes]:
 
 def build_kernel(root: Path | None = None) -> Kernel:
     sources = kernel_sources(root)
-    digest = hashlib.sha256(
-        b"".join(name.encode() + b"\0" + data + b"\0" for name, data in sources.items())
-    ).hexdigest()
+    digest = sources_digest(sources)
     encoded = base64.b64encode(pack(sources)).decode("ascii")
     lines = "\n".join(encoded[i : i + 100] for i in range(0, len(encoded), 100))
     head = ENTRY.format(n_files=len(sources), digest=digest[:16], kernel_name=KERNEL_PATH.as_posix())
     text = head + PAYLOAD_BEGIN + lines + "\n" + PAYLOAD_END + FOOTER
     return Kernel(text=text, files=tuple(sources), digest=digest)
+
+
+def sources_digest(sources: dict[str, bytes]) -> str:
+    """sha256 of the embedded files (names and bytes): the kernel's identity, as its docstring shows the first 16."""
+    return hashlib.sha256(b"".join(name.encode() + b"\0" + data + b"\0" for name, data in sources.items())).hexdigest()
+
+
+def kernel_digest(path: Path = KERNEL_PATH) -> str:
+    """The first 16 hex digits of `sources_digest` of the kernel script at `path` (what a canary is recorded for)."""
+    try:
+        return sources_digest(embedded_sources(Path(path).read_text(encoding="utf-8")))[:16]
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the kernel ({exc}); run `make bundle`") from None
 
 
 def embedded_sources(kernel_text: str) -> dict[str, bytes]:
@@ -178,10 +234,10 @@ def entry_text(kernel_text: str) -> str:
 
 
 def kernel_metadata(accelerator: str = ACCELERATOR) -> dict:
-    """`kernel-metadata.json`: the kernel on `accelerator` (a key of ACCELERATORS), offline, competition data only.
+    """`kernel-metadata.json`: the kernel on `accelerator` (a key of ACCELERATORS), offline, competition data only,
+    its image pinned (IMAGE_PINNING).
     `id` keeps the `{username}` placeholder that `marsseg submit` fills in."""
-    if accelerator not in ACCELERATORS:
-        raise UserError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+    check_accelerator(accelerator)
     return {
         "id": "{username}/mars-segmentation-kit",
         "title": "Mars Segmentation Kit",
@@ -191,6 +247,7 @@ def kernel_metadata(accelerator: str = ACCELERATOR) -> dict:
         "is_private": True,
         "enable_gpu": True,
         "machine_shape": accelerator,
+        "docker_image_pinning_type": IMAGE_PINNING,
         "enable_tpu": False,
         "enable_internet": False,
         "dataset_sources": [],

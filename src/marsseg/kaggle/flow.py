@@ -21,7 +21,8 @@ from pathlib import Path
 
 from marsseg.competition import Competition, active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import KERNEL_PATH, write_kernel
+from marsseg.kaggle.bundle import KERNEL_PATH, check_accelerator, kernel_digest, write_kernel
+from marsseg.kaggle.canaries import CANARIES_PATH, describe_canary, latest_passed
 from marsseg.kaggle.client import KaggleError, KaggleSession
 from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission, expected_images
 from marsseg.kaggle.records import RECORDS_PATH, latest_records
@@ -52,6 +53,14 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _metrics(folder: Path) -> dict:
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
 def run_facts(folder: Path) -> dict:
@@ -192,12 +201,15 @@ def submit_kernel(
     skip_push: bool = False,
     force: bool = False,
     models: bool = False,
+    accelerator: str | None = None,
     session: KaggleSession | None = None,
     submissions_dir: Path = SUBMISSIONS_DIR,
     log=print,
 ) -> dict:
     """`make submit`: the whole chain; returns the final record row. `force` pushes past the GPU quota check;
-    `models` fetches the run's saved models too, so its folder can join `marsseg ensemble`."""
+    `models` fetches the run's saved models too, so its folder can join `marsseg ensemble`; `accelerator` is the
+    machine shape for this push (default: kernel-metadata.json's). Says which passed canary it relies on (the
+    newest for this kernel digest and shape, `canaries.csv`), or warns that none has."""
 
     competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
@@ -210,9 +222,19 @@ def submit_kernel(
         write_kernel(kernel, log=log)
     enforce_rules(kernel, metadata_path, allowed_sources, log=log)
     meta = load_metadata(metadata_path)
+    meta = {**meta, "machine_shape": check_accelerator(accelerator or str(meta.get("machine_shape", "")))}
     ref = kernel_ref_from_metadata(meta, username)
     if not skip_push:
-        check_gpu_quota(session, kernel, meta, force, log)  # a refusal stops here: nothing pushed or recorded
+        canary = latest_passed(kernel_digest(kernel), meta["machine_shape"], submissions_dir / CANARIES_PATH.name)
+        if canary:
+            log(f"[kaggle] relying on {describe_canary(canary)}")
+        else:
+            log(
+                f"[kaggle] WARNING: no canary has passed for this kernel (sources {kernel_digest(kernel)}) on "
+                f"{meta['machine_shape']}; `make canary` costs ~10 min of GPU quota and finds a broken image or "
+                "CUDA before this run's hours do"
+            )
+        check_gpu_quota(session, kernel, meta, force, log, canary)  # a refusal stops here: nothing pushed
     attempt = Attempt(
         new_id(),
         competition.slug,
@@ -242,6 +264,11 @@ def submit_kernel(
     try:
         pattern = OUTPUT_FILES_AND_MODELS if models else OUTPUT_FILES
         output = fetch_output(session, ref, folder / "kernel_output", competition, images, log, pattern)
+        if "canary" in _metrics(output.parent):
+            raise UserError(
+                f"the latest run of {ref} is a canary (a 10-minute run, not for the leaderboard); push a full run "
+                "with `make submit` (without --skip-push)"
+            )
         attempt.fields.update(run_facts(output.parent))
         staged = stage_submission(output, attempt, competition, images, submissions_dir)
     except SubmissionRefused as exc:

@@ -6,9 +6,11 @@
   nothing sent, and no submission recorded (a kernel attempt's record says `refused`).
 * The upload zipped: one member, `submission.csv`, deflated (a 164 MB pixels CSV becomes a few MB); Kaggle
   accepts compressed submission files.
-* The kernel's time budget (its BUDGET_SECONDS, else its preset's `budget_seconds`) against the weekly GPU quota
-  left (`kaggle quota`): a push that would overrun it is refused unless forced; an unreadable quota is said and
-  does not block.
+* The run's projected GPU hours against the weekly GPU quota left (`kaggle quota`): the projection of the last
+  canary that passed for this kernel and machine shape, else the preset's estimate (`pipeline.canary.estimate`,
+  from assumed rates), never more than the kernel's time budget (its BUDGET_SECONDS, else its preset's); the line
+  says which it used. A push that would overrun the quota is refused unless forced; an unreadable quota is said
+  and does not block.
 """
 
 from __future__ import annotations
@@ -20,15 +22,17 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from marsseg.competition import PROFILE_ENV, Competition
+from marsseg.competition import MARS, PROFILE_ENV, Competition
 from marsseg.config import override, preset
 from marsseg.errors import SubmissionError, UserError
 from marsseg.kaggle.client import CredentialsError, KaggleError, KaggleSession
+from marsseg.pipeline.canary import estimate
 from marsseg.submission.formats import SubmissionInfo, read_submission
 
 ZIP_MEMBER = "submission.csv"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same CSV always gives the same zip
-KERNEL_SETTINGS = ("PRESET", "BUDGET_SECONDS", "OVERRIDES")
+KERNEL_SETTINGS = ("PRESET", "BUDGET_SECONDS", "OVERRIDES", "CANARY")
+TRAIN_IMAGES = 2615  # the competition's training set: what an estimate without a canary is sized to
 
 
 class SubmissionRefused(UserError):
@@ -101,11 +105,16 @@ def zip_submission(csv: Path, dest: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------------------------------- quota
 def kernel_settings(kernel: Path) -> dict:
-    """The settings at the top of the bundled kernel (PRESET, BUDGET_SECONDS, OVERRIDES), read without running it."""
+    """The settings at the top of the bundled kernel (KERNEL_SETTINGS), read without running it."""
     try:
-        tree = ast.parse(Path(kernel).read_text(encoding="utf-8"))
+        return settings_from_text(Path(kernel).read_text(encoding="utf-8"), str(kernel))
     except (OSError, SyntaxError, UnicodeDecodeError) as exc:
         raise UserError(f"{kernel}: cannot read the kernel's settings ({exc}); run `make bundle`") from None
+
+
+def settings_from_text(text: str, where: str = "the kernel") -> dict:
+    """KERNEL_SETTINGS assigned at the top level of a kernel's `text` (SyntaxError if it does not parse)."""
+    tree = ast.parse(text)
     settings: dict = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -114,30 +123,53 @@ def kernel_settings(kernel: Path) -> dict:
                 try:
                     settings[name] = ast.literal_eval(node.value)
                 except ValueError:
-                    raise UserError(f"{kernel}: {name} must be a literal value") from None
+                    raise UserError(f"{where}: {name} must be a literal value") from None
     return settings
 
 
-def kernel_budget(kernel: Path) -> tuple[float, str]:
-    """(seconds, where they come from): the kernel's BUDGET_SECONDS, else its preset's budget after its OVERRIDES
-    (the same order as the kernel's `main`)."""
+def kernel_config(kernel: Path):
+    """The configuration the kernel runs: its PRESET after its OVERRIDES (the same order as the kernel's `main`),
+    its BUDGET_SECONDS not applied."""
     settings = kernel_settings(kernel)
-    name = settings.get("PRESET") or "kaggle"
+    return override(preset(settings.get("PRESET") or "kaggle"), list(settings.get("OVERRIDES") or []))
+
+
+def kernel_budget(kernel: Path) -> tuple[float, str]:
+    """(seconds, where they come from): the kernel's BUDGET_SECONDS, else its preset's budget after its OVERRIDES."""
+    settings = kernel_settings(kernel)
     if settings.get("BUDGET_SECONDS") is not None:
         return float(settings["BUDGET_SECONDS"]), f"BUDGET_SECONDS in {Path(kernel).name}"
-    cfg = override(preset(name), list(settings.get("OVERRIDES") or []))
-    return float(cfg.budget_seconds), f"preset {name}"
+    return float(kernel_config(kernel).budget_seconds), f"preset {settings.get('PRESET') or 'kaggle'}"
+
+
+def projected_need(kernel: Path, canary: dict | None = None, competition: Competition = MARS) -> tuple[float, str]:
+    """(GPU seconds the push will use at most, what that figure is): a canary push its canary budget; else the
+    projection of `canary` (a passed canary's record) or the preset's estimate, capped at the kernel's budget."""
+    budget, where = kernel_budget(kernel)
+    cfg = kernel_config(kernel)
+    if cfg.canary.enabled or kernel_settings(kernel).get("CANARY"):
+        seconds = cfg.canary.budget_seconds
+        return seconds, f"the canary's budget ({seconds / 60:.0f} min)"
+    if canary is not None and canary.get("projected_seconds"):
+        seconds, what = float(canary["projected_seconds"]), f"canary {canary['id']}'s projection"
+    else:
+        seconds = estimate(cfg, TRAIN_IMAGES, competition.test_images or MARS.test_images)["total"]
+        what = f"preset {cfg.preset}'s estimate from assumed T4 rates (no canary passed yet)"
+    if seconds > budget:
+        return budget, f"{what}, {seconds / 3600:.2f} h, capped at the budget ({where})"
+    return seconds, f"{what}; budget {budget / 3600:.2f} h ({where})"
 
 
 def check_gpu_quota(
-    session: KaggleSession, kernel: Path, metadata: dict, force: bool = False, log=print
+    session: KaggleSession, kernel: Path, metadata: dict, force: bool = False, log=print, canary: dict | None = None
 ) -> float | None:
-    """Say the weekly GPU quota left and the run's budget; refuse (QuotaError) a budget above what is left
-    unless `force`. Returns the hours left, None when the quota could not be read (said, not blocking)."""
-    budget, source = kernel_budget(kernel)
-    hours = budget / 3600
+    """Say the weekly GPU quota left and the run's projected need (`projected_need`); refuse (QuotaError) a need
+    above what is left unless `force`. Returns the hours left, None when the quota could not be read (said, not
+    blocking)."""
+    need, source = projected_need(kernel, canary)
+    hours = need / 3600
     if not metadata.get("enable_gpu"):
-        log(f"[kaggle] GPU off in kernel-metadata.json: the run ({hours:.2f} h budget, {source}) uses no GPU quota")
+        log(f"[kaggle] GPU off in kernel-metadata.json: the run ({hours:.2f} h: {source}) uses no GPU quota")
         return None
     try:
         used, total = session.gpu_quota()
@@ -149,14 +181,14 @@ def check_gpu_quota(
     left = max(0.0, total - used)
     log(
         f"[kaggle] weekly GPU quota: {left:.2f} h left of {total:.2f} h ({used:.2f} h used); "
-        f"this run's budget: {hours:.2f} h ({source})"
+        f"this run needs at most {hours:.2f} h ({source})"
     )
     if hours > left:
         if force:
-            log(f"[kaggle] the budget exceeds the GPU quota left by {hours - left:.2f} h; pushing anyway (--force)")
+            log(f"[kaggle] the run's need exceeds the GPU quota left by {hours - left:.2f} h; pushing anyway (--force)")
             return left
         raise QuotaError(
-            f"refused: the kernel's time budget is {hours:.2f} h ({source}) but only {left:.2f} h of this week's "
+            f"refused: the run needs up to {hours:.2f} h ({source}) but only {left:.2f} h of this week's "
             f"GPU quota is left ({used:.2f} of {total:.2f} h used), so Kaggle would stop it part-way; nothing was "
             "pushed. Wait for the weekly refresh (`kaggle quota`), or push anyway with `make submit FORCE=1` "
             "(`marsseg submit --force`)"

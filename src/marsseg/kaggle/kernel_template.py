@@ -24,15 +24,20 @@ Locally:  python {kernel_name} --data DATA.npz --out DIR --preset smoke
 import os
 import sys
 
+# albumentations asks PyPI for a newer release at import (2 s timeout each run); Kaggle kernels run offline.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
 # ------------------------------------------------------------------------------------------ settings
 PRESET = "kaggle"  # smoke | cpu | gpu | kaggle (marsseg/presets.py)
 BUDGET_SECONDS = None  # None keeps the preset's time budget
 OVERRIDES = []  # e.g. ["stage1.train.epochs=60", "post.tta=on"]
+CANARY = False  # True (`make canary` pushes it so): the same run cut to ~10 minutes, its full time projected
 
 
 # ------------------------------------------------------------------ where things are (the one switch)
 def locate(argv):
-    """(data, out, preset, overrides): Kaggle's folders, else the command line, else MARSSEG_KAGGLE_* variables."""
+    """(data, out, preset, overrides): Kaggle's folders, else the command line, else MARSSEG_KAGGLE_* variables;
+    the overrides are CANARY's, OVERRIDES, MARSSEG_KERNEL_SET's (';'-separated: the emulator's) and --set's."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Mars segmentation kernel (marsseg)")
@@ -46,7 +51,9 @@ def locate(argv):
     on_kaggle = args.data is None and os.path.isdir(kaggle_input)
     data = kaggle_input if on_kaggle else args.data
     out = args.out or (kaggle_working if on_kaggle else "kernel_output")
-    return data, out, args.preset, list(OVERRIDES) + args.set
+    from_env = [s for s in os.environ.get("MARSSEG_KERNEL_SET", "").split(";") if s.strip()]
+    canary = ["canary.enabled=true"] if CANARY else []
+    return data, out, args.preset, canary + list(OVERRIDES) + from_env + args.set
 
 
 def main(argv=None):
@@ -58,6 +65,7 @@ def main(argv=None):
     from marsseg.errors import UserError
     from marsseg.pipeline.outputs import Stage1Failed
     from marsseg.pipeline.run import run
+    from marsseg.versions import package_versions, versions_line
 
     try:
         cfg = override(preset(preset_name), overrides)
@@ -66,6 +74,7 @@ def main(argv=None):
         validate(cfg)  # every setting checked before the data is found or loaded
         data_path = find_data(data)
         print(f"[kernel] preset {{cfg.preset}}, data {{data_path}}, output {{out}}", flush=True)
+        print(f"[kernel] packages: {{versions_line(package_versions())}}", flush=True)
         metrics = run(cfg, data_path, out, submissions_dir=None)  # the output folder holds the run's files only
     except UserError as exc:
         print(f"marsseg: error: {{exc}}", file=sys.stderr)

@@ -68,20 +68,21 @@ FIELDS = (
 FAILED = {"refused", "push_failed", "kernel_failed", "output_invalid", "submit_failed", "error"}
 
 
-def append_record(row: dict, path: Path = RECORDS_PATH) -> dict:
-    """Append one event row (unknown keys are an error, missing ones are empty); fsync'ed before returning."""
-    unknown = set(row) - set(FIELDS)
+def append_record(row: dict, path: Path = RECORDS_PATH, fields: tuple[str, ...] = FIELDS) -> dict:
+    """Append one event row (unknown keys are an error, missing ones are empty); fsync'ed before returning.
+    `fields`: the file's columns (the canary history, `canaries.py`, has its own)."""
+    unknown = set(row) - set(fields)
     if unknown:
         raise ValueError(f"unknown record fields: {', '.join(sorted(unknown))}")
-    full = {name: _cell(row.get(name, "")) for name in FIELDS}
+    full = {name: _cell(row.get(name, "")) for name in fields}
     full["time"] = full["time"] or utc_now()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     new = not path.exists() or path.stat().st_size == 0
     if not new:
-        _upgrade_header(path)
+        _upgrade_header(path, fields)
     if new:
         writer.writeheader()
     writer.writerow(full)
@@ -109,20 +110,20 @@ def latest_records(path: Path = RECORDS_PATH) -> dict[str, dict]:
     return latest
 
 
-def _upgrade_header(path: Path) -> None:
-    """Rewrite a records file with an older header (a subset of FIELDS) under the current one, atomically."""
+def _upgrade_header(path: Path, fields: tuple[str, ...] = FIELDS) -> None:
+    """Rewrite a records file with an older header (a subset of `fields`) under the current one, atomically."""
     with open(path, encoding="utf-8", newline="") as handle:
         header = next(csv.reader(handle), [])
-    if header == list(FIELDS):
+    if header == list(fields):
         return
-    unknown = [name for name in header if name not in FIELDS]
+    unknown = [name for name in header if name not in fields]
     if unknown or "id" not in header:
         raise UserError(f"{path}: unexpected columns {', '.join(unknown) or '(no id)'}; it is not a marsseg record")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in read_records(path):
-        writer.writerow({name: row.get(name) or "" for name in FIELDS})
+        writer.writerow({name: row.get(name) or "" for name in fields})
     atomic_write_text(path, buffer.getvalue())
 
 

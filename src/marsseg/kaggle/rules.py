@@ -9,6 +9,8 @@ bundled kernel (every embedded module and the entry body) and `kernel-metadata.j
   * downloads at run time: `get_file`, `urlopen`, `urlretrieve`, Hub downloads, `requests.get/post`, `pip install`;
   * internet enabled in the metadata (`enable_internet` must be false: Kaggle's default is true);
   * data sources other than the competition (datasets, models, other kernels), unless allowed;
+  * a machine shape that is not one of today's GPU shapes (retired ones named with their replacement), and an
+    image pinning other than "original" or "latest";
   * credentials inside the bundle: kaggle.json contents, KAGGLE_KEY/KAGGLE_API_TOKEN assignments, and the
     key or token of the credentials found on this machine (compared, never printed).
 A line ending in `# rules: allow` is exempt (for the kit's own tooling that never runs on Kaggle).
@@ -24,7 +26,14 @@ from pathlib import Path
 
 from marsseg.competition import MARS, Competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import embedded_sources, entry_text, kernel_sources
+from marsseg.kaggle.bundle import (
+    IMAGE_PINNING,
+    IMAGE_PINNINGS,
+    accelerator_problem,
+    embedded_sources,
+    entry_text,
+    kernel_sources,
+)
 from marsseg.kaggle.client import find_credentials
 from marsseg.kaggle.loaders import FIX, Names, check_loaders, literal_code
 
@@ -212,6 +221,19 @@ def check_metadata(
     for key, want in (("kernel_type", "script"), ("language", "python")):
         if meta.get(key) != want:
             found.append(Violation(where, f"{key} must be {want!r}, not {meta.get(key)!r}"))
+    shape = meta.get("machine_shape")
+    problem = accelerator_problem(str(shape)) if shape else "machine_shape is missing (Kaggle would pick its default)"
+    if problem:
+        found.append(Violation(where, f"{problem} (in machine_shape)"))
+    pinning = meta.get("docker_image_pinning_type")
+    if pinning not in IMAGE_PINNINGS:
+        found.append(
+            Violation(
+                where,
+                f"docker_image_pinning_type is {pinning!r}; use {IMAGE_PINNING!r} (later versions keep the image the "
+                "canary passed on) or 'latest' (to move to Kaggle's newest image; run `make canary` on it first)",
+            )
+        )
     return found
 
 

@@ -5,12 +5,35 @@ with every weight in place before the first call. Sub-layers take their parent's
 under mixed precision reloads with the same precisions whatever the global policy is then.
 `norm_momentum` defaults to Keras's 0.99 here, not `ModelConfig`'s 0.9, so a `.keras` file saved before the
 setting existed reloads with the momentum it was trained with.
+`sync_norm` (default False, so older files reload as they were): batch-norm statistics over the global batch when
+training on several replicas (`GlobalBatchNormalization`).
 """
 
 from __future__ import annotations
 
 import keras
 from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="marsseg")
+class GlobalBatchNormalization(layers.BatchNormalization):
+    """Batch norm whose training statistics are the whole batch's, over every replica of a data-parallel step.
+
+    TensorFlow: `synchronized=True` (the moments are all-reduced across a tf.distribute strategy's replicas; one
+    device: its batch, in two extra sums). Without it each MirroredStrategy replica normalises by, and keeps as its
+    moving statistics, its own share of the batch (measured: replica r's moving mean was exactly half r's mean).
+    Other backends: plain batch norm (JAX's DataParallel already reduces over the global batch, and Keras refuses
+    `synchronized` there), so a file saved under TensorFlow reloads on any backend.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs["synchronized"] = keras.backend.backend() == "tensorflow"
+        super().__init__(**kwargs)
+
+
+def norm_layer(sync: bool, **kwargs) -> layers.BatchNormalization:
+    """Keras's batch norm, or with `sync` the global-batch one (for models trained on several replicas)."""
+    return GlobalBatchNormalization(**kwargs) if sync else layers.BatchNormalization(**kwargs)
 
 
 @keras.saving.register_keras_serializable(package="marsseg")
@@ -24,11 +47,13 @@ class ConvBlock(keras.layers.Layer):
         batch_norm: bool = True,
         kernel_size: int = 3,
         norm_momentum: float = 0.99,
+        sync_norm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.norm_momentum = float(norm_momentum)
+        self.sync_norm = bool(sync_norm)
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
         self.kernel_size = int(kernel_size)
@@ -37,8 +62,8 @@ class ConvBlock(keras.layers.Layer):
         self.conv1 = layers.Conv2D(self.filters, self.kernel_size, name="conv1", dtype=self.dtype_policy, **conv)
         self.conv2 = layers.Conv2D(self.filters, self.kernel_size, name="conv2", dtype=self.dtype_policy, **conv)
         norm = dict(momentum=self.norm_momentum, dtype=self.dtype_policy)
-        self.norm1 = layers.BatchNormalization(name="norm1", **norm) if self.batch_norm else None
-        self.norm2 = layers.BatchNormalization(name="norm2", **norm) if self.batch_norm else None
+        self.norm1 = norm_layer(self.sync_norm, name="norm1", **norm) if self.batch_norm else None
+        self.norm2 = norm_layer(self.sync_norm, name="norm2", **norm) if self.batch_norm else None
         self.drop = (
             layers.SpatialDropout2D(self.dropout, name="drop", dtype=self.dtype_policy) if self.dropout > 0 else None
         )
@@ -77,6 +102,7 @@ class ConvBlock(keras.layers.Layer):
             "batch_norm": self.batch_norm,
             "kernel_size": self.kernel_size,
             "norm_momentum": self.norm_momentum,
+            "sync_norm": self.sync_norm,
         }
 
 
@@ -89,10 +115,18 @@ class AttentionGate(keras.layers.Layer):
     which skip pixels pass.
     """
 
-    def __init__(self, inter_filters: int, batch_norm: bool = True, norm_momentum: float = 0.99, **kwargs):
+    def __init__(
+        self,
+        inter_filters: int,
+        batch_norm: bool = True,
+        norm_momentum: float = 0.99,
+        sync_norm: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.inter_filters = int(inter_filters)
         self.norm_momentum = float(norm_momentum)
+        self.sync_norm = bool(sync_norm)
         self.batch_norm = bool(batch_norm)
         # theta_x brings the skip down to the gate's resolution (stride 2), as in the paper.
         policy = self.dtype_policy
@@ -105,7 +139,7 @@ class AttentionGate(keras.layers.Layer):
         # training step (cpu preset: 2.9 s vs 1.9 s per batch of 32); the gate map is smooth enough either way.
         self.upsample = layers.UpSampling2D(2, interpolation="nearest", name="upsample", dtype=self.dtype_policy)
         self.norm = (
-            layers.BatchNormalization(name="norm", momentum=self.norm_momentum, dtype=self.dtype_policy)
+            norm_layer(self.sync_norm, name="norm", momentum=self.norm_momentum, dtype=self.dtype_policy)
             if self.batch_norm
             else None
         )
@@ -139,6 +173,7 @@ class AttentionGate(keras.layers.Layer):
             "inter_filters": self.inter_filters,
             "batch_norm": self.batch_norm,
             "norm_momentum": self.norm_momentum,
+            "sync_norm": self.sync_norm,
         }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from marsseg.models.blocks import norm_layer
+
 
 @keras.saving.register_keras_serializable(package="marsseg")
 class ContextBlock(keras.layers.Layer):
@@ -23,6 +25,7 @@ class ContextBlock(keras.layers.Layer):
         rates: tuple[int, ...] = (2, 4),
         batch_norm: bool = True,
         norm_momentum: float = 0.99,
+        sync_norm: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -30,6 +33,7 @@ class ContextBlock(keras.layers.Layer):
         self.rates = tuple(int(r) for r in rates)
         self.batch_norm = bool(batch_norm)
         self.norm_momentum = float(norm_momentum)
+        self.sync_norm = bool(sync_norm)  # global-batch statistics over data-parallel replicas (blocks.py)
         policy = self.dtype_policy
         conv = dict(padding="same", use_bias=not self.batch_norm, kernel_initializer="he_normal", dtype=policy)
         self.branches = [layers.Conv2D(self.filters, 1, name="branch_1x1", **conv)]
@@ -43,7 +47,7 @@ class ContextBlock(keras.layers.Layer):
         )
         n = len(self.branches) + 1
         self.norms = (
-            [layers.BatchNormalization(momentum=self.norm_momentum, name=f"norm{i}", dtype=policy) for i in range(n)]
+            [norm_layer(self.sync_norm, momentum=self.norm_momentum, name=f"norm{i}", dtype=policy) for i in range(n)]
             if self.batch_norm
             else []
         )
@@ -82,4 +86,5 @@ class ContextBlock(keras.layers.Layer):
             "rates": list(self.rates),
             "batch_norm": self.batch_norm,
             "norm_momentum": self.norm_momentum,
+            "sync_norm": self.sync_norm,
         }

@@ -10,7 +10,7 @@ from keras import layers
 
 from marsseg.config import ModelConfig
 from marsseg.errors import ConfigError
-from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
+from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead, norm_layer
 from marsseg.models.context import ContextBlock
 
 IMAGE_SHAPE = (64, 128)
@@ -64,7 +64,9 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
         raise ConfigError(f"a U-Net needs >= 1 input channel and >= 2 classes, got {input_channels} and {num_classes}")
 
 
-def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5, name: str = "unet") -> keras.Model:
+def build_unet(
+    model_cfg: ModelConfig, input_channels: int, num_classes: int = 5, name: str = "unet", sync_norm: bool = False
+) -> keras.Model:
     """A U-Net on (64, 128, input_channels) float32 images giving (B, 64, 128, num_classes) softmax probabilities.
 
     Encoder level i (0 = full resolution) has `base_filters * 2**i` filters; `depth` poolings lead to the
@@ -72,12 +74,15 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
     resolution; the heads upsample back to full size. With `deep_supervision` the outputs are the list
     `[main, aux1, ..., aux{depth-1}]`: `aux{i}` is a softmax head on decoder level i (1/2**i resolution),
     upsampled to full size. Only `main` is for prediction.
+    `sync_norm`: every batch norm takes its statistics over the global batch, all data-parallel replicas together
+    (`blocks.GlobalBatchNormalization`); `fit` sets it when it trains on several devices.
     With `residual` (stage 2: input channels 1..num_classes are stage-1 probabilities) the main head adds a learned,
     zero-initialised correction to the log of those probabilities: untrained, the network returns them unchanged.
     """
     check_model_config(model_cfg, input_channels, num_classes)
     depth, base = model_cfg.depth, model_cfg.base_filters
-    block = dict(dropout=model_cfg.dropout, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum)
+    norm = dict(batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum, sync_norm=sync_norm)
+    block = dict(dropout=model_cfg.dropout, **norm)
 
     inputs = keras.Input(shape=(*IMAGE_SHAPE, input_channels), dtype="float32", name="image")
     x = inputs
@@ -93,7 +98,7 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
             name="stem",
         )(x)
         if model_cfg.batch_norm:
-            x = layers.BatchNormalization(momentum=model_cfg.norm_momentum, name="stem_norm")(x)
+            x = norm_layer(sync_norm, momentum=model_cfg.norm_momentum, name="stem_norm")(x)
         x = layers.ReLU(name="stem_relu")(x)
     skips = []
     for level in range(depth):
@@ -102,22 +107,14 @@ def build_unet(model_cfg: ModelConfig, input_channels: int, num_classes: int = 5
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
     x = ConvBlock(base * 2**depth, name="bottleneck", **block)(x)
     if model_cfg.context == "aspp":
-        x = ContextBlock(
-            base * 2**depth,
-            rates=context_rates(model_cfg),
-            batch_norm=model_cfg.batch_norm,
-            norm_momentum=model_cfg.norm_momentum,
-            name="context",
-        )(x)
+        x = ContextBlock(base * 2**depth, rates=context_rates(model_cfg), name="context", **norm)(x)
 
     decoder = {}
     for level in reversed(range(depth)):
         skip = skips[level]
         if model_cfg.attention:
             inter = max(base * 2**level // 2, 1)
-            skip = AttentionGate(
-                inter, batch_norm=model_cfg.batch_norm, norm_momentum=model_cfg.norm_momentum, name=f"gate{level}"
-            )([skip, x])
+            skip = AttentionGate(inter, name=f"gate{level}", **norm)([skip, x])
         up = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}")(x)
         x = layers.Concatenate(name=f"concat{level}")([up, skip])
         x = ConvBlock(base * 2**level, name=f"dec{level}", **block)(x)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marsseg.config import Config, save_config, validate
+from marsseg.config import Config, save_config
 from marsseg.files import atomic_write_json
 from marsseg.pipeline import outputs, prepare, report, testset
 from marsseg.pipeline.budget import (
@@ -38,6 +38,7 @@ from marsseg.pipeline.budget import (
     test_seconds,
 )
 from marsseg.pipeline.calibration import InputGap, fit_temperature
+from marsseg.pipeline.canary import canary_metrics, preflight, result_timing, stage1_timings
 from marsseg.pipeline.figures import plot_curves, plot_samples
 from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
 from marsseg.stamps import git_commit
@@ -46,22 +47,22 @@ from marsseg.stamps import git_commit
 def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions", verbose=2) -> dict:
     """Train on `data_path` under `cfg`; write the files `outputs` lists to `out_dir`; copy the submission in
     `submission.format` to `submissions_dir` (None: no copy). Returns the metrics. Raises `outputs.Stage1Failed`
-    (after writing the fallback submission and metrics.json) if stage 1 crashed."""
-    validate(cfg)
+    (after writing the fallback submission and metrics.json) if stage 1 crashed, `runtime.GpuMissing` (before any
+    data is read or anything written) if `cfg.require_gpu` and the backend sees no GPU. With `cfg.canary.enabled`
+    the run is `canary.canary_config(cfg)`, and metrics.json's `canary` projects `cfg`'s full run."""
     if log is print:  # a Kaggle log is a pipe: flush each line so the log shows progress as it happens
         log = functools.partial(print, flush=True)
+    cfg, full_cfg, facts = preflight(cfg, log)
     budget = Budget(cfg.budget_seconds, log)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started_at = datetime.now(timezone.utc)
-    save_config(
-        cfg,
-        out_dir / "config.json",
-        git_commit=git_commit(),
-        data=str(data_path),
-        started=started_at.isoformat(timespec="seconds"),
-    )
-    return _Run(cfg, Path(data_path), out_dir, budget, log, submissions_dir, verbose, started_at).execute()
+    started = started_at.isoformat(timespec="seconds")
+    save_config(cfg, out_dir / "config.json", git_commit=git_commit(), data=str(data_path), started=started)
+    run = _Run(cfg, Path(data_path), out_dir, budget, log, submissions_dir, verbose, started_at)
+    run.metrics["runtime"] = facts
+    run.full_cfg = full_cfg if full_cfg.canary.enabled else None
+    return run.execute()
 
 
 class _Run:
@@ -74,6 +75,7 @@ class _Run:
         self.safety = safety_seconds(cfg.budget_seconds)
         self.tta_on = cfg.post.tta != "off"
         self.test_tta1 = None  # stage 1's flip-TTA'd test probabilities, once the flipped pass has run
+        self.full_cfg, self.measured = None, {}  # a canary's full configuration and its figures (`canary`)
 
     def note(self, message: str) -> None:
         self.metrics["notes"].append(message)
@@ -124,10 +126,10 @@ class _Run:
 
     def stage1(self) -> None:
         from marsseg.training.feed import network_input
-        from marsseg.training.fit import runtime_line
+        from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
 
         cfg = self.cfg
-        self.budget.note(runtime_line(cfg.stage1.train.mixed_precision))
+        reset_peak_gpu_memory()
         share = cfg.stage1_share if cfg.two_stage else 0.8
         stage_end = self.budget.clock() + share * max(0.0, self.budget.remaining() - self.safety)
         self.s1 = stage1_folds(
@@ -161,6 +163,14 @@ class _Run:
             len(x_val) * len(self.s1.models) * passes / max(self.budget.clock() - started, 1e-6),
         )
         self.metrics["stage1"] = report.stage1_metrics(self.s1, self.infer_rate1)
+        self.metrics["stage1"]["peak_gpu_bytes"] = peak_gpu_bytes()
+        self.measured.update(
+            stage1=stage1_timings(self.s1.folds),
+            infer1=self.infer_rate1,
+            n_test=len(self.test_images),
+            n_val=len(self.hold.images),
+            n_dev=len(self.dev_images),
+        )
         if cfg.two_stage:
             self.temperature, self.metrics["stage2_input"] = gap.finish(self.val1[1] if self.tta_on else self.val1[0])
         self.choice1 = self.choose_post("stage1", self.val1)
@@ -284,8 +294,10 @@ class _Run:
 
     def stage2(self) -> str:
         from marsseg.training.feed import network_input
+        from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
 
         cfg = self.cfg
+        reset_peak_gpu_memory()
         rows = np.flatnonzero(self.s1.covered)
         if len(rows) < 4:
             return "skipped: too few out-of-fold predictions"
@@ -325,7 +337,12 @@ class _Run:
         self.choice2 = self.choose_post("stage2", self.val2)
         self.metrics["val_miou_stage2"], self.metrics["val_iou_stage2"] = self.hold.bare(self.val2)
         self.metrics["stage2"] = report.stage2_metrics(result, cfg.stage2.model.residual, self.infer_rate2)
-        if self.choice2["miou_final"] < self.choice1["miou_final"]:
+        self.metrics["stage2"]["peak_gpu_bytes"] = peak_gpu_bytes()
+        self.measured.update(
+            stage2=result_timing(result, len(rows)), stage2_rows=len(rows), stage2_rows_full=len(self.dev_images)
+        )
+        self.measured["infer2"] = self.infer_rate2
+        if self.choice2["miou_final"] < self.choice1["miou_final"] and self.full_cfg is None:  # a canary goes on
             return (
                 f"not used: tuning hold-out mIoU {self.choice2['miou_final']:.4f} is below stage 1's "
                 f"{self.choice1['miou_final']:.4f}"
@@ -374,6 +391,10 @@ class _Run:
         self.metrics["submission_rle"] = str(self.out_dir / outputs.SUBMISSION_RLE)
         self.budget.end_phase()
         self.metrics["seconds"] = report.phase_seconds(self.budget)
+        if self.full_cfg is not None:
+            self.metrics["canary"] = canary_metrics(
+                self.full_cfg, self.cfg, self.measured, self.metrics["seconds"], self.metrics.get("runtime", {})
+            )
         self.metrics["outputs"] = outputs.output_files(self.out_dir)
         atomic_write_json(self.out_dir / "metrics.json", self.metrics)
         self.budget.note(report.done_note(self.metrics, self.out_dir))

@@ -48,7 +48,7 @@ class StageResult:
     extra: dict = field(default_factory=dict)
 
 
-# Tensor cores, which make float16 pay, came with compute capability 7.0 (V100, then T4 7.5). A P100 (6.0) has
+# Tensor cores, which make float16 pay, came with compute capability 7.0 (V100, then T4 7.5). A Pascal GPU (6.0) has
 # none: float16 there only adds casts and loss scaling (shared/kaggle-api.md, "More facts").
 MIXED_MIN_CAPABILITY = (7, 0)
 
@@ -78,16 +78,11 @@ def mixed_precision_wanted(setting: str) -> bool:
 
 
 def runtime_line(mixed_precision: str) -> str:
-    """The one start-up line a run keeps: Keras, its backend, the devices and the precision training will use
-    (and why)."""
-    import importlib
+    """The one start-up line a run keeps (`runtime.runtime_line`): Keras, its backend, the devices, the replica
+    count and the precision training will use (and why)."""
+    from marsseg.training import runtime
 
-    backend = keras.backend.backend()
-    version = getattr(importlib.import_module(backend), "__version__", "") if backend != "numpy" else ""
-    devices = ", ".join(accelerator_devices()) or "CPU only"
-    mixed, why = precision_choice(mixed_precision)
-    precision = "mixed_float16" if mixed else "float32"
-    return f"Keras {keras.__version__} on {backend} {version}; devices: {devices}; precision {precision} ({why})"
+    return runtime.runtime_line(runtime.runtime_facts(mixed_precision))
 
 
 def make_optimizer(train_cfg: TrainConfig):
@@ -281,10 +276,12 @@ def _network(stage_cfg, channels, num_classes, class_weights, mixed, replicas, n
         stage_cfg, channels, num_classes, class_weights, mixed, replicas, jit_setting()
     )
     found = models.get(key) if key else None
+    # Several replicas: batch norm over the global batch, not each replica's share (`distribute`).
+    sync_norm = replicas.num_replicas > 1
     if found is not None:
-        models.reset(key, build_unet(stage_cfg.model, channels, num_classes, name=name))
+        models.reset(key, build_unet(stage_cfg.model, channels, num_classes, name=name, sync_norm=sync_norm))
         return found
-    model = build_unet(stage_cfg.model, channels, num_classes, name=name)
+    model = build_unet(stage_cfg.model, channels, num_classes, name=name, sync_norm=sync_norm)
     monitor = compile_model(model, stage_cfg, class_weights, num_classes)
     if key:
         models.add(key, model, monitor)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 from keras import ops
 
 from marsseg.training import functional as F
+from marsseg.training.distribute import add_over_replicas
 
 
 @keras.saving.register_keras_serializable(package="marsseg")
@@ -16,14 +19,20 @@ class MeanIoU(keras.metrics.Metric):
     over the scored classes, as the submission is, so model selection (early stopping, the best epoch, the LR
     plateau) sees the number the submission would get; with no class-0 prediction the leaderboard's Keras rule and
     the mean over the scored classes agree.
+
+    Under data parallelism the counts are every replica's together (`distribute.add_over_replicas`): Keras 3.5.0's
+    TensorFlow variables do not sum over replicas themselves, and a read gave replica 0's share only.
     """
 
     def __init__(self, num_classes: int = 5, ignored_class: int | None = 0, name: str = "miou", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.ignored_class = ignored_class
+        # "sum" is Keras's default for metric variables; said here where add_variable takes it. Keras 3.5.0 takes it
+        # but its TensorFlow variables drop it, which `update_state` makes up for.
+        summed = {"aggregation": "sum"} if "aggregation" in inspect.signature(self.add_variable).parameters else {}
         self.confusion = self.add_variable(
-            shape=(num_classes, num_classes), initializer="zeros", name="confusion", dtype="float32"
+            shape=(num_classes, num_classes), initializer="zeros", name="confusion", dtype="float32", **summed
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
@@ -33,7 +42,7 @@ class MeanIoU(keras.metrics.Metric):
             labels = ops.argmax(y_pred, axis=-1)
         else:
             labels = y_pred
-        self.confusion.assign_add(F.confusion_matrix(y_true, labels, self.num_classes))
+        add_over_replicas(self.confusion, F.confusion_matrix(y_true, labels, self.num_classes))
 
     def result(self):
         return F.mean_iou_from_confusion(self.confusion, self.ignored_class)

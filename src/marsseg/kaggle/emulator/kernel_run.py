@@ -29,6 +29,7 @@ class KernelRun:
         queue_seconds: float,
         corrupt: bool,
         gpu: bool = False,
+        overrides: list[str] | None = None,
     ):
         self.owner, self.slug, self.version = owner, slug, version
         self.folder = root / "kernels" / owner / slug / f"v{version}"
@@ -50,6 +51,7 @@ class KernelRun:
         self.status, self.failure = "QUEUED", ""
         self.preset, self.queue_seconds = preset, queue_seconds
         self.gpu = gpu  # pushed with a GPU: its wall time counts against the weekly GPU quota
+        self.overrides = list(overrides or [])  # configuration the emulator adds (MARSSEG_KERNEL_SET)
         self.started: float | None = None  # time.monotonic() of the process start and end
         self.ended: float | None = None
         self.process: subprocess.Popen | None = None
@@ -66,6 +68,7 @@ class KernelRun:
             MARSSEG_KAGGLE_INPUT=str(self.input),
             MARSSEG_KAGGLE_WORKING=str(self.working),
             MARSSEG_KERNEL_PRESET=self.preset,
+            MARSSEG_KERNEL_SET=";".join(self.overrides),
             PYTHONNOUSERSITE="1",
             PYTHONUNBUFFERED="1",
             KERAS_BACKEND="tensorflow",

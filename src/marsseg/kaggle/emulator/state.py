@@ -13,10 +13,11 @@ import numpy as np
 
 from marsseg.competition import PROFILE_ENV, get_competition
 from marsseg.data.synth import ensure_synthetic
-from marsseg.errors import DataError
+from marsseg.errors import DataError, UserError
 from marsseg.kaggle.emulator.faults import Fault
 from marsseg.kaggle.emulator.kernel_run import KernelRun
 from marsseg.kaggle.emulator.uploads import score_upload
+from marsseg.kaggle.guard import settings_from_text
 
 _EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
 _RIVALS = (  # (team, score at tick 0, final gain, tick it joins)
@@ -68,6 +69,7 @@ class EmulatorState:
         daily_limit: int = 5,
         gpu_quota_hours: float = 30.0,
         gpu_quota_used: float = 0.0,
+        canary_seconds: float = 90.0,
         log=print,
     ):
         self.root = Path(root)
@@ -75,6 +77,7 @@ class EmulatorState:
         self.profile = profile or default_profile()
         self.competition = get_competition(self.profile)
         self.kernel_preset, self.queue_seconds = kernel_preset, queue_seconds
+        self.canary_seconds = canary_seconds  # a canary's budget here: no GPU, so its 10 minutes are cut to fit
         self.token_user, self.daily_limit = token_user, daily_limit
         self.gpu_quota_hours, self.gpu_quota_used = gpu_quota_hours, gpu_quota_used
         self.log = log
@@ -150,6 +153,13 @@ class EmulatorState:
         invalid = [c for c in body.get("competitionDataSources", []) if c != self.competition.slug]
         corrupt = self.take_fault("kernel-error") is not None
         gpu = bool(body.get("enableGpu")) or str(body.get("machineShape", "")).startswith("Nvidia")
+        text = str(body.get("text", ""))
+        try:
+            canary = bool(settings_from_text(text).get("CANARY"))
+        except (SyntaxError, UserError):  # not a marsseg kernel: it runs as it is
+            canary = False
+        # No GPU here: every kernel may train on the CPU; a canary's budget is cut to fit (its report says so).
+        overrides = ["require_gpu=false"] + ([f"canary.budget_seconds={self.canary_seconds:g}"] if canary else [])
         with self.lock:
             version = self.versions.get(slug, 0) + 1
             self.versions[slug] = version
@@ -160,7 +170,7 @@ class EmulatorState:
                 owner,
                 name,
                 version,
-                str(body.get("text", "")),
+                text,
                 self.root,
                 self.data_path,
                 self.competition,
@@ -168,11 +178,13 @@ class EmulatorState:
                 self.queue_seconds,
                 corrupt,
                 gpu,
+                overrides,
             )
             self.runs.append(run)
         self.log(
             f"[emulator] {slug} v{version} pushed (internet {'on' if body.get('enableInternet') else 'off'}, "
             f"gpu {'on' if gpu else 'off'}); running it with preset {self.kernel_preset}"
+            + (f" as a canary, on the CPU, cut to {self.canary_seconds:g} s" if canary else "")
         )
         return {
             "ref": f"/code/{slug}",
