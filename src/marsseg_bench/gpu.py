@@ -113,6 +113,7 @@ def section_gpu(
         if gpu is None:
             return None
     sets = ["canary.enabled=true", f"canary.budget_seconds={budget:g}", f"require_gpu={require_gpu}"]
+    sets += [] if require_gpu else ["canary.epochs=2"]  # the dry mode: the least that still gives a steady epoch
     cfg = override(preset(preset_name), sets)
     counter = CompileCounter(log)
     lines = []

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         if args.dry:
-            body = section_gpu(1, log, preset_name="smoke", budget=min(args.budget, 60), n_train=96, n_test=24,
+            body = section_gpu(1, log, preset_name="smoke", budget=min(args.budget, 60), n_train=64, n_test=16,
                                require_gpu=False)  # fmt: skip
         else:
             body = section_gpu(1, log, budget=args.budget)

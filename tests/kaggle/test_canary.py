@@ -51,9 +51,11 @@ def test_make_canary_pushes_runs_fetches_reports_records_and_submits_nothing(tmp
     # `make submit --skip-push` would fetch the canary's output: refused, nothing sent.
     skipped = run_cli("submit", "--skip-push", cwd=project, env=env, timeout=120)
     assert "is a canary" in one_line_error(skipped) and emulator.state.submissions == []
-    # `make submit` names the canary it relies on, and the quota check uses its projection.
+    # `make submit` names the canary it relies on, and the quota check uses its projection (the push is stopped
+    # there: the full round trip is tests/kaggle/test_emulator.py's).
+    emulator.state.add_fault(parse_fault("SaveKernel:400:9"))
     submit = run_cli("submit", cwd=project, env=env, timeout=300)
-    assert submit.returncode == 0, submit.stdout + submit.stderr
+    assert "kernels push failed" in one_line_error(submit)
     assert f"relying on canary {passed['id']}" in submit.stdout and "WARNING: no canary" not in submit.stdout
     assert f"canary {passed['id']}'s projection" in submit.stdout
 

@@ -19,7 +19,7 @@ from keras import layers, ops
 class GlobalBatchNormalization(layers.BatchNormalization):
     """Batch norm whose training statistics are the whole batch's, over every replica of a data-parallel step.
 
-    TensorFlow: `synchronized=True` (the moments are all-reduced across a tf.distribute strategy's replicas; one
+    TensorFlow: `synchronized=True` (the moments are all-reduced across the distribution strategy's replicas; one
     device: its batch, in two extra sums). Without it each MirroredStrategy replica normalises by, and keeps as its
     moving statistics, its own share of the batch (measured: replica r's moving mean was exactly half r's mean).
     Other backends: plain batch norm (JAX's DataParallel already reduces over the global batch, and Keras refuses

@@ -19,8 +19,10 @@ def custom_objects() -> dict:
     """The kit's own layers by their registered names (`marsseg>Name`) and plain names. They are registered on
     import too; the explicit table keeps a load working whatever was imported before it."""
     from marsseg.models import AttentionGate, ContextBlock, ConvBlock, ResidualRefinementHead, SegmentationHead
+    from marsseg.models.blocks import GlobalBatchNormalization  # what a model trained on several replicas holds
 
-    layers = (AttentionGate, ContextBlock, ConvBlock, ResidualRefinementHead, SegmentationHead)
+    layers = (AttentionGate, ContextBlock, ConvBlock, GlobalBatchNormalization, ResidualRefinementHead)
+    layers += (SegmentationHead,)
     table = {cls.__name__: cls for cls in layers}
     table.update({keras.saving.get_registered_name(cls): cls for cls in layers})
     return table
