@@ -86,7 +86,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "focal_tversky+focal"  # ce | focal | dice | focal_tversky, summed with '+'
+    name: str = "focal_tversky+focal"  # ce | focal | dice | focal_tversky | lovasz, summed with '+'
     ignore_background: bool = True
     class_weights: str = "auto"  # auto (from the class analysis) | none
     # auto weights are (1 / pixel share) ** power over the scored classes: 0.5 weights big rock (~1% of pixels)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from marsseg.config import POST_SETTINGS, Config, _get, model_variants
 from marsseg.errors import ConfigError
 
-LOSS_TERMS = ("ce", "focal", "dice", "focal_tversky")  # training/losses.py LOSSES
+LOSS_TERMS = ("ce", "focal", "dice", "focal_tversky", "lovasz")  # training/losses.py LOSSES
 MIN_DEPTH, MAX_DEPTH = 2, 5  # models/unet.py
 CONTEXTS = ("none", "aspp")  # models/unet.py
 

@@ -15,6 +15,7 @@ from marsseg.training.losses import (  # noqa: E402
     DiceLoss,
     FocalLoss,
     FocalTverskyLoss,
+    LovaszSoftmaxLoss,
     SumLoss,
     build_loss,
     parse_loss_name,
@@ -71,6 +72,33 @@ def test_focal_tversky_by_hand(alpha, beta, gamma):
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_lovasz_by_hand():
+    # Two pixels, two classes: truth [1, 0]. Class 1: fg [1, 0], p [0.6, 0.3] -> errors 0.4, 0.3 in that order;
+    # the Jaccard loss's increments at that order are 1 and 0, so 0.4. Class 0: fg [0, 1], p [0.4, 0.7] ->
+    # errors 0.4 (not fg), 0.3 (fg); increments 0.5, 0.5, so 0.35. Mean 0.375.
+    labels = np.array([[[1, 0]]])
+    probs = np.array([[[[0.4, 0.6], [0.7, 0.3]]]], dtype=np.float32)
+    assert value(F.lovasz_softmax_loss, labels, probs, 2) == pytest.approx(0.375, abs=1e-6)
+    assert value(F.lovasz_softmax_loss, labels, probs, 2, class_weights=[0.0, 2.0]) == pytest.approx(0.4, abs=1e-6)
+    # Truth [1, 0] with p1 [0.9, 0.5]: class 1's errors 0.5 (not fg) then 0.1 (fg): 0.5 * 0.5 + 0.1 * 0.5 = 0.3.
+    probs = np.array([[[[0.1, 0.9], [0.5, 0.5]]]], dtype=np.float32)
+    assert value(F.lovasz_softmax_loss, labels, probs, 2, class_weights=[0.0, 2.0]) == pytest.approx(0.3, abs=1e-6)
+
+
+@pytest.mark.parametrize("ignore_background", [False, True])
+def test_lovasz_on_hard_predictions_is_one_minus_the_iou_of_each_present_class(ignore_background):
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 4, (2, 8, 16))  # class 4 absent from the truth: not counted
+    predicted = np.where(rng.random(labels.shape) < 0.7, labels, rng.integers(0, 5, labels.shape))
+    counted = labels != 0 if ignore_background else np.ones(labels.shape, bool)
+    ious = []
+    for c in range(1 if ignore_background else 0, 4):
+        t, p = (labels == c) & counted, (predicted == c) & counted
+        ious.append((t & p).sum() / (t | p).sum())
+    loss = value(F.lovasz_softmax_loss, labels, one_hot(predicted, 5), 5, ignore_background=ignore_background)
+    assert loss == pytest.approx(1.0 - float(np.mean(ious)), abs=1e-5)
+
+
 def test_tversky_with_half_weights_and_gamma_one_is_dice():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, (2, 6, 5))
@@ -87,6 +115,7 @@ ALL = {
     "focal": lambda y, p, k, **kw: F.focal_loss(y, p, k, gamma=2.0, **kw),
     "dice": lambda y, p, k, **kw: F.dice_loss(y, p, k, **kw),
     "focal_tversky": lambda y, p, k, **kw: F.focal_tversky_loss(y, p, k, **kw),
+    "lovasz": lambda y, p, k, **kw: F.lovasz_softmax_loss(y, p, k, **kw),
 }
 
 
@@ -185,7 +214,7 @@ def test_uniform_class_weights_scale_the_loss(name):
     assert value(ALL[name], labels, probs, 5, class_weights=np.full(5, 2.5)) == pytest.approx(2.5 * plain, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["dice", "focal_tversky"])
+@pytest.mark.parametrize("name", ["dice", "focal_tversky", "lovasz"])
 def test_region_class_weights_weigh_each_class_term(name):
     labels, probs = _random_batch(seed=6)
     per_class = []
@@ -235,6 +264,8 @@ def test_parse_loss_name():
         ("focal", FocalLoss),
         ("dice", DiceLoss),
         ("focal_tversky", FocalTverskyLoss),
+        ("lovasz", LovaszSoftmaxLoss),
+        ("lovasz+ce", SumLoss),
         ("focal_tversky+focal", SumLoss),
         ("0.5*dice+ce", SumLoss),
     ],
@@ -254,6 +285,7 @@ def test_build_loss_serialises_and_matches_the_functions(name, cls):
         # region losses are class-balanced already: build_loss gives them no class weights
         "dice": value(F.dice_loss, labels, probs, 5, **kw),
         "focal_tversky": value(F.focal_tversky_loss, labels, probs, 5, alpha=0.6, beta=0.4, gamma=0.8, **kw),
+        "lovasz": value(F.lovasz_softmax_loss, labels, probs, 5, **kw),
     }
     expected = sum(w * parts[n] for w, n in parse_loss_name(name))
     assert float(loss(labels, probs)) == pytest.approx(expected, rel=1e-5)
@@ -274,7 +306,7 @@ def test_class_weights_none_switches_weights_off():
         build_loss(LossConfig(class_weights="inverse"))
 
 
-@pytest.mark.parametrize("name", ["ce", "focal", "dice", "focal_tversky", "focal_tversky+focal"])
+@pytest.mark.parametrize("name", ["ce", "focal", "dice", "focal_tversky", "lovasz", "focal_tversky+focal"])
 def test_loss_decreases_when_fitting_a_tiny_model(name):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

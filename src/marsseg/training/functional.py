@@ -163,3 +163,37 @@ def focal_tversky_loss(
     tversky = (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
     # The floor keeps the gradient of x**gamma (gamma < 1) finite at a perfect score.
     return _class_mean(ops.power(ops.maximum(1.0 - tversky, EPSILON), gamma), counted, class_weights, num_classes)
+
+
+def lovasz_softmax_loss(
+    y_true, y_pred, num_classes: int = 5, class_weights=None, ignore_background: bool = False, present: bool = True
+):
+    """Lovász-softmax loss (Berman et al. 2018): a convex surrogate of 1 - IoU, per class over the whole batch.
+
+    For class k, the errors `|[y = k] - p_k|` of the counted pixels sorted in decreasing order are dotted with the
+    gradient of the Lovász extension of the Jaccard loss at that order. On hard (0/1) predictions the term is
+    exactly `1 - IoU_k`. Mean (weighted as the region losses) over the counted classes, of those present in the
+    batch's truth when `present` (a class absent from a batch has no IoU to learn from). Uncounted pixels get
+    error 0 and no truth, so they sort last and change nothing: no boolean indexing, any backend traces it.
+    """
+    probs, truth, valid = _prepare(y_true, y_pred, num_classes, ignore_background)
+    n = probs.shape[0] * probs.shape[1] * probs.shape[2] if None not in probs.shape[:3] else None
+    probs = ops.reshape(probs * valid, (-1, num_classes))
+    truth = ops.reshape(truth * valid, (-1, num_classes))
+    errors = ops.transpose(ops.abs(truth - probs))  # (K, N)
+    fg = ops.transpose(truth)
+    k = n if n is not None else ops.shape(errors)[1]
+    sorted_errors, order = ops.top_k(errors, k=k, sorted=True)  # decreasing, per class
+    fg_sorted = ops.take_along_axis(fg, order, axis=1)
+    gts = ops.sum(fg_sorted, axis=1, keepdims=True)
+    intersection = gts - ops.cumsum(fg_sorted, axis=1)
+    union = gts + ops.cumsum(1.0 - fg_sorted, axis=1)
+    jaccard = 1.0 - intersection / ops.maximum(union, EPSILON)
+    gradient = ops.concatenate([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=1)
+    per_class = ops.sum(sorted_errors * gradient, axis=1)
+    counted = ops.ones((num_classes,), "float32")
+    if ignore_background:
+        counted = ops.cast(ops.not_equal(ops.arange(num_classes), 0), "float32")
+    if present:
+        counted = counted * ops.cast(ops.greater(gts[:, 0], 0.0), "float32")
+    return _class_mean(per_class, counted, class_weights, num_classes)

@@ -101,9 +101,26 @@ class FocalTverskyLoss(_SegmentationLoss):
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
 
 
-LOSSES = {"ce": CrossEntropyLoss, "focal": FocalLoss, "dice": DiceLoss, "focal_tversky": FocalTverskyLoss}
-# Region losses average over classes, which already balances rare classes; inverse-frequency weights on top of
-# that would count the imbalance twice, so only the per-pixel losses take class weights.
+@keras.saving.register_keras_serializable(package="marsseg")
+class LovaszSoftmaxLoss(_SegmentationLoss):
+    """Lovász-softmax: a surrogate of 1 - IoU per class (`functional.lovasz_softmax_loss`)."""
+
+    def __init__(self, name="lovasz", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return F.lovasz_softmax_loss(y_true, y_pred, self.num_classes, self.class_weights, self.ignore_background)
+
+
+LOSSES = {
+    "ce": CrossEntropyLoss,
+    "focal": FocalLoss,
+    "dice": DiceLoss,
+    "focal_tversky": FocalTverskyLoss,
+    "lovasz": LovaszSoftmaxLoss,
+}
+# Region losses (dice, focal_tversky, lovasz) average over classes, which already balances rare classes;
+# inverse-frequency weights on top of that would count the imbalance twice, so only the per-pixel losses take them.
 PIXEL_LOSSES = {"ce", "focal"}
 
 
