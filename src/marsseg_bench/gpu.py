@@ -64,7 +64,7 @@ class CompileCounter:
     snapshots the count at each phase line of the run's log: compiles per phase, then per epoch. Counts nothing
     under other backends (`counting` False)."""
 
-    def __init__(self, log):
+    def __init__(self):
         import keras
 
         self.count, self.at_phase, self.current = 0, {}, None
@@ -115,7 +115,7 @@ def section_gpu(
     sets = ["canary.enabled=true", f"canary.budget_seconds={budget:g}", f"require_gpu={require_gpu}"]
     sets += [] if require_gpu else ["canary.epochs=2"]  # the dry mode: the least that still gives a steady epoch
     cfg = override(preset(preset_name), sets)
-    counter = CompileCounter(log)
+    counter = CompileCounter()
     lines = []
 
     def follow(line):

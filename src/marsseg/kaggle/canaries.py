@@ -19,14 +19,15 @@ from pathlib import Path
 
 from marsseg.competition import Competition, active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import KERNEL_PATH, check_accelerator, kernel_digest, write_kernel
+from marsseg.kaggle.bundle import KERNEL_PATH, kernel_digest
 from marsseg.kaggle.client import KaggleError, KaggleSession
-from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission
+from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission, expected_images
 from marsseg.kaggle.records import append_record, read_records
-from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
+from marsseg.kaggle.rules import METADATA_PATH
 from marsseg.pipeline.canary import report_lines
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import read_submission
+from marsseg.training.runtime import describe_devices
 
 CANARIES_PATH = Path("submissions/canaries.csv")
 FIELDS = (
@@ -37,7 +38,7 @@ FIELDS = (
     "machine_shape",
     "preset",
     "status",  # started | passed | failed
-    "devices",  # what the kernel trained on, e.g. "2 x Tesla T4 (7.5)", or "CPU" (the emulator)
+    "devices",  # what the kernel trained on, e.g. "2 x Tesla T4 (compute capability 7.5)", or "CPU" (the emulator)
     "precision",
     "replicas",
     "projected_seconds",  # the full run, projected from the canary (an upper bound)
@@ -74,15 +75,6 @@ def describe_canary(row: dict) -> str:
     return f"canary {row['id']} ({row['time']}) passed on {row.get('devices') or '?'}{hours}"
 
 
-def _devices(runtime: dict) -> str:
-    gpus = runtime.get("gpus") or []
-    if not gpus:
-        return "CPU"
-    first = gpus[0]
-    capability = f" ({first['compute_capability']})" if first.get("compute_capability") else ""
-    return f"{len(gpus)} x {first.get('name', 'GPU')}{capability}"
-
-
 def check_canary_output(folder: Path, competition: Competition, images: int | None) -> dict:
     """The canary's metrics.json, once both CSVs are valid and the run says it was a canary; KaggleError else."""
     try:
@@ -93,7 +85,7 @@ def check_canary_output(folder: Path, competition: Competition, images: int | No
         raise KaggleError("the kernel's run was not a canary (no `canary` in its metrics.json); push it again")
     try:
         check_submission(folder / "submission.csv", competition, images, what="the canary's ")
-        read_submission(folder / "submission_rle.csv", competition.test_images if images is None else images)
+        read_submission(folder / "submission_rle.csv", expected_images(competition, images))
     except (SubmissionRefused, UserError) as exc:
         raise KaggleError(f"the canary's CSVs are not valid: {exc}") from None
     return metrics
@@ -115,7 +107,7 @@ def run_canary(
     log=print,
 ) -> dict:
     """Push the kernel as a canary, wait, fetch, check and report it; record it; return the record row."""
-    from marsseg.kaggle.flow import kernel_ref_from_metadata, new_id, prepare_push_folder, wait_for_kernel
+    from marsseg.kaggle.flow import kernel_to_push, new_id, prepare_push_folder, wait_for_kernel
 
     competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
@@ -123,12 +115,8 @@ def run_canary(
     session = session or KaggleSession(log=log)
     username = session.username()  # missing credentials stop here, before anything is written
     poll = float(session.env.get("MARSSEG_KAGGLE_POLL", 10)) if poll is None else poll
-    write_kernel(kernel, log=log)
-    enforce_rules(kernel, metadata_path, allowed_sources, log=log)
-    meta = load_metadata(metadata_path)
-    shape = check_accelerator(accelerator or str(meta.get("machine_shape", "")))
-    meta = {**meta, "machine_shape": shape}
-    ref = kernel_ref_from_metadata(meta, username)
+    meta, ref = kernel_to_push(kernel, metadata_path, username, accelerator, allowed_sources, log)
+    shape = meta["machine_shape"]
     digest = kernel_digest(kernel)
     row = {"id": new_id(), "kernel_ref": ref, "kernel_digest": digest, "machine_shape": shape}
     row["git_commit"] = git_commit("describe", cwd=Path.cwd())
@@ -161,7 +149,7 @@ def run_canary(
     row.update(
         status="passed",
         preset=metrics["canary"]["full_preset"],
-        devices=_devices(runtime),
+        devices=describe_devices(runtime) if runtime.get("gpus") else "CPU",
         precision=runtime.get("precision", ""),
         replicas=runtime.get("replicas", ""),
         projected_seconds=projection.get("total", ""),

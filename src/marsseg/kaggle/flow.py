@@ -70,13 +70,10 @@ def run_facts(folder: Path) -> dict:
         facts["preset"] = json.loads((folder / "config.json").read_text()).get("preset", "")
     except (OSError, ValueError, AttributeError):
         pass
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-        for key in ("val_miou_stage1", "val_miou_stage2", "val_miou_final"):
-            if isinstance(metrics.get(key), (int, float)):
-                facts[key] = float(metrics[key])
-    except (OSError, ValueError, AttributeError):
-        pass
+    metrics = _metrics(folder)
+    for key in ("val_miou_stage1", "val_miou_stage2", "val_miou_final"):
+        if isinstance(metrics.get(key), (int, float)):
+            facts[key] = float(metrics[key])
     return facts
 
 
@@ -92,6 +89,19 @@ def kernel_ref_from_metadata(meta: dict, username: str) -> str:
     if len(slug) < 5:
         raise UserError(f"kernel-metadata.json: the kernel slug {slug!r} needs at least 5 characters")
     return ident
+
+
+def kernel_to_push(
+    kernel: Path, metadata_path: Path, username: str, accelerator, allowed_sources, log, bundle: bool = True
+) -> tuple[dict, str]:
+    """Bundle the kernel (unless `bundle` is off), check the rules, and read the metadata with this push's machine
+    shape (`accelerator`, else the metadata's; a retired or unknown one refused): (metadata, 'user/slug')."""
+    if bundle:
+        write_kernel(kernel, log=log)
+    enforce_rules(kernel, metadata_path, allowed_sources, log=log)
+    meta = load_metadata(metadata_path)
+    meta = {**meta, "machine_shape": check_accelerator(accelerator or str(meta.get("machine_shape", "")))}
+    return meta, kernel_ref_from_metadata(meta, username)
 
 
 def prepare_push_folder(kernel: Path, metadata: dict, ref: str, folder: Path) -> Path:
@@ -218,19 +228,15 @@ def submit_kernel(
     username = session.username()  # missing credentials stop here, before anything is written
     if poll is None:
         poll = float(session.env.get("MARSSEG_KAGGLE_POLL", 10))
+    meta, ref = kernel_to_push(kernel, metadata_path, username, accelerator, allowed_sources, log, bundle=not skip_push)
     if not skip_push:
-        write_kernel(kernel, log=log)
-    enforce_rules(kernel, metadata_path, allowed_sources, log=log)
-    meta = load_metadata(metadata_path)
-    meta = {**meta, "machine_shape": check_accelerator(accelerator or str(meta.get("machine_shape", "")))}
-    ref = kernel_ref_from_metadata(meta, username)
-    if not skip_push:
-        canary = latest_passed(kernel_digest(kernel), meta["machine_shape"], submissions_dir / CANARIES_PATH.name)
+        digest = kernel_digest(kernel)
+        canary = latest_passed(digest, meta["machine_shape"], submissions_dir / CANARIES_PATH.name)
         if canary:
             log(f"[kaggle] relying on {describe_canary(canary)}")
         else:
             log(
-                f"[kaggle] WARNING: no canary has passed for this kernel (sources {kernel_digest(kernel)}) on "
+                f"[kaggle] WARNING: no canary has passed for this kernel (sources {digest}) on "
                 f"{meta['machine_shape']}; `make canary` costs ~10 min of GPU quota and finds a broken image or "
                 "CUDA before this run's hours do"
             )

@@ -127,27 +127,29 @@ def settings_from_text(text: str, where: str = "the kernel") -> dict:
     return settings
 
 
-def kernel_config(kernel: Path):
-    """The configuration the kernel runs: its PRESET after its OVERRIDES (the same order as the kernel's `main`),
-    its BUDGET_SECONDS not applied."""
-    settings = kernel_settings(kernel)
-    return override(preset(settings.get("PRESET") or "kaggle"), list(settings.get("OVERRIDES") or []))
+def kernel_config(kernel: Path, settings: dict | None = None):
+    """The configuration the kernel runs: its PRESET after CANARY's and its OVERRIDES (the order of the kernel's
+    `locate`), its BUDGET_SECONDS not applied. `settings`: `kernel_settings(kernel)`, when already read."""
+    settings = kernel_settings(kernel) if settings is None else settings
+    overrides = (["canary.enabled=true"] if settings.get("CANARY") else []) + list(settings.get("OVERRIDES") or [])
+    return override(preset(settings.get("PRESET") or "kaggle"), overrides)
 
 
-def kernel_budget(kernel: Path) -> tuple[float, str]:
+def kernel_budget(kernel: Path, settings: dict | None = None) -> tuple[float, str]:
     """(seconds, where they come from): the kernel's BUDGET_SECONDS, else its preset's budget after its OVERRIDES."""
-    settings = kernel_settings(kernel)
+    settings = kernel_settings(kernel) if settings is None else settings
     if settings.get("BUDGET_SECONDS") is not None:
         return float(settings["BUDGET_SECONDS"]), f"BUDGET_SECONDS in {Path(kernel).name}"
-    return float(kernel_config(kernel).budget_seconds), f"preset {settings.get('PRESET') or 'kaggle'}"
+    return float(kernel_config(kernel, settings).budget_seconds), f"preset {settings.get('PRESET') or 'kaggle'}"
 
 
 def projected_need(kernel: Path, canary: dict | None = None, competition: Competition = MARS) -> tuple[float, str]:
     """(GPU seconds the push will use at most, what that figure is): a canary push its canary budget; else the
     projection of `canary` (a passed canary's record) or the preset's estimate, capped at the kernel's budget."""
-    budget, where = kernel_budget(kernel)
-    cfg = kernel_config(kernel)
-    if cfg.canary.enabled or kernel_settings(kernel).get("CANARY"):
+    settings = kernel_settings(kernel)
+    budget, where = kernel_budget(kernel, settings)
+    cfg = kernel_config(kernel, settings)
+    if cfg.canary.enabled:
         seconds = cfg.canary.budget_seconds
         return seconds, f"the canary's budget ({seconds / 60:.0f} min)"
     if canary is not None and canary.get("projected_seconds"):

@@ -16,6 +16,7 @@ import statistics
 from dataclasses import replace
 
 from marsseg.config import Config, model_variants, validate
+from marsseg.training.runtime import describe_devices
 
 
 def canary_config(full: Config) -> Config:
@@ -218,12 +219,9 @@ def report_lines(metrics: dict) -> list[str]:
     """A canary's metrics.json as a person reads it: the machine, per stage images/s, compile seconds and peak GPU
     memory, prediction rates, the full run projected; and, where it ran on a CPU, that its figures are not a GPU's."""
     canary, runtime = metrics["canary"], metrics.get("runtime", {})
-    devices = ", ".join(
-        f"{g['name']}" + (f" (compute capability {g['compute_capability']})" if g.get("compute_capability") else "")
-        for g in runtime.get("gpus", [])
-    )
+    devices = describe_devices(runtime) if runtime.get("gpus") else "the CPU"
     lines = [
-        f"canary of preset {canary['full_preset']} on {devices or 'the CPU'}: {runtime.get('replicas', 1)} "
+        f"canary of preset {canary['full_preset']} on {devices}: {runtime.get('replicas', 1)} "
         f"replica(s), {runtime.get('precision', '?')}; Keras {runtime.get('keras', '?')} on "
         f"{runtime.get('backend', '?')} {runtime.get('backend_version', '')}; "
         f"{metrics.get('seconds', {}).get('total', 0):.0f} s of its {canary['budget_seconds']:.0f} s budget",
