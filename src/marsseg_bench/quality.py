@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.config import preset, to_dict
-from marsseg.data.synth import SYNTH_VERSION, make_synthetic, save_synthetic
+from marsseg.data.synth import STAND_INS, make_synthetic, save_synthetic
 from marsseg.pipeline.run import run
 from marsseg.prep.augment import augmentation_throughput
 from marsseg.stamps import git_commit
@@ -55,9 +55,11 @@ N_TRAIN, N_TEST = 2615, 2000
 DATA_SEED = 5
 
 
-def quality_data() -> dict:
-    """What the models are trained and scored on: runs count together only on the same data."""
-    return {"kind": "synthetic", "n_train": N_TRAIN, "n_test": N_TEST, "seed": DATA_SEED, "version": SYNTH_VERSION}
+def quality_data(stand_in: str = "procedural") -> dict:
+    """What the models are trained and scored on: runs count together only on the same data (the procedural
+    stand-in's records, older than the second stand-in, name no `stand_in`)."""
+    data = {"kind": "synthetic", "n_train": N_TRAIN, "n_test": N_TEST, "seed": DATA_SEED}
+    return {**data, "version": STAND_INS[stand_in]} | ({"stand_in": stand_in} if stand_in != "procedural" else {})
 
 
 def on_quality_data(records: list[dict]) -> list[dict]:
@@ -65,10 +67,10 @@ def on_quality_data(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("data") == quality_data()]
 
 
-def write_quality_data(folder: Path, n_train: int | None = None, n_test: int | None = None):
-    """The quality sections' synthetic set (data seed DATA_SEED; N_TRAIN and N_TEST images unless given) saved as
-    `folder/data.npz`: (it, that path)."""
-    synthetic = make_synthetic(n_train or N_TRAIN, n_test or N_TEST, seed=DATA_SEED)
+def write_quality_data(folder: Path, n_train: int | None = None, n_test: int | None = None, stand_in="procedural"):
+    """The quality sections' synthetic set (data seed DATA_SEED; N_TRAIN and N_TEST images unless given; the
+    `stand_in`) saved as `folder/data.npz`: (it, that path)."""
+    synthetic = make_synthetic(n_train or N_TRAIN, n_test or N_TEST, seed=DATA_SEED, stand_in=stand_in)
     data = Path(folder) / "data.npz"
     save_synthetic(synthetic, data)
     return synthetic, data

@@ -9,7 +9,7 @@ from pathlib import Path
 from marsseg.cli.options import add_set_option
 from marsseg.config import override, preset
 from marsseg.data.load import find_data, load_dataset
-from marsseg.data.synth import make_synthetic, save_synthetic
+from marsseg.data.synth import STAND_INS, make_synthetic, save_synthetic
 from marsseg.errors import UserError
 from marsseg.prep.analysis import class_stats, format_table, write_class_report
 from marsseg.prep.clean import run_clean
@@ -21,6 +21,12 @@ def add_synth(sub):
     p.add_argument("--train", type=int, default=2615, help="training images (default 2615, as the real set)")
     p.add_argument("--test", type=int, default=10022, help="test images (default 10022)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--stand-in",
+        choices=list(STAND_INS),
+        default="procedural",
+        help="procedural: textures from smooth random fields (the demo's); photo: textures cut from real photographs",
+    )
     p.add_argument("--truth", type=Path, help="also write test_labels and outlier_indices here")
     p.set_defaults(func=cmd_synth)
 
@@ -29,10 +35,11 @@ def cmd_synth(args) -> int:
 
     if args.train < 1 or args.test < 1:
         raise UserError("--train and --test must be at least 1")
-    synthetic = make_synthetic(args.train, args.test, args.seed)
+    synthetic = make_synthetic(args.train, args.test, args.seed, stand_in=args.stand_in)
     save_synthetic(synthetic, args.out, args.truth)
     print(
-        f"wrote {args.out}: {args.train} train, {args.test} test, {len(synthetic.outlier_indices)} planted outliers"
+        f"wrote {args.out} ({args.stand_in} stand-in, version {STAND_INS[args.stand_in]}): {args.train} train, "
+        f"{args.test} test, {len(synthetic.outlier_indices)} planted outliers"
         + (f"; truth in {args.truth}" if args.truth else "")
     )
     return 0

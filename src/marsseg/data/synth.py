@@ -27,6 +27,10 @@ from marsseg.files import atomic_save_npz
 OUTLIER_FRACTION = 110 / 2615
 # Bumped whenever the same arguments give different arrays: stored benchmark runs count together only on one version.
 SYNTH_VERSION = 2
+# The stand-ins and their versions. "procedural": textures made of smooth random fields (SYNTH_VERSION). "photo":
+# textures cut from real photographs that scikit-learn ships (`data.photo`), on the same class layout; a preset
+# choice is kept only where it helps on both (issue 27).
+STAND_INS = {"procedural": SYNTH_VERSION, "photo": 1}
 _SPRITE_SEED = 20241122
 _CHUNK = 512
 
@@ -46,12 +50,15 @@ def make_synthetic(
     seed: int = 0,
     outlier_fraction: float = OUTLIER_FRACTION,
     competition: Competition = MARS,
+    stand_in: str = "procedural",
 ) -> Synthetic:
-    """Deterministic per seed: the same arguments give the same arrays."""
+    """Deterministic per seed and stand-in (STAND_INS): the same arguments give the same arrays."""
+    if stand_in not in STAND_INS:
+        raise ValueError(f"unknown stand-in {stand_in!r}; choose from {', '.join(STAND_INS)}")
     h, w = competition.shape
     rng = np.random.default_rng(seed)
-    images, masks = _scenes_in_chunks(rng, n_train, h, w)
-    test_images, test_labels = _scenes_in_chunks(rng, n_test, h, w)
+    images, masks = _scenes_in_chunks(rng, n_train, h, w, stand_in)
+    test_images, test_labels = _scenes_in_chunks(rng, n_test, h, w, stand_in)
     n_outliers = int(round(outlier_fraction * n_train))
     outliers = np.sort(rng.choice(n_train, size=n_outliers, replace=False)) if n_outliers else np.zeros(0, np.int64)
     if n_outliers:
@@ -64,12 +71,12 @@ def make_synthetic(
     return Synthetic(images, masks, test_images, test_labels, outliers.astype(np.int64))
 
 
-def _scenes_in_chunks(rng, n, h, w):
+def _scenes_in_chunks(rng, n, h, w, stand_in="procedural"):
     images = np.empty((n, h, w), np.uint8)
     masks = np.empty((n, h, w), np.uint8)
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        images[start:stop], masks[start:stop] = _scenes(rng, stop - start, h, w)
+        images[start:stop], masks[start:stop] = _scenes(rng, stop - start, h, w, stand_in)
     return images, masks
 
 
@@ -93,18 +100,46 @@ def _smooth(rng, n, k, knots, h, w):
     return field
 
 
-def _scenes(rng, n, h, w):
+def _scenes(rng, n, h, w, stand_in: str = "procedural"):
+    """n images and masks of one stand-in: its textures and rocks on the shared layout, background and exposure."""
+    textures, rocks = _painters(stand_in)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    labels = _regions(rng, n, h, w)
+    image, speckle = textures(rng, labels, yy, xx)
+    rocks(rng, image, labels, yy, xx, speckle)
+    return _finish(rng, image, labels, yy)
 
-    # Terrain regions: argmax of three smooth fields, with irregular edges and per-image preferences.
+
+def _painters(stand_in: str):
+    """(textures, rocks) of a stand-in. textures(rng, labels, yy, xx) -> (float image, (n, h, w) speckle the rocks
+    may use); rocks(rng, image, labels, yy, xx, speckle) draws the big rocks in place."""
+    if stand_in == "procedural":
+        return _procedural_textures, _ellipse_rocks
+    if stand_in == "photo":
+        from marsseg.data.photo import photo_rocks, photo_textures
+
+        return photo_textures, photo_rocks
+    raise ValueError(f"unknown stand-in {stand_in!r}; choose from {', '.join(STAND_INS)}")
+
+
+def _regions(rng, n, h, w):
+    """Terrain regions: argmax of three smooth fields, with irregular edges and per-image preferences."""
     regions = _smooth(rng, n, 3, (3, 5), h, w) + 0.45 * _smooth(rng, n, 3, (7, 12), h, w)
     preference = (
         rng.normal(0, 0.7, (n, 3, 1, 1)).astype(np.float32) + np.array([0.25, 0.0, -0.1], np.float32)[:, None, None]
     )
-    labels = (np.argmax(regions + preference, axis=1) + 1).astype(np.uint8)  # 1 soil, 2 bedrock, 3 sand
+    return (np.argmax(regions + preference, axis=1) + 1).astype(np.uint8)  # 1 soil, 2 bedrock, 3 sand
 
-    # Textures, with brightness that differs by class but overlaps across images.
-    level = rng.normal(0, 14, (n, 3, 1, 1)).astype(np.float32) + np.array([108, 132, 120], np.float32)[:, None, None]
+
+def class_levels(rng, n):
+    """(n, 3, 1, 1) per-image brightness of soil, bedrock and sand: different by class, overlapping across images."""
+    return rng.normal(0, 14, (n, 3, 1, 1)).astype(np.float32) + np.array([108, 132, 120], np.float32)[:, None, None]
+
+
+def _procedural_textures(rng, labels, yy, xx):
+    """Version 2's textures, made of smooth random fields: speckled soil, layered and cracked bedrock, rippled sand."""
+    n, h, w = labels.shape
+    level = class_levels(rng, n)
     fine = _smooth(rng, n, 2, (24, 48), h, w)
     white = rng.standard_normal((n, h, w), dtype=np.float32)
     soil = level[:, 0] + 12 * fine[:, 0] + 7 * white
@@ -116,25 +151,48 @@ def _scenes(rng, n, h, w):
     warp = _smooth(rng, n, 1, (3, 6), h, w)[:, 0]
     ripples = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / wavelength + 1.8 * warp)
     sand = level[:, 2] + 10 * ripples + 3 * white
-    image = np.where(labels == 1, soil, np.where(labels == 2, bedrock, sand))
+    # The rocks' speckle is the same white noise (version 2's arrays depend on it).
+    return np.where(labels == 1, soil, np.where(labels == 2, bedrock, sand)), white
 
-    # Big rocks: shaded ellipses with a cast shadow, in about a third of the images, lit from one direction per
-    # image (towards the light: light_x, light_y), the direction uniform over the circle.
-    has_rocks = rng.random(n) < 0.3
-    azimuth = rng.uniform(0, 2 * np.pi, n)
+
+def rock_layout(rng, n, h, w):
+    """Which images have big rocks (about a third) and the direction of each image's light (uniform angle)."""
+    return rng.random(n) < 0.3, rng.uniform(0, 2 * np.pi, n)
+
+
+def rock_geometry(rng, h, w):
+    """One rock's centre (cy, cx) and radii (ry, rx)."""
+    cy, cx = rng.uniform(6, h - 6), rng.uniform(8, w - 8)
+    return cy, cx, rng.uniform(3, 8), rng.uniform(4, 12)
+
+
+def _ellipse_rocks(rng, image, labels, yy, xx, white):
+    """Big rocks: shaded ellipses with a cast shadow, in about a third of the images, lit from one direction per
+    image (towards the light: light_x, light_y), the direction uniform over the circle."""
+    n, h, w = labels.shape
+    has_rocks, azimuth = rock_layout(rng, n, h, w)
     for i in np.flatnonzero(has_rocks):
         light_x, light_y = np.cos(azimuth[i]), np.sin(azimuth[i])
         for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.uniform(6, h - 6), rng.uniform(8, w - 8)
-            ry, rx = rng.uniform(3, 8), rng.uniform(4, 12)
+            cy, cx, ry, rx = rock_geometry(rng, h, w)
             inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-            sy, sx = cy - 0.8 * light_y * ry, cx - 0.8 * light_x * rx  # the shadow falls away from the light
-            shadow = (((yy - sy) / ry) ** 2 + ((xx - sx) / rx) ** 2 <= 1.0) & ~inside
-            shade = (xx - cx) / rx * light_x + (yy - cy) / ry * light_y
+            shadow, shade = cast_shadow(inside, yy, xx, (cy, cx, ry, rx), (light_x, light_y))
             image[i] = np.where(shadow, image[i] - 40, image[i])
             image[i] = np.where(inside, rng.uniform(85, 150) + 28 * shade + 6 * white[i], image[i])
             labels[i][inside] = 4
 
+
+def cast_shadow(inside, yy, xx, rock, light):
+    """The shadow a rock casts away from the light (outside the rock), and its shading: +1 towards the light."""
+    (cy, cx, ry, rx), (light_x, light_y) = rock, light
+    sy, sx = cy - 0.8 * light_y * ry, cx - 0.8 * light_x * rx
+    shadow = (((yy - sy) / ry) ** 2 + ((xx - sx) / rx) ** 2 <= 1.0) & ~inside
+    return shadow, (xx - cx) / rx * light_x + (yy - cy) / ry * light_y
+
+
+def _finish(rng, image, labels, yy):
+    """Unlabelled background, then exposure, a vertical light gradient and sensor noise."""
+    n, h, w = labels.shape
     # Unlabelled background: smooth blobs covering a per-image share of about 22% on average.
     share = np.clip(rng.beta(1.1, 3.4, n), 0.0, 0.85).astype(np.float32)
     blob = _smooth(rng, n, 1, (3, 6), h, w)[:, 0]
@@ -142,7 +200,6 @@ def _scenes(rng, n, h, w):
     unlabelled = (blob > threshold) & (labels != 4)
     labels[unlabelled] = 0
 
-    # Exposure, a vertical light gradient and sensor noise.
     gain = rng.uniform(0.75, 1.25, (n, 1, 1)).astype(np.float32)
     offset = rng.normal(0, 12, (n, 1, 1)).astype(np.float32)
     gradient = rng.normal(0, 12, (n, 1, 1)).astype(np.float32) * (yy / h - 0.5)
