@@ -112,6 +112,9 @@ class TrainConfig:
     patience: int = 12
     mixed_precision: str = "auto"  # auto (on a GPU) | on | off
     run_eagerly: bool = False  # tiny runs (smoke) start faster without tracing the training graph
+    # An exponential moving average of the weights (Keras's optimizer EMA; 0: off, e.g. 0.99): validation, the
+    # best epoch and the saved model then use the averaged weights (issue 27's big-rock candidates; in no preset).
+    ema_momentum: float = 0.0
 
 
 @dataclass(frozen=True)

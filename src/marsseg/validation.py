@@ -99,6 +99,8 @@ def _check_stage(cfg: Config, stage: str) -> None:
         _fail(f"{key}.learning_rate", f"is {t.learning_rate}; use 0 < rate < 1", "0.001")
     if t.weight_decay < 0:
         _fail(f"{key}.weight_decay", f"is {t.weight_decay}; use a value >= 0", "0.0001")
+    if not 0.0 <= t.ema_momentum < 1.0:
+        _fail(f"{key}.ema_momentum", f"is {t.ema_momentum}; use 0 (off) or a value in (0, 1)", "0.99")
     if t.patience < 0 or t.warmup_epochs < 0:
         _fail(f"{key}.patience", f"and warmup_epochs must be >= 0 (got {t.patience}, {t.warmup_epochs})", "10")
 

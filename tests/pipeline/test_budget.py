@@ -6,17 +6,25 @@ from marsseg.pipeline import budget
 def test_test_time_arithmetic():
     assert budget.test_seconds(100, 2, False, 50.0) == pytest.approx(4.0)
     assert budget.test_seconds(100, 2, True, 50.0) == pytest.approx(8.0), "flip TTA is a second pass"
-    assert budget.safety_seconds(10.0) == 2.0 and budget.safety_seconds(1000.0) == pytest.approx(40.0)
+    assert budget.safety_seconds(10.0) == 2.0 and budget.safety_seconds(1000.0) == pytest.approx(20.0)
     # 20% over the estimate must fit in what is left after a quarter of the margin.
     assert budget.fits(10.0, 13.0, safety=4.0) and not budget.fits(10.0, 12.9, safety=4.0)
 
 
 def test_stage_2_reserve_and_need():
     assert budget.stage2_epoch_seconds(10.0, 100, 150) == pytest.approx(15.0)
-    assert budget.stage2_reserve(100, 10, False, 50.0, safety=5.0) == pytest.approx(2.0 * 1.3 + 0.4 + 5.0)
-    assert budget.stage2_reserve(100, 10, True, 50.0, safety=5.0) == pytest.approx(4.0 * 1.3 + 0.4 + 5.0)
+    assert budget.stage2_reserve(100, 10, False, 50.0, safety=5.0) == pytest.approx(
+        2.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
+    assert budget.stage2_reserve(100, 10, True, 50.0, safety=5.0) == pytest.approx(
+        4.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
     # With TTA, stage 2's test input needs stage 1's flipped pass first: 3 models x 100 images at 50/s.
-    assert budget.stage2_reserve(100, 10, True, 50.0, 5.0, stage1_models=3) == pytest.approx(10.0 * 1.3 + 0.4 + 5.0)
-    assert budget.stage2_reserve(100, 10, False, 50.0, 5.0, stage1_models=3) == pytest.approx(2.0 * 1.3 + 0.4 + 5.0)
+    assert budget.stage2_reserve(100, 10, True, 50.0, 5.0, stage1_models=3) == pytest.approx(
+        10.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
+    assert budget.stage2_reserve(100, 10, False, 50.0, 5.0, stage1_models=3) == pytest.approx(
+        2.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
     assert budget.stage2_needed(20.0, residual=True) == pytest.approx(20.0 * budget.RESIDUAL_MIN_EPOCH)
     assert budget.stage2_needed(20.0, residual=False) == 20.0

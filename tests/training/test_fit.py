@@ -119,17 +119,22 @@ def test_a_measured_validation_speed_moves_the_deadline_but_not_the_tracing_pass
 
     clock = FakeClock()
     asked = []
-    guard = StageGuard(
-        "val_main_miou", 5, 50.0, clock, replan=lambda rate: asked.append(rate) or 100.0 + rate, validation_rows=96
-    )
+
+    def replan(rate, train_seconds, steady):  # as stage 2's: a tracing pass keeps the deadline (None)
+        asked.append((rate, train_seconds, steady))
+        return 100.0 + rate if steady else None
+
+    guard = StageGuard("val_main_miou", 5, 50.0, clock, replan=replan, validation_rows=96)
     guard.set_model(FakeModel())
     if baseline:
         guard.set_baseline(0.5, [np.full(1, 0.0)])
-    for seconds in (8.0, 2.0):  # the tracing pass, then a steady one
+    for seconds in (8.0, 2.0):  # the tracing pass, then a steady one, each after 30 s of an epoch's training
+        guard.on_epoch_begin(0)
+        clock.now += 30.0
         guard.on_test_begin()
         clock.now += seconds
         guard.on_test_end()
-    assert asked == ([12.0, 48.0] if baseline else [48.0])
+    assert asked == [(12.0, 30.0, baseline), (48.0, 30.0, True)]
     assert guard.deadline == 148.0 and guard.train_until() == 148.0 - 2.0
 
 

@@ -28,18 +28,11 @@ import numpy as np
 from marsseg.config import Config, save_config
 from marsseg.files import atomic_write_json
 from marsseg.pipeline import outputs, prepare, report, testset
-from marsseg.pipeline.budget import (
-    Budget,
-    fits,
-    safety_seconds,
-    stage2_epoch_seconds,
-    stage2_needed,
-    stage2_reserve,
-    test_seconds,
-)
+from marsseg.pipeline.budget import Budget, fits, safety_seconds, stage2_reserve, test_seconds
 from marsseg.pipeline.calibration import InputGap, fit_temperature
 from marsseg.pipeline.canary import canary_metrics, preflight, result_timing, stage1_timings
 from marsseg.pipeline.figures import plot_curves, plot_samples
+from marsseg.pipeline.plan import Stage1Plan
 from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
 from marsseg.stamps import git_commit
 
@@ -130,20 +123,22 @@ class _Run:
 
         cfg = self.cfg
         reset_peak_gpu_memory()
-        share = cfg.stage1_share if cfg.two_stage else 0.8
-        stage_end = self.budget.clock() + share * max(0.0, self.budget.remaining() - self.safety)
+        n_test, n_val = len(self.test_images), len(self.hold.images)
+        self.plan = Stage1Plan.for_run(cfg, self.budget, self.safety, self.fold_of, n_test, n_val)
         self.s1 = stage1_folds(
             self.dev_images,
             self.dev_masks,
             self.fold_of,
             cfg,
-            stage_end=stage_end,
+            stage_end=self.plan.initial_end(),
+            replan_end=self.plan.replan_end,
             budget=self.budget,
             class_weights=self.class_weights["stage1"],
             verbose=self.verbose,
             log=self.log,
         )
         check_out_of_fold(self.s1)
+        self.metrics["plan"] = self.plan.summary()
         for message in self.s1.notes:
             self.metrics["notes"].append(message)
         rows = np.flatnonzero(self.s1.covered)
@@ -301,19 +296,11 @@ class _Run:
         rows = np.flatnonzero(self.s1.covered)
         if len(rows) < 4:
             return "skipped: too few out-of-fold predictions"
-        fold_train = max(len(f.train_index) for f in self.s1.folds)
-        first_epoch = max(f.result.extra.get("epoch_seconds", [f.result.seconds])[0] for f in self.s1.folds)
-        epoch_estimate = stage2_epoch_seconds(first_epoch, fold_train, len(rows))
         tta_possible = cfg.post.tta != "off"
         n_test, n_val, models = len(self.test_images), len(self.hold.images), len(self.s1.models)
-        reserve = stage2_reserve(n_test, n_val, tta_possible, self.infer_rate1, self.safety, models)
-        available = self.budget.remaining() - reserve
-        needed = stage2_needed(epoch_estimate, cfg.stage2.model.residual)
-        if available < needed:
-            return (
-                f"skipped: {available:.0f}s left after reserving {reserve:.0f}s for prediction, "
-                f"stage 2 needs about {needed:.0f}s (one epoch: {epoch_estimate:.0f}s)"
-            )
+        available, skip = self.plan.stage2_time(self.s1, len(rows), self.infer_rate1)
+        if skip:
+            return skip
         result = self.s2 = stage2_fit(
             self.dev_images,
             self.dev_masks,

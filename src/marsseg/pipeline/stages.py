@@ -13,6 +13,7 @@ channel, with no second stage-1 pass.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 
@@ -68,6 +69,7 @@ def stage1_folds(
     clock=time.monotonic,
     num_classes: int = 5,
     models=None,
+    replan_end=None,
 ) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f), or for the first
     `data.fold_models` folds only, and predict its validation rows (with flip TTA unless post.tta is off). Fold f
@@ -75,7 +77,9 @@ def stage1_folds(
     one epoch in the time left is not started (its rows stay uncovered). Fold f trains variant f mod n of
     `stage1.model_cycle` (`config.model_variants`; `stage1.model` without a cycle). Folds of one setting share one
     compiled network (`models`, a `training.reuse.ModelCache`; a new one by default), re-initialised at each
-    fold's seed: each fold model is a FoldModel holding its own weights."""
+    fold's seed: each fold model is a FoldModel holding its own weights. `replan_end(images/s, epoch training s,
+    steady)`: a new `stage_end` from the speeds each validation pass measures (`plan.Stage1Plan.replan`); the
+    folds' deadlines follow it."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
     from marsseg.training.reuse import ModelCache
@@ -94,9 +98,18 @@ def stage1_folds(
     notes: list[str] = []
     started = clock()
     minimum = 0.0  # seconds the last fold needed for one epoch and its predictions
+    end = [stage_end]  # re-planned as speeds are measured
+
+    def fold_end(f: int) -> float:
+        return started + (f + 1) * (end[0] - started) / trained
+
+    def replan(f: int, rate: float, train_seconds, steady: bool) -> float:
+        end[0] = replan_end(rate, train_seconds, steady)
+        return fold_end(f)
+
     for f in range(trained):
-        now = clock()
-        fold_deadline = started + (f + 1) * (stage_end - started) / trained
+        now, stage_end = clock(), end[0]
+        fold_deadline = fold_end(f)
         if runs and now + minimum > stage_end:
             notes.append(f"stage 1: {f} of {trained} fold models trained; the budget leaves no time for fold {f + 1}")
             log(f"[marsseg] {notes[-1]}")
@@ -125,6 +138,7 @@ def stage1_folds(
             log=log,
             passes_after=2 if tta else 1,  # the out-of-fold prediction below
             models=models,
+            **({} if replan_end is None else {"replan": functools.partial(replan, f)}),
         )
         predicted_at = clock()
         x = network_input(images[val_index])
@@ -196,7 +210,9 @@ def stage2_fit(
         class_weights=class_weights,
         verbose=verbose,
         log=log,
-        replan=None if reserve is None else lambda rate: budget.deadline(reserve(rate)),
+        replan=None
+        if reserve is None
+        else lambda rate, _train, steady: budget.deadline(reserve(rate)) if steady else None,
     )
     if result.extra.get("baseline_val_miou") is not None:
         kept = f"epoch {result.best_epoch}" if result.best_epoch else "the untrained head (stage 1 unchanged)"

@@ -15,6 +15,8 @@ import time
 import keras
 import numpy as np
 
+from marsseg.training.metrics import switchable_metrics
+
 
 class NextEpoch(keras.callbacks.Callback):
     """Advances a batch source to its next epoch (new order, new augmentation seeds) when `fit` does not."""
@@ -27,8 +29,38 @@ class NextEpoch(keras.callbacks.Callback):
         self.source.on_epoch_end()
 
 
+class ValidationMetrics(keras.callbacks.Callback):
+    """Compiled metrics with a `counting` switch (`metrics.MeanIoU`) count validation batches only.
+
+    Keras traces a step at its first call: the train step is traced with counting off, the test step (inside
+    `on_test_begin`/`on_test_end`) with it on, and it is back on after `fit`. The training logs' metric then stays
+    at its reset value; validation's is unchanged. On the cpu preset's stage 1 the per-step update cost about 1%
+    of a step on one core (marsseg_bench.throughput "metric"), more where its serial argmax waits for a core."""
+
+    def _switch(self, on: bool):
+        for metric in switchable_metrics(self.model):
+            metric.counting = on
+
+    def on_train_begin(self, logs=None):
+        self._switch(False)
+
+    def on_test_begin(self, logs=None):
+        self._switch(True)
+
+    def on_test_end(self, logs=None):
+        self._switch(False)
+
+    def on_train_end(self, logs=None):
+        self._switch(True)
+
+
 # A remainder shorter than this share of an epoch is not started: its validation pass would cost about as much.
 MIN_PARTIAL_EPOCH = 0.3
+# The training batches that time a network's step before its first validation pass (the first ones trace it),
+# and how many times faster than training a prediction pass is taken to be then: a cautious guess (the bench's
+# models table measures about 5x: 1073 against 215 images/s) that the first validation pass replaces.
+PROBE_BATCHES = (2, 8)
+PREDICT_PER_TRAIN = 3.0
 
 
 class BatchDeadline(keras.callbacks.Callback):
@@ -46,6 +78,7 @@ class BatchDeadline(keras.callbacks.Callback):
         self.guard = guard
 
     def on_train_batch_end(self, batch, logs=None):
+        self.guard.probe(batch)
         until = self.guard.train_until()
         if until is not None and self.guard.clock() > until:
             self.guard.cut_epoch = True
@@ -75,12 +108,15 @@ class StageGuard(keras.callbacks.Callback):
         super().__init__()
         self.monitor, self.patience, self.deadline, self.clock = monitor, max(1, patience), deadline, clock
         self.on_plan, self.passes_after = on_plan, passes_after
-        # replan(images per second of this network's validation pass) -> a new deadline: what the caller must do
-        # after training (stage 2's test prediction) is known better once this network's own speed is measured.
+        # replan(images per second of this network's validation pass, seconds of this epoch's training part,
+        # steady) -> a new deadline, or None to keep it: what the caller must do after training (stage 2's test
+        # prediction; stage 1's passes and stage 2) is known better once this network's own speeds are measured.
+        # `steady` is False for a pass that also traced the test function (slower than the ones after it).
         self.replan, self.validation_rows, self._passes, self.baseline_traced = replan, validation_rows, 0, False
         self.best, self.best_epoch, self.best_weights = -math.inf, 0, None
         self.wait, self.stop_reason, self.epoch_seconds = 0, "epochs", []
         self.validation_seconds, self.cut_epoch = 0.0, False
+        self.steps, self.batch_size = 0, 0  # of a training epoch, for `probe` (set by the fit that uses it)
 
     def set_baseline(self, value: float, weights) -> None:
         """Count the untrained weights as epoch 0 with score `value`: an epoch must beat it to be kept."""
@@ -91,6 +127,23 @@ class StageGuard(keras.callbacks.Callback):
     def full_epochs(self) -> list[float]:
         """Seconds of the epochs that ran whole: all but a cut one, which is always the last."""
         return self.epoch_seconds[:-1] if self.cut_epoch else self.epoch_seconds
+
+    def probe(self, batch: int) -> None:
+        """Before any validation pass of the first epoch: time batches PROBE_BATCHES and replan from them (steady
+        None: a guessed rate, `PREDICT_PER_TRAIN` times the training one), so the plan is not blind for a whole
+        epoch, the longest part of a short run on a slow machine."""
+        if self.replan is None or self.deadline is None or self._passes or self.baseline_traced or not self.steps:
+            return
+        first, last = PROBE_BATCHES
+        if batch == first:
+            self._probe_started = self.clock()
+        elif batch == last and getattr(self, "_probe_started", None) is not None:
+            per_batch = max((self.clock() - self._probe_started) / (last - first), 1e-9)
+            rate = PREDICT_PER_TRAIN * self.batch_size / per_batch
+            # Until a validation pass is timed, its own time (and the caller's passes after fit) at that guess.
+            self.validation_seconds = self.validation_seconds or self.validation_rows / rate
+            planned = self.replan(rate, per_batch * self.steps, None)
+            self.deadline = self.deadline if planned is None else planned
 
     def train_until(self) -> float | None:
         """When training steps must stop so that the validation pass, and the `passes_after` passes of the same
@@ -108,8 +161,11 @@ class StageGuard(keras.callbacks.Callback):
         self._passes += 1
         # The first pass traces the test function, unless a baseline evaluation already did (set_baseline).
         steady = self._passes > 1 or self.baseline_traced
-        if self.replan is not None and self.deadline is not None and steady and self.validation_seconds > 0:
-            self.deadline = self.replan(self.validation_rows / self.validation_seconds)
+        if self.replan is not None and self.deadline is not None and self.validation_seconds > 0:
+            started = getattr(self, "_epoch_started", None)  # None: the baseline evaluation before any epoch
+            train = None if started is None or self.cut_epoch else self._validation_started - started
+            planned = self.replan(self.validation_rows / self.validation_seconds, train, steady)
+            self.deadline = self.deadline if planned is None else planned
 
     def on_epoch_end(self, epoch, logs=None):
         now = self.clock()

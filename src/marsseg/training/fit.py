@@ -26,11 +26,11 @@ from marsseg.errors import ConfigError
 from marsseg.models import aux_loss_weights, build_unet, main_head
 from marsseg.prep.augment import sequence_from_config
 from marsseg.training import distribute
-from marsseg.training.callbacks import BatchDeadline, StageGuard
+from marsseg.training.callbacks import BatchDeadline, StageGuard, ValidationMetrics
 from marsseg.training.distribute import accelerator_devices, distribution_scope
 from marsseg.training.feed import per_head, training_data
 from marsseg.training.losses import build_loss
-from marsseg.training.metrics import MeanIoU
+from marsseg.training.metrics import MeanIoU, validation_only
 from marsseg.training.reuse import FoldModel, FullBatches, keras_model, pad_rows, padded_length, setting_key
 
 
@@ -86,11 +86,19 @@ def runtime_line(mixed_precision: str) -> str:
 
 
 def make_optimizer(train_cfg: TrainConfig):
+    ema = {"use_ema": True, "ema_momentum": train_cfg.ema_momentum} if train_cfg.ema_momentum > 0 else {}
     if train_cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+        return keras.optimizers.AdamW(
+            learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay, **ema
+        )
     if train_cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate)
+        return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, **ema)
     raise ConfigError(f"train optimizer {train_cfg.optimizer!r} is not adam or adamw")
+
+
+def ema_swap(train_cfg: TrainConfig) -> list:
+    """Keras's swap of the averaged weights into the model for validation and epoch ends, where EMA is on."""
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_cfg.ema_momentum > 0 else []
 
 
 def warmup_cosine(epoch: int, base_lr: float, warmup: int, total: int, floor: float = 0.01) -> float:
@@ -138,7 +146,7 @@ def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None
             optimizer=make_optimizer(stage_cfg.train),
             loss={n: loss for n in names},
             loss_weights=dict(zip(names, weights)),
-            metrics={names[0]: [MeanIoU(num_classes=num_classes, name="miou")]},
+            metrics={names[0]: validation_only(model, [MeanIoU(num_classes=num_classes, name="miou")])},
             jit_compile=jit_setting(),
             run_eagerly=stage_cfg.train.run_eagerly,
         )
@@ -146,7 +154,7 @@ def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None
     model.compile(
         optimizer=make_optimizer(stage_cfg.train),
         loss=loss,
-        metrics=[MeanIoU(num_classes=num_classes, name="miou")],
+        metrics=validation_only(model, [MeanIoU(num_classes=num_classes, name="miou")]),
         jit_compile=jit_setting(),
         run_eagerly=stage_cfg.train.run_eagerly,
     )
@@ -183,7 +191,8 @@ def fit_stage(
     `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
     whose time is kept back too. `models`: a `reuse.ModelCache`; a network compiled earlier with the same
     settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a FoldModel.
-    `replan(images/s)`: a new deadline from this network's measured validation speed (`callbacks.StageGuard`).
+    `replan(images/s, epoch training s, steady)`: a new deadline from this network's measured speeds, or None
+    (`callbacks.StageGuard`).
     """
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
@@ -214,6 +223,7 @@ def fit_stage(
             guard = StageGuard(
                 monitor, train_cfg.patience, deadline, clock, on_plan, passes_after, replan, validation_rows=len(val_x)
             )
+            guard.steps, guard.batch_size = len(source), train_cfg.batch_size
             baseline = None
             if stage_cfg.model.residual:
                 # A residual stage 2 starts as a copy of stage 1: that score is the bar, and if no epoch clears
@@ -238,7 +248,9 @@ def fit_stage(
             records = model.fit(
                 data,
                 epochs=max(1, train_cfg.epochs),
-                callbacks=[lr_callback, guard, *deadline_check, *feeding],
+                # With EMA, the averaged weights are in the model from each epoch's validation to the next epoch:
+                # the guard scores and keeps them (it restores its best at the end, after Keras's own finalize).
+                callbacks=[*ema_swap(train_cfg), lr_callback, guard, *deadline_check, *feeding, ValidationMetrics()],
                 **common,
             ).history
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 
 import keras
 from keras import ops
@@ -22,6 +23,7 @@ class MeanIoU(keras.metrics.Metric):
 
     Under data parallelism the counts are every replica's together (`distribute.add_over_replicas`): Keras 3.5.0's
     TensorFlow variables do not sum over replicas themselves, and a read gave replica 0's share only.
+    With `counting` False (see `callbacks.ValidationMetrics`) updates are skipped and the counts stay as they are.
     """
 
     def __init__(self, num_classes: int = 5, ignored_class: int | None = 0, name: str = "miou", **kwargs):
@@ -34,8 +36,13 @@ class MeanIoU(keras.metrics.Metric):
         self.confusion = self.add_variable(
             shape=(num_classes, num_classes), initializer="zeros", name="confusion", dtype="float32", **summed
         )
+        # Read when a step is traced: `callbacks.ValidationMetrics` clears it while `fit` traces its train step,
+        # so the counts (an argmax and a one-hot product over every pixel) are made on validation batches only.
+        self.counting = True
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if not self.counting:
+            return
         if len(y_pred.shape) == 4:
             if self.ignored_class is not None:  # probabilities are >= 0: -1 keeps the ignored class out of the argmax
                 y_pred = y_pred - 1.0 * ops.one_hot(self.ignored_class, self.num_classes, dtype=y_pred.dtype)
@@ -56,3 +63,24 @@ class MeanIoU(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "ignored_class": self.ignored_class}
+
+
+_VALIDATION_ONLY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def validation_only(model: keras.Model, metrics: list) -> list:
+    """`metrics`, noted as `model`'s for `callbacks.ValidationMetrics` (Keras builds its compiled metrics only when
+    the first step is traced, too late for the callback to find them in `model.metrics`)."""
+    _VALIDATION_ONLY[model] = list(metrics)
+    return metrics
+
+
+def switchable_metrics(model: keras.Model) -> list:
+    """The metrics `validation_only` noted for `model`, and any others with a `counting` switch it has built."""
+    found, stack = list(_VALIDATION_ONLY.get(model, [])), list(getattr(model, "metrics", []))
+    while stack:  # Keras's CompileMetrics holds the compiled ones
+        metric = stack.pop()
+        stack.extend(getattr(metric, "metrics", []) or [])
+        if hasattr(metric, "counting") and all(metric is not m for m in found):
+            found.append(metric)
+    return found
