@@ -133,6 +133,7 @@ def reference_run(
         "val_images": len(val),
         "class_weights": None if weights is None else [float(w) for w in weights],
         "train_samples_per_s": result.train_samples_per_s,
+        "epoch_seconds": [float(s) for s in getattr(result, "extra", {}).get("epoch_seconds", [])],
         "infer_samples_per_s": infer_rate,
         "budget": float(budget_seconds),
         "seconds": time.monotonic() - started,

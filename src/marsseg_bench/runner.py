@@ -3,8 +3,8 @@
 Each section measures in one run and reports medians and ratios, never a single timing: the machine is shared
 and noisy. Each block is stamped with when, at which commit, in how long and on which machine it was measured,
 and the command that re-measures it; blocks of sections not run (`--only NAME`) stay as they were. The sections
-live in `sections_io`, `sections_models`, `sections_tracking`, `quality`, `stage2_screen`, `recipe`,
-`ensemble_bench` and `gpu`.
+live in `sections_io`, `sections_models`, `sections_tracking`, `quality`, `paired`, `stage2_screen`,
+`recipe`, `ensemble_bench` and `gpu`.
 
 Sections that take a `seed` (the quality sections) run `repeat` times, at seeds `seed`, `seed + 1`, ...; each run
 is stored as it finishes and the block is written from every stored run, so an interrupted series resumes with
@@ -25,7 +25,7 @@ from marsseg.config import Config
 from marsseg.errors import UserError
 from marsseg.files import atomic_write_text
 from marsseg.stamps import git_commit
-from marsseg_bench import ensemble_bench, gpu, quality, recipe, stage2_screen
+from marsseg_bench import ensemble_bench, gpu, paired, quality, recipe, stage2_screen
 from marsseg_bench.sections_io import section_augment, section_kaggle, section_submission
 from marsseg_bench.sections_models import section_compile, section_models
 from marsseg_bench.sections_tracking import section_tracking
@@ -42,6 +42,7 @@ SECTIONS = {
     "tracking": section_tracking,
     "quality": quality.section_quality,
     "quality_long": quality.section_quality_long,
+    "paired": paired.section_paired,
     "stage2": stage2_screen.section_stage2,
     "recipe": recipe.section_recipe,
     "ensemble": ensemble_bench.section_ensemble,
@@ -53,6 +54,7 @@ SECTIONS = {
 SECTION_CHOICES = {
     "recipe": (recipe.ITEMS_ENV, recipe.chosen_items),
     "ensemble": (ensemble_bench.NETWORK_ENV, ensemble_bench.chosen_network),
+    "paired": (paired.PAIRS_ENV, paired.chosen_pairs),
 }
 
 

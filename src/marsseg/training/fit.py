@@ -88,9 +88,7 @@ def runtime_line(mixed_precision: str) -> str:
 def make_optimizer(train_cfg: TrainConfig):
     ema = {"use_ema": True, "ema_momentum": train_cfg.ema_momentum} if train_cfg.ema_momentum > 0 else {}
     if train_cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(
-            learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay, **ema
-        )
+        return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay, **ema)
     if train_cfg.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, **ema)
     raise ConfigError(f"train optimizer {train_cfg.optimizer!r} is not adam or adamw")

@@ -1,0 +1,177 @@
+"""The `paired` block of BENCHMARKS.md, written from every stored pair (`paired`), never from one run alone.
+
+Per stand-in and pair: each side's median (min – max) over seeds, the paired differences (side a − side b at the
+same seed) with how many seeds a was ahead, and a row per seed; then the target lines, misses stated plainly.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from marsseg_bench.quality_report import CLASS_NAMES, cell, fmt, signed
+from marsseg_bench.quality_store import METRICS, spread, value
+
+LEAD_TARGET, LEAD_SEEDS = 0.03, 5  # kit − best-practice, Keras rule, median over at least this many seeds
+SPREAD_TARGET = 0.01  # max |a − b| of an identical pair, Keras rule
+BIG_ROCK = "iou.4"
+LABELS = {"miou_keras": "mIoU (Keras rule)", "miou_scored": "mIoU (classes 1-4)"} | {
+    f"iou.{c}": f"{name} IoU" for c, name in CLASS_NAMES.items()
+}
+RUN_ROWS = {"seconds": ("seconds to test labels", 0), "train_samples_per_s": ("training samples/s", 1)}
+RUN_ROWS["train_samples"] = ("training samples seen (≈ rate × epoch seconds)", 0)
+
+
+def run_value(record: dict, side: str, key: str) -> float | None:
+    found = record.get("runs", {}).get(side, {}).get(key)
+    return None if found is None else float(found)
+
+
+def differences(records: list[dict], metric: str) -> list[float]:
+    """Side a − side b per record (the same seed), where both have the score."""
+    pairs = [(value(r, "a", metric), value(r, "b", metric)) for r in records]
+    return [a - b for a, b in pairs if a is not None and b is not None]
+
+
+def groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Records by (stand-in, pair), each list by seed."""
+    found: dict[tuple[str, str], list[dict]] = {}
+    for record in sorted(records, key=lambda r: (r["stand_in"], r["pair"], int(r["seed"]))):
+        found.setdefault((record["stand_in"], record["pair"]), []).append(record)
+    return found
+
+
+def lead_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
+    """kit − best-practice ≥ +0.03 (Keras rule, median) over ≥ 5 seeds on each stand-in."""
+    parts, met = [], True
+    for stand_in in stand_ins:
+        diffs = differences(by_stand_in.get(stand_in, []), "miou_keras")
+        if not diffs:
+            parts.append(f"{stand_in}: not measured")
+            met = False
+            continue
+        median, n = statistics.median(diffs), len(diffs)
+        ok = median >= LEAD_TARGET and n >= LEAD_SEEDS
+        met &= ok
+        short = [] if median >= LEAD_TARGET else [f"short by {LEAD_TARGET - median:.4f}"]
+        short += [] if n >= LEAD_SEEDS else [f"only {n} of {LEAD_SEEDS} seeds"]
+        parts.append(
+            f"{stand_in}: median {signed(median)} over {n} seed(s)" + (f", {', '.join(short)}" if short else "")
+        )
+    verdict = "met" if met else "NOT met"
+    return (
+        f"- `{pair}`: kit − best-practice ≥ +{LEAD_TARGET:.2f} (Keras rule, median of paired seeds) over "
+        f"≥ {LEAD_SEEDS} seeds on each stand-in: **{verdict}** ({'; '.join(parts)})"
+    )
+
+
+def big_rock_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
+    """kit big rock ≥ best-practice big rock: the median paired difference ≥ 0 on each stand-in."""
+    parts, met = [], True
+    for stand_in in stand_ins:
+        diffs = differences(by_stand_in.get(stand_in, []), BIG_ROCK)
+        if not diffs:
+            parts.append(f"{stand_in}: not measured")
+            met = False
+            continue
+        median = statistics.median(diffs)
+        met &= median >= 0
+        ahead = sum(d > 0 for d in diffs)
+        parts.append(f"{stand_in}: median {signed(median, 3)}, kit ahead at {ahead} of {len(diffs)} seed(s)")
+    return (
+        f"- `{pair}`: kit big rock ≥ best-practice big rock (median paired difference ≥ 0 on each stand-in): "
+        f"**{'met' if met else 'NOT met'}** ({'; '.join(parts)})"
+    )
+
+
+def spread_line(identical: dict[tuple[str, str], list[dict]]) -> str:
+    """Spread of identical pairs: the largest |a − b| (Keras rule) over every identical pair and seed."""
+    if not identical:
+        return "- spread of identical pairs ≤ 0.01: not measured (add `kit|kit` to MARSSEG_BENCH_PAIRED_PAIRS)"
+    gaps = {key: [abs(d) for d in differences(rs, "miou_keras")] for key, rs in identical.items()}
+    worst = max(max(g) for g in gaps.values() if g)
+    parts = [
+        f"{stand_in} `{pair}`: max {fmt(max(g))}, median {fmt(statistics.median(g))} over {len(g)} seed(s)"
+        for (stand_in, pair), g in gaps.items()
+        if g
+    ]
+    verdict = "met" if worst <= SPREAD_TARGET else f"NOT met by {worst - SPREAD_TARGET:.4f}"
+    return (
+        f"- spread of identical pairs ≤ {SPREAD_TARGET} (max |a − b|, Keras rule): **{verdict}** ({'; '.join(parts)})"
+    )
+
+
+def budget_line(records: list[dict]) -> str:
+    """Every kit side that ended within 5% of its budget, and the ones that did not, with their seconds."""
+    runs = [(r, side) for r in records for side in "ab" if r["runs"][side].get("kind") == "kit"]
+    misses = [(r, side) for r, side in runs if not r["runs"][side].get("within_budget")]
+    listed = "; ".join(
+        f"seed {r['seed']} {r['stand_in']} `{r['pair']}` side {side}: {r['runs'][side]['seconds']:.1f} s"
+        for r, side in misses
+    )
+    return f"- every kit run ends within 5% of its budget: {len(runs) - len(misses)} of {len(runs)}" + (
+        f" (missed: {listed})" if misses else ""
+    )
+
+
+def group_table(a: str, b: str, records: list[dict]) -> list[str]:
+    """Medians (min – max) per side (specs `a`, `b`), paired differences and seeds ahead, then a row per seed."""
+    lines = [f"| | `{a}` (a) | `{b}` (b) | a − b: median (min – max) | a ahead |", "|---|---|---|---|---|"]
+    for metric in METRICS:
+        digits = 4 if metric.startswith("miou") else 3
+        side = [cell(spread(value(r, s, metric) for r in records), digits) for s in "ab"]
+        diffs = differences(records, metric)
+        ahead = f"{sum(d > 0 for d in diffs)} of {len(diffs)}" if diffs else "n/a"
+        lines.append(f"| {LABELS[metric]} | {side[0]} | {side[1]} | {cell(spread(diffs), digits, signed)} | {ahead} |")
+    for key, (label, digits) in RUN_ROWS.items():
+        side = [cell(spread(run_value(r, s, key) for r in records), digits) for s in "ab"]
+        lines.append(f"| {label} | {side[0]} | {side[1]} | | |")
+    lines += ["", "| seed | cores (a, b) | a (Keras rule) | b (Keras rule) | a − b | a seconds | b seconds |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in records:
+        cores = r["cores"]
+        where = f"{cores['a']}, {cores['b']}" + ("" if cores.get("parallel") else " (one after the other)")
+        ka, kb = value(r, "a", "miou_keras"), value(r, "b", "miou_keras")
+        gap = None if ka is None or kb is None else ka - kb
+        sa, sb = (f"{r['runs'][s]['seconds']:.0f}" for s in "ab")
+        lines.append(f"| {r['seed']} | {where} | {fmt(ka)} | {fmt(kb)} | {signed(gap)} | {sa} | {sb} |")
+    return lines
+
+
+def render_paired(records: list[dict], budget: float, preset_name: str, stand_ins, pairs) -> str:
+    """The block: protocol, target lines, then per stand-in and pair its table. `pairs` are (Side, Side)."""
+    found = groups(records)
+    commits = sorted({r.get("commit", "unknown") for r in records})
+    sizes = ", ".join(sorted({f"{r['data']['n_train']} train / {r['data']['n_test']} test images" for r in records}))
+    sizes = sizes or "no data yet"
+    lines = [
+        f"## Paired runs: two sides at once, one core each ({budget:.0f} s a side, `{preset_name}` preset)",
+        "",
+        "Each pair starts two processes together, each pinned to its own core with one thread pool (which side gets "
+        "the first core alternates with the seed), and gives both the same wall clock, counted from each side's own "
+        "start (after its imports) to test labels, so the machine's speed swings hit both alike. Differences are "
+        "side a − side b at the same seed on the quality sections' synthetic test set (data seed 5) under the Keras "
+        "rule, over classes 1-4 and per class; identical pairs (one side on both cores) measure the protocol's noise.",
+        "",
+        f"{len(records)} stored pair(s) on {sizes}; stand-ins {', '.join(stand_ins)}; "
+        f"commits {', '.join(commits) or 'none'}.",
+        "",
+        "### Targets",
+        "",
+    ]
+    names = {f"{a.spec}|{b.spec}": (a, b) for a, b in pairs}
+    for pair, (a, b) in names.items():
+        if (a.kind, b.kind) == ("kit", "best"):
+            by_stand_in = {s: found.get((s, pair), []) for s in stand_ins}
+            lines += [lead_line(pair, by_stand_in, stand_ins), big_rock_line(pair, by_stand_in, stand_ins)]
+    identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}
+    lines += [spread_line(identical), budget_line(records)]
+    for stand_in in stand_ins:
+        for pair, (a, b) in names.items():
+            chosen = found.get((stand_in, pair), [])
+            if not chosen:
+                continue
+            version = chosen[0]["data"].get("version")
+            seeds = ", ".join(str(r["seed"]) for r in chosen)
+            lines += ["", f"### {stand_in} stand-in (version {version}): `{pair}`, {len(chosen)} seed(s) ({seeds})", ""]
+            lines += group_table(a.spec, b.spec, chosen)
+    return "\n".join(lines)
