@@ -148,6 +148,16 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class SelfTrainConfig:
+    """Stage 2 also learns from stage 1's confident pixels on the test images (`pipeline.selftrain`). Off in every
+    preset: it is transductive, so check the competition's rules first."""
+
+    enabled: bool = False
+    threshold: float = 0.9  # stage 1's probability of its class (1-4) for a pixel to be pseudo-labelled
+    max_images: int = 2000  # the test images with the most confident pixels (0: all); each adds a stage-2 row
+
+
+@dataclass(frozen=True)
 class CanaryConfig:
     """A canary run (`make canary`): the full run's networks and code paths on the full data, cut to minutes, to
     learn whether the kernel runs on its machine and how fast, before hours of GPU quota go into it."""
@@ -177,6 +187,7 @@ class Config:
     post: PostConfig = field(default_factory=PostConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     canary: CanaryConfig = field(default_factory=CanaryConfig)
+    self_training: SelfTrainConfig = field(default_factory=SelfTrainConfig)
 
 
 def preset(name: str) -> Config:

@@ -175,6 +175,10 @@ def validate_config(cfg: Config) -> Config:
         )
     if cfg.budget_seconds <= 0:
         _fail("budget_seconds", f"is {cfg.budget_seconds}; give the run a positive number of seconds", "3600")
+    if not 0.0 < cfg.self_training.threshold <= 1.0:
+        _fail("self_training.threshold", f"is {cfg.self_training.threshold}; use a probability in (0, 1]", "0.9")
+    if cfg.self_training.max_images < 0:
+        _fail("self_training.max_images", f"is {cfg.self_training.max_images}; use 0 (all) or more", "2000")
     if cfg.canary.budget_seconds <= 0:
         _fail("canary.budget_seconds", f"is {cfg.canary.budget_seconds}; give the canary a positive budget", "600")
     if cfg.canary.epochs < 2:

@@ -33,6 +33,7 @@ from marsseg.pipeline.calibration import InputGap, fit_temperature
 from marsseg.pipeline.canary import canary_metrics, preflight, result_timing, stage1_timings
 from marsseg.pipeline.figures import plot_curves, plot_samples
 from marsseg.pipeline.plan import Stage1Plan
+from marsseg.pipeline.selftrain import pseudo_rows
 from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
 from marsseg.stamps import git_commit
 
@@ -287,6 +288,17 @@ class _Run:
         if status != "ok":
             self.note(f"stage 2 {status}; the stage-1 submission stands")
 
+    def pseudo_rows(self):
+        """Stage 1's confident test pixels for stage 2 (`selftrain`); its test input is the TTA'd one where TTA is on,
+        whose flipped pass stage 2's test prediction needs anyway."""
+        if self.tta_on:
+            self.stage1_flip(" for self-training")
+        *rows, self.metrics["self_training"] = pseudo_rows(
+            self.test_images, self.test_tta1 if self.tta_on else self.test_probs1, self.cfg
+        )
+        self.note(f"self-training: {self.metrics['self_training']['images']} pseudo-labelled test images join stage 2")
+        return rows
+
     def stage2(self) -> str:
         from marsseg.training.feed import network_input
         from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
@@ -316,6 +328,7 @@ class _Run:
             reserve=lambda rate2: stage2_reserve(
                 n_test, n_val, tta_possible, self.infer_rate1, self.safety, models, stage2_rate=rate2
             ),
+            pseudo=self.pseudo_rows() if cfg.self_training.enabled else None,
         )
         plot_curves({"stage 2": result.history}, self.out_dir / "curves_stage2.png", "stage 2")
         self.budget.phase("stage2 validation")

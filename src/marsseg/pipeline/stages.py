@@ -178,12 +178,14 @@ def stage2_fit(
     log=print,
     temperature: float = 1.0,
     reserve=None,
+    pseudo=None,
 ):
     """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities, tempered
     by `temperature`), for at most `seconds` from now; early stopping on a split of those rows that keeps each group
     (an image and its copies) on one side. `reserve(images/s)`: the seconds to leave at the budget's end once
     stage 2's own inference speed is measured; training may then run later (or stop sooner) than `seconds`.
-    Returns the `fit.StageResult`."""
+    `pseudo`: (images, labels, stage-1 probabilities) of pseudo-labelled test images (`selftrain`), added to the
+    training rows only. Returns the `fit.StageResult`."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
@@ -192,17 +194,29 @@ def stage2_fit(
     deadline = budget.clock() + seconds
     train_rows, stop_rows = holdout_split(masks[rows], cfg.data.val_fraction, cfg.seed + 100, groups=groups[rows])
     train_rows, stop_rows = rows[train_rows], rows[stop_rows]
+    train_images, train_masks, train_extras = (
+        images[train_rows],
+        masks[train_rows],
+        temper(s1.oof[train_rows], temperature),
+    )
+    added = ""
+    if pseudo is not None and len(pseudo[0]):
+        train_images = np.concatenate([train_images, pseudo[0]])
+        train_masks = np.concatenate([train_masks, pseudo[1]])
+        train_extras = np.concatenate([train_extras, temper(pseudo[2], temperature)])
+        added = f" + {len(pseudo[0])} pseudo-labelled test images"
     budget.phase(
         "stage2",
-        note=f"{len(train_rows)} train / {len(stop_rows)} early-stopping images (out-of-fold inputs), {seconds:.0f}s",
+        note=f"{len(train_rows)} train{added} / {len(stop_rows)} early-stopping images (out-of-fold inputs), "
+        f"{seconds:.0f}s",
     )
     result = fit(
         cfg.stage2,
-        images[train_rows],
-        masks[train_rows],
+        train_images,
+        train_masks,
         network_input(images[stop_rows], temper(s1.oof[stop_rows], temperature)),
         masks[stop_rows],
-        train_extras=temper(s1.oof[train_rows], temperature),
+        train_extras=train_extras,
         augment_cfg=cfg.augment,
         seed=cfg.seed + 1000,
         deadline=deadline,
