@@ -45,11 +45,18 @@ def run_key(record: dict) -> tuple:
     )
 
 
+# Opt-in configuration sections added after stored series began; `enabled` false changes nothing in a run.
+OFF_BY_DEFAULT = ("self_training",)
+
+
 def config_fingerprint(settings: dict) -> str:
-    """A short hash of the kit's settings (seed and budget left out: those vary within a series)."""
+    """A short hash of the kit's settings (seed and budget left out: those vary within a series). An opt-in
+    section that is off (OFF_BY_DEFAULT) is left out too: adding one to the configuration changes no run, so it
+    must not start every series anew."""
     import hashlib
 
     kept = {k: v for k, v in settings.items() if k not in ("seed", "budget_seconds")}
+    kept = {k: v for k, v in kept.items() if not (k in OFF_BY_DEFAULT and not (v or {}).get("enabled"))}
     return hashlib.sha256(_canonical(kept).encode()).hexdigest()[:12]
 
 

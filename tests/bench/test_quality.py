@@ -309,3 +309,14 @@ def test_runs_on_another_stand_in_version_do_not_count_with_todays():
     older = {k: v for k, v in today.items() if k != "version"}  # records from before the version key: version 1
     records = [{"seed": 1, "data": older}, {"seed": 2, "data": today}, {"seed": 3, "data": {**today, "version": 1}}]
     assert [r["seed"] for r in on_quality_data(records)] == [2]
+
+
+def test_an_opt_in_section_that_is_off_does_not_start_a_new_series():
+    from marsseg.config import override, preset, to_dict
+    from marsseg_bench.quality_store import config_fingerprint
+
+    settings = to_dict(preset("cpu"))
+    before = {k: v for k, v in settings.items() if k != "self_training"}  # a record from before the section existed
+    assert config_fingerprint(settings) == config_fingerprint(before)
+    on = to_dict(override(preset("cpu"), ["self_training.enabled=true"]))
+    assert config_fingerprint(on) != config_fingerprint(settings)
