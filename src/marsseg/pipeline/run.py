@@ -308,9 +308,9 @@ class _Run:
         rows = np.flatnonzero(self.s1.covered)
         if len(rows) < 4:
             return "skipped: too few out-of-fold predictions"
-        tta_possible = cfg.post.tta != "off"
         n_test, n_val, models = len(self.test_images), len(self.hold.images), len(self.s1.models)
         available, skip = self.plan.stage2_time(self.s1, len(rows), self.infer_rate1)
+        choice_seconds = self.budget.phase_seconds.get("stage1 post-processing choice", 0.0)  # stage 2's will match
         if skip:
             return skip
         result = self.s2 = stage2_fit(
@@ -326,7 +326,7 @@ class _Run:
             log=self.log,
             temperature=self.temperature,
             reserve=lambda rate2: stage2_reserve(
-                n_test, n_val, tta_possible, self.infer_rate1, self.safety, models, stage2_rate=rate2
+                n_test, n_val, self.plan.tta, self.infer_rate1, self.safety, models, rate2, choice_seconds
             ),
             pseudo=self.pseudo_rows() if cfg.self_training.enabled else None,
         )
