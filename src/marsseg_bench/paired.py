@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.config import preset, to_dict
+from marsseg.data.synth import STAND_INS
 from marsseg.errors import ConfigError, UserError
 from marsseg.files import atomic_save_npz
 from marsseg.stamps import git_commit
@@ -244,25 +245,33 @@ def section_paired(
                 store_result(path, record, key=paired_key)
                 a, b = (record["scores"][name]["miou_keras"] for name in "ab")
                 log(f"paired: stored in {path}: {a:.4f} vs {b:.4f} (Keras rule)")
-    wanted = {
-        (
-            f"{a.spec}|{b.spec}",
-            _canonical(pair_data(s, n_train, n_test)),
-            budget,
-            preset_name,
-            record_fingerprint(a, b, preset_name),
-        )
-        for a, b in chosen
-        for s in names
-    }
-    records = [r for r in read_results(path) if r.get("section") == "paired" and _series(r) in wanted]
-    return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=chosen)
+    records, pairs, stand_ins = current_series(read_results(path), budget, preset_name, n_train, n_test)
+    pairs = chosen + [p for p in pairs if f"{p[0].spec}|{p[1].spec}" not in {f"{a.spec}|{b.spec}" for a, b in chosen}]
+    names += [s for s in stand_ins if s not in names]
+    return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=pairs)
 
 
-def _series(record: dict) -> tuple:
-    """`paired_key` without the seed: the records that make one block."""
-    key = paired_key(record)
-    return key[1:3] + key[4:]
+def current_series(stored: list[dict], budget: float, preset_name: str, n_train: int, n_test: int):
+    """The stored pairs at this budget, preset and data size whose sides' settings are today's (a pair run under
+    settings since changed starts no block): (records, their pairs as (Side, Side), their stand-ins). Every such
+    series shows, not only the pairs this invocation ran: a block is the whole current record."""
+    records, pairs, stand_ins = [], {}, []
+    for r in stored:
+        if r.get("section") != "paired" or float(r.get("budget", -1)) != budget or r.get("preset") != preset_name:
+            continue
+        try:
+            pair = parse_pairs(r["pair"], preset_name)[0]
+        except UserError:  # a side no longer valid under today's settings
+            continue
+        stand_in = r.get("stand_in", "procedural")
+        if r.get("kit_config") != record_fingerprint(*pair, preset_name) or stand_in not in STAND_INS:
+            continue
+        if _canonical(r["data"]) != _canonical(pair_data(stand_in, n_train, n_test)):
+            continue
+        records.append(r)
+        pairs.setdefault(r["pair"], pair)
+        stand_ins += [stand_in] if stand_in not in stand_ins else []
+    return records, list(pairs.values()), stand_ins
 
 
 def record_fingerprint(a: Side, b: Side, preset_name: str) -> str:

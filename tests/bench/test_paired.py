@@ -224,3 +224,20 @@ def test_a_tiny_pair_runs_both_sides_in_subprocesses_and_stores_one_record(tmp_p
     assert cores["parallel"] == (cores["a"] != cores["b"])
     assert "folds_trained" in stored["runs"]["a"]["details"] and "epochs" in stored["runs"]["b"]["details"]
     assert "### procedural stand-in (version 2): `kit|best`, 1 seed(s) (3)" in text
+
+
+def test_the_block_shows_every_current_series_and_drops_pairs_run_under_other_settings():
+    from marsseg_bench.quality import quality_data
+
+    def current(r):
+        pair = paired.parse_pairs(r["pair"])[0]
+        return {**r, "kit_config": paired.record_fingerprint(*pair, "cpu"), "data": quality_data(r["stand_in"])}
+
+    stored = [
+        current(record(42, 0.6, 0.7, stand_in="photo")),
+        current(record(42, 0.71, 0.70, pair="kit|kit", stand_in="photo")),
+        record(43, 0.9, 0.1),  # settings since changed ("abc|abc"): no longer current
+    ]
+    records, pairs, stand_ins = paired.current_series(stored, 600.0, "cpu", 2615, 2000)
+    assert [r["seed"] for r in records] == [42, 42] and stand_ins == ["photo"]
+    assert sorted(f"{a.spec}|{b.spec}" for a, b in pairs) == ["kit|best", "kit|kit"]
