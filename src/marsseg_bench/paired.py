@@ -246,15 +246,16 @@ def section_paired(
                 a, b = (record["scores"][name]["miou_keras"] for name in "ab")
                 log(f"paired: stored in {path}: {a:.4f} vs {b:.4f} (Keras rule)")
     records, pairs, stand_ins = current_series(read_results(path), budget, preset_name, n_train, n_test)
-    pairs = chosen + [p for p in pairs if f"{p[0].spec}|{p[1].spec}" not in {f"{a.spec}|{b.spec}" for a, b in chosen}]
+    pairs = {f"{a.spec}|{b.spec}": (a, b) for a, b in chosen} | pairs
     names += [s for s in stand_ins if s not in names]
     return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=pairs)
 
 
 def current_series(stored: list[dict], budget: float, preset_name: str, n_train: int, n_test: int):
-    """The stored pairs at this budget, preset and data size whose sides' settings are today's (a pair run under
-    settings since changed starts no block): (records, their pairs as (Side, Side), their stand-ins). Every such
-    series shows, not only the pairs this invocation ran: a block is the whole current record."""
+    """The stored pairs at this budget, preset and data size: (records, {label: (Side, Side)}, stand-ins). Every
+    series shows, not only the pairs this invocation ran. A pair run under settings since changed keeps its own
+    table, labelled `PAIR @ COMMIT (earlier settings)`, and decides no target but the protocol's (its spread and
+    its budget window): a preset choice cites the runs it was made from."""
     records, pairs, stand_ins = [], {}, []
     for r in stored:
         if r.get("section") != "paired" or float(r.get("budget", -1)) != budget or r.get("preset") != preset_name:
@@ -264,14 +265,14 @@ def current_series(stored: list[dict], budget: float, preset_name: str, n_train:
         except UserError:  # a side no longer valid under today's settings
             continue
         stand_in = r.get("stand_in", "procedural")
-        if r.get("kit_config") != record_fingerprint(*pair, preset_name) or stand_in not in STAND_INS:
+        if stand_in not in STAND_INS or _canonical(r["data"]) != _canonical(pair_data(stand_in, n_train, n_test)):
             continue
-        if _canonical(r["data"]) != _canonical(pair_data(stand_in, n_train, n_test)):
-            continue
+        if r.get("kit_config") != record_fingerprint(*pair, preset_name):
+            r = {**r, "pair": f"{r['pair']} @ {r.get('commit', 'unknown')} (earlier settings)"}
         records.append(r)
         pairs.setdefault(r["pair"], pair)
         stand_ins += [stand_in] if stand_in not in stand_ins else []
-    return records, list(pairs.values()), stand_ins
+    return records, pairs, stand_ins
 
 
 def record_fingerprint(a: Side, b: Side, preset_name: str) -> str:

@@ -138,7 +138,8 @@ def group_table(a: str, b: str, records: list[dict]) -> list[str]:
 
 
 def render_paired(records: list[dict], budget: float, preset_name: str, stand_ins, pairs) -> str:
-    """The block: protocol, target lines, then per stand-in and pair its table. `pairs` are (Side, Side)."""
+    """The block: protocol, target lines, then per stand-in and pair its table. `pairs`: {label: (Side, Side)} (or
+    a list of (Side, Side), labelled by their specs); a label with ' @ ' is a series under earlier settings."""
     found = groups(records)
     commits = sorted({r.get("commit", "unknown") for r in records})
     sizes = ", ".join(sorted({f"{r['data']['n_train']} train / {r['data']['n_test']} test images" for r in records}))
@@ -158,9 +159,9 @@ def render_paired(records: list[dict], budget: float, preset_name: str, stand_in
         "### Targets",
         "",
     ]
-    names = {f"{a.spec}|{b.spec}": (a, b) for a, b in pairs}
+    names = pairs if isinstance(pairs, dict) else {f"{a.spec}|{b.spec}": (a, b) for a, b in pairs}
     for pair, (a, b) in names.items():
-        if (a.kind, b.kind) == ("kit", "best"):
+        if (a.kind, b.kind) == ("kit", "best") and " @ " not in pair:
             by_stand_in = {s: found.get((s, pair), []) for s in stand_ins}
             lines += [lead_line(pair, by_stand_in, stand_ins), big_rock_line(pair, by_stand_in, stand_ins)]
     identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}

@@ -236,8 +236,12 @@ def test_the_block_shows_every_current_series_and_drops_pairs_run_under_other_se
     stored = [
         current(record(42, 0.6, 0.7, stand_in="photo")),
         current(record(42, 0.71, 0.70, pair="kit|kit", stand_in="photo")),
-        record(43, 0.9, 0.1),  # settings since changed ("abc|abc"): no longer current
+        {**record(43, 0.9, 0.1, stand_in="photo"), "data": quality_data("photo")},  # settings since changed
     ]
     records, pairs, stand_ins = paired.current_series(stored, 600.0, "cpu", 2615, 2000)
-    assert [r["seed"] for r in records] == [42, 42] and stand_ins == ["photo"]
-    assert sorted(f"{a.spec}|{b.spec}" for a, b in pairs) == ["kit|best", "kit|kit"]
+    assert [r["seed"] for r in records] == [42, 42, 43] and stand_ins == ["photo"]
+    assert sorted(pairs) == ["kit|best", "kit|best @ c1 (earlier settings)", "kit|kit"]
+    block = render_paired(records, 600.0, "cpu", stand_ins, pairs)
+    assert "`kit|best @ c1 (earlier settings)`, 1 seed(s) (43)" in block
+    # The earlier series decides no target: the lead line counts the current seed alone.
+    assert "median -0.1000 over 1 seed(s)" in block
