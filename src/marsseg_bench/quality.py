@@ -6,7 +6,7 @@ took, start to test-set labels:
 
 - kit: `pipeline.run` with the `cpu` preset (cleaning, one depth-4, base-16 stage-1 U-Net at full resolution on
   three quarters of the development rows, residual stage 2 on out-of-fold probabilities, flips with big-rock
-  oversampling, cross-entropy that ignores background with classes 1-4 weighted alike, warm-up + cosine
+  oversampling, cross-entropy that ignores background with inverse-frequency weights capped at 10x, warm-up + cosine
   schedules, TTA, class biases and morphology chosen on the hold-out's tuning part);
 - naive: the same network at full resolution, cross-entropy over all five classes, no augmentation, no cleaning,
   argmax over all classes (the plain reference of old, unchanged);
