@@ -40,6 +40,8 @@ class Stage1Plan:
     speedup2: float = 1.0  # how many times faster stage 2 runs than stage 1 (`relative_speed`)
     stage2_planned: bool = True
     measured: float | None = None  # the rate the last validation pass measured
+    started: float | None = None  # when stage 1 started (`initial_end`)
+    epoch: float = 0.0  # the last measured training part of a stage-1 epoch
     figures: dict = field(default_factory=dict)  # the last plan's seconds, for metrics.json and the log
 
     @classmethod
@@ -94,8 +96,8 @@ class Stage1Plan:
         alone_end = now + remaining - self.safety - self.after_stage1(rate, alone=True)
         if not self.two_stage:
             return alone_end
-        alone = alone_end - getattr(self, "started", now)  # stage 1's whole training time, were it alone
-        self.epoch = epoch_train_seconds or getattr(self, "epoch", 0.0)
+        alone = alone_end - (now if self.started is None else self.started)  # stage 1's time, were it alone
+        self.epoch = epoch_train_seconds or self.epoch
         extra, least = self.stage2_costs(rate, self.epoch)
         train2 = max((1 - self.share) * alone - extra, least)
         planned = alone - extra - train2 >= 0.5 * alone
@@ -134,6 +136,10 @@ class Stage1Plan:
             self.measured = rate
         return self.replan(rate, epoch_train_seconds)
 
+    def choice(self) -> float:
+        """Seconds stage 2's post-processing choice on the hold-out will take: what stage 1's took (measured)."""
+        return self.budget.phase_seconds.get("stage1 post-processing choice", 0.0)
+
     def summary(self) -> dict:
         """What metrics.json keeps of the plan: its last figures and whether stage 2 was planned."""
         return {**self.figures, "stage2_planned": self.stage2_planned}
@@ -145,10 +151,8 @@ class Stage1Plan:
         # The training part of the slowest fold's steady epochs (the first one traces the graph).
         epoch = max(_steady_epoch(f.result) for f in s1.folds)
         epoch2 = stage2_epoch_seconds(epoch, fold_train, rows) / self.speedup2
-        # Stage 2's post-processing choice on the hold-out takes about what stage 1's took (measured).
-        choice = self.budget.phase_seconds.get("stage1 post-processing choice", 0.0)
         reserve = stage2_reserve(
-            self.n_test, self.n_val, self.tta, rate, self.safety, len(s1.folds), rate * self.speedup2, choice
+            self.n_test, self.n_val, self.tta, rate, self.safety, len(s1.folds), rate * self.speedup2, self.choice()
         )
         available = self.budget.remaining() - reserve
         needed = stage2_needed(epoch2, self.residual)

@@ -310,7 +310,6 @@ class _Run:
             return "skipped: too few out-of-fold predictions"
         n_test, n_val, models = len(self.test_images), len(self.hold.images), len(self.s1.models)
         available, skip = self.plan.stage2_time(self.s1, len(rows), self.infer_rate1)
-        choice_seconds = self.budget.phase_seconds.get("stage1 post-processing choice", 0.0)  # stage 2's will match
         if skip:
             return skip
         result = self.s2 = stage2_fit(
@@ -326,7 +325,7 @@ class _Run:
             log=self.log,
             temperature=self.temperature,
             reserve=lambda rate2: stage2_reserve(
-                n_test, n_val, self.plan.tta, self.infer_rate1, self.safety, models, rate2, choice_seconds
+                n_test, n_val, self.plan.tta, self.infer_rate1, self.safety, models, rate2, self.plan.choice()
             ),
             pseudo=self.pseudo_rows() if cfg.self_training.enabled else None,
         )
