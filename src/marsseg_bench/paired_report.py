@@ -13,6 +13,9 @@ from marsseg_bench.quality_store import METRICS, spread, value
 
 LEAD_TARGET, LEAD_SEEDS = 0.03, 5  # kit − best-practice, Keras rule, median over at least this many seeds
 SPREAD_TARGET = 0.01  # max |a − b| of an identical pair, Keras rule
+# A candidate setting (`kit[...]|kit`) is kept only where it helps on both stand-ins: decided at this many seeds a
+# stand-in, or CLOSE_SEEDS where a median gain is under the identical pairs' spread target (issue 27 item 5).
+CANDIDATE_SEEDS, CLOSE_SEEDS = 3, 5
 BIG_ROCK = "iou.4"
 LABELS = {"miou_keras": "mIoU (Keras rule)", "miou_scored": "mIoU (classes 1-4)"} | {
     f"iou.{c}": f"{name} IoU" for c, name in CLASS_NAMES.items()
@@ -81,6 +84,33 @@ def big_rock_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> s
         f"- `{pair}`: kit big rock ≥ best-practice big rock (median paired difference ≥ 0 on each stand-in): "
         f"**{'met' if met else 'NOT met'}** ({'; '.join(parts)})"
     )
+
+
+def candidate_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
+    """A `kit[...]|kit` series: the candidate's median gain over today's kit per stand-in, and whether it helps on
+    both: a median gain > 0 on each stand-in over ≥ 3 seeds, or ≥ 5 where a gain is under the spread target."""
+    parts, medians, counts = [], [], []
+    for stand_in in stand_ins:
+        diffs = differences(by_stand_in.get(stand_in, []), "miou_keras")
+        rock = differences(by_stand_in.get(stand_in, []), BIG_ROCK)
+        counts.append(len(diffs))
+        if not diffs:
+            parts.append(f"{stand_in}: not measured")
+            continue
+        medians.append(statistics.median(diffs))
+        parts.append(
+            f"{stand_in}: median {signed(medians[-1])}, ahead at {sum(d > 0 for d in diffs)} of {len(diffs)} "
+            f"seed(s), big rock {signed(statistics.median(rock), 3)}"
+        )
+    if min(counts) < CANDIDATE_SEEDS:
+        verdict = f"undecided (fewer than {CANDIDATE_SEEDS} seeds on a stand-in)"
+    elif any(m <= 0 for m in medians):
+        verdict = "**does not help on both**"
+    elif any(m < SPREAD_TARGET for m in medians) and min(counts) < CLOSE_SEEDS:
+        verdict = f"close (a gain under {SPREAD_TARGET}): undecided until {CLOSE_SEEDS} seeds a stand-in"
+    else:
+        verdict = "**helps on both**"
+    return f"- candidate `{pair}` against today's kit: {verdict} ({'; '.join(parts)})"
 
 
 def spread_line(identical: dict[tuple[str, str], list[dict]]) -> str:
@@ -166,6 +196,15 @@ def render_paired(records: list[dict], budget: float, preset_name: str, stand_in
             lines += [lead_line(pair, by_stand_in, stand_ins), big_rock_line(pair, by_stand_in, stand_ins)]
     identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}
     lines += [spread_line(identical), budget_line(records)]
+    candidates = [
+        pair
+        for pair, (a, b) in names.items()
+        if a.kind == b.kind == "kit" and a.overrides and not b.overrides and " @ " not in pair
+    ]
+    if candidates:
+        lines += ["", "### Candidate settings (kept only where they help on both stand-ins)", ""]
+        for pair in candidates:
+            lines.append(candidate_line(pair, {s: found.get((s, pair), []) for s in stand_ins}, stand_ins))
     for stand_in in stand_ins:
         for pair, (a, b) in names.items():
             chosen = found.get((stand_in, pair), [])

@@ -245,3 +245,27 @@ def test_the_block_shows_every_current_series_and_drops_pairs_run_under_other_se
     assert "`kit|best @ c1 (earlier settings)`, 1 seed(s) (43)" in block
     # The earlier series decides no target: the lead line counts the current seed alone.
     assert "median -0.1000 over 1 seed(s)" in block
+
+
+CANDIDATE = "kit[stage1.train.batch_size=32]|kit"
+
+
+@pytest.mark.parametrize(
+    ("gains", "verdict"),
+    [
+        ({"procedural": (0.02, 0.03, 0.01), "photo": (0.02, 0.02, 0.04)}, "**helps on both**"),
+        ({"procedural": (0.02, 0.03, 0.01), "photo": (-0.02, 0.01, -0.01)}, "**does not help on both**"),
+        ({"procedural": (0.02, 0.03), "photo": (0.02, 0.02, 0.04)}, "undecided (fewer than 3 seeds"),
+        ({"procedural": (0.004, 0.006, 0.01), "photo": (0.02, 0.02, 0.04)}, "close (a gain under 0.01)"),
+        ({"procedural": (0.004, 0.006, 0.01, 0.0, 0.008), "photo": (0.02,) * 5}, "**helps on both**"),
+    ],
+)
+def test_a_candidate_setting_is_kept_only_where_it_helps_on_both_stand_ins(gains, verdict):
+    records = [
+        record(seed, 0.70 + gain, 0.70, pair=CANDIDATE, stand_in=stand_in, big=(0.45, 0.40))
+        for stand_in, values in gains.items()
+        for seed, gain in enumerate(values)
+    ]
+    (line,) = lines_with(block(records, pairs=CANDIDATE), "candidate `")
+    assert verdict in line and "big rock +0.050" in line
+    assert not lines_with(block(records, pairs="kit|kit"), "candidate `")  # no candidate in the pairs: no line
