@@ -251,6 +251,17 @@ def section_paired(
     return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=pairs)
 
 
+def render_stored(preset_name: str = "cpu", n_train: int = N_TRAIN, n_test: int = N_TEST, results=None) -> str | None:
+    """The block from the pairs already stored at the environment's budget (`marsseg bench --render`), measuring
+    nothing; None when none is stored."""
+    path = Path(results) if results else results_path(name=RESULTS_NAME)
+    records, pairs, stand_ins = current_series(read_results(path), paired_budget(), preset_name, n_train, n_test)
+    if not records:
+        return None
+    names = [s for s in chosen_stand_ins() if s in stand_ins] + [s for s in stand_ins if s not in chosen_stand_ins()]
+    return render_paired(records, budget=paired_budget(), preset_name=preset_name, stand_ins=names, pairs=pairs)
+
+
 def current_series(stored: list[dict], budget: float, preset_name: str, n_train: int, n_test: int):
     """The stored pairs at this budget, preset and data size: (records, {label: (Side, Side)}, stand-ins). Every
     series shows, not only the pairs this invocation ran. A pair run under settings since changed keeps its own

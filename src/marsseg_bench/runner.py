@@ -8,7 +8,8 @@ live in `sections_io`, `sections_models`, `sections_tracking`, `quality`, `paire
 
 Sections that take a `seed` (the quality sections) run `repeat` times, at seeds `seed`, `seed + 1`, ...; each run
 is stored as it finishes and the block is written from every stored run, so an interrupted series resumes with
-`--seed` at the next seed. The file is rewritten after each section.
+`--seed` at the next seed. The file is rewritten after each section. `render=True` rewrites the blocks of the
+sections in RENDERERS from their stored records alone, measuring nothing (a change of how a block is written).
 """
 
 from __future__ import annotations
@@ -58,8 +59,18 @@ SECTION_CHOICES = {
 }
 
 
+# Sections whose block can be written again from their stored records alone (`marsseg bench --render`).
+RENDERERS = {"paired": paired.render_stored}
+
+
 def run_benchmarks(
-    out: Path, repeats: int = 5, only: list[str] | None = None, log=None, repeat: int = 1, seed: int | None = None
+    out: Path,
+    repeats: int = 5,
+    only: list[str] | None = None,
+    log=None,
+    repeat: int = 1,
+    seed: int | None = None,
+    render: bool = False,
 ) -> Path:
     """Run the sections (all, or `only`) and write `out`. Blocks of sections not run, or that measured nothing
     here (a GPU section on a CPU machine), stay as they were in `out`. Sections that take a seed run `repeat`
@@ -70,6 +81,8 @@ def run_benchmarks(
         raise UserError(f"unknown benchmark section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     if repeat < 1:
         raise UserError(f"--repeat {repeat}: run each seeded section at least once (e.g. --repeat 3)")
+    if render:
+        return render_blocks(out, only or list(RENDERERS), log)
     names = only or list(SECTIONS)
     for name in names:  # the sections' own choices, checked before hours of other sections run
         if name in SECTION_CHOICES:
@@ -84,6 +97,29 @@ def run_benchmarks(
             continue
         blocks[name] = stamped_block(name, body, command, time.perf_counter() - started, machine)
         _write(out, blocks)
+    _write(out, blocks)
+    log(f"wrote {out}")
+    return out
+
+
+def render_blocks(out: Path, names: list[str], log) -> Path:
+    """Rewrite the `names` blocks of `out` from their stored records; the stamp says so (the tables name the
+    commits their records were measured at)."""
+    cannot = [name for name in names if name not in RENDERERS]
+    if cannot:
+        raise UserError(f"--render: {', '.join(cannot)} cannot be re-rendered; choose from {', '.join(RENDERERS)}")
+    blocks = _read_blocks(out)
+    for name in names:
+        body = RENDERERS[name]()
+        if body is None:
+            log(f"{name}: no stored records; block kept")
+            continue
+        stamp = (
+            f"_Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC at commit {git_commit('short', cwd=Path.cwd())}"
+            f" from the records stored under .bench/, measured at the commits listed above "
+            f"(`marsseg bench --only {name} --render`)._"
+        )
+        blocks[name] = f"<!-- bench:{name} -->\n{body}\n\n{stamp}\n<!-- /bench:{name} -->"
     _write(out, blocks)
     log(f"wrote {out}")
     return out

@@ -269,3 +269,22 @@ def test_a_candidate_setting_is_kept_only_where_it_helps_on_both_stand_ins(gains
     (line,) = lines_with(block(records, pairs=CANDIDATE), "candidate `")
     assert verdict in line and "big rock +0.050" in line
     assert not lines_with(block(records, pairs="kit|kit"), "candidate `")  # no candidate in the pairs: no line
+
+
+def test_render_rewrites_the_paired_block_from_stored_records_and_keeps_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARSSEG_BENCH_RESULTS", str(tmp_path))
+    monkeypatch.delenv(paired.BUDGET_ENV, raising=False)
+    pair = paired.parse_pairs("kit|best")[0]
+    stored = {**record(42, 0.75, 0.70), "data": paired.pair_data("procedural", 2615, 2000)}
+    stored["kit_config"] = paired.record_fingerprint(*pair, "cpu")
+    store_result(tmp_path / "paired.jsonl", stored, key=paired.paired_key)
+    out = tmp_path / "BENCHMARKS.md"
+    other = "<!-- bench:models -->\nmodels as measured\n<!-- /bench:models -->"
+    out.write_text(f"# old\n\n{other}\n\n<!-- bench:paired -->\nold paired\n<!-- /bench:paired -->\n")
+    text = bench.run_benchmarks(out, only=["paired"], render=True, log=lambda m: None).read_text()
+    assert other in text and "old paired" not in text
+    assert "`kit|best`, 1 seed(s) (42)" in text and "(`marsseg bench --only paired --render`)" in text
+    with pytest.raises(UserError, match="--render: models cannot be re-rendered; choose from paired"):
+        bench.run_benchmarks(out, only=["models"], render=True, log=lambda m: None)
+    (tmp_path / "paired.jsonl").unlink()  # nothing stored: the block stays as it was
+    assert bench.run_benchmarks(out, only=["paired"], render=True, log=lambda m: None).read_text() == text

@@ -121,11 +121,18 @@ def add_bench(sub):
         "stored runs",
     )
     p.add_argument("--seed", type=int, default=None, help="first seed of the seeded sections (default: the preset's)")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: rewrite the paired block from the records stored under .bench/",
+    )
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
     from marsseg_bench.runner import run_benchmarks
 
-    run_benchmarks(args.out, repeats=args.repeats, only=args.only, repeat=args.repeat, seed=args.seed)
+    run_benchmarks(
+        args.out, repeats=args.repeats, only=args.only, repeat=args.repeat, seed=args.seed, render=args.render
+    )
     return 0
