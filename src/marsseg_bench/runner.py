@@ -183,6 +183,7 @@ def _write(out: Path, blocks: dict[str, str]) -> None:
         "",
         "Figures are medians of repeated runs inside one invocation; ratios compare timings taken in that same run.",
         "Each section says when, at which commit and on which machine it was measured.",
+        "What each section measures and where the kit stands: [docs/benchmarks.md](docs/benchmarks.md).",
         "",
     ]
     atomic_write_text(out, "\n".join(header + ["\n\n".join(ordered), ""]))
