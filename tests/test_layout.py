@@ -20,8 +20,6 @@ LAYERS = [
         "marsseg.stamps",
         "marsseg.quiet",
         "marsseg.versions",
-        "marsseg.validation",
-        "marsseg.presets",
     ),
     ("marsseg.data",),
     ("marsseg.submission",),

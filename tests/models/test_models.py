@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marsseg.config import ModelConfig
+from marsseg.config import PRESETS, ModelConfig
 from marsseg.errors import ConfigError
-from marsseg.presets import PRESETS
 
 keras = pytest.importorskip("keras")
 from marsseg.models import (  # noqa: E402

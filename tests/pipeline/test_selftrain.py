@@ -49,7 +49,7 @@ def test_a_run_with_self_training_adds_pseudo_labelled_test_images_to_stage_2(sm
 
 
 def test_self_training_is_off_in_every_preset():
-    from marsseg.presets import PRESETS
+    from marsseg.config import PRESETS
 
     assert not any(cfg.self_training.enabled for cfg in PRESETS.values())
 

@@ -28,7 +28,7 @@ import sys
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 # ------------------------------------------------------------------------------------------ settings
-PRESET = "kaggle"  # smoke | cpu | gpu | kaggle (marsseg/presets.py)
+PRESET = "kaggle"  # smoke | cpu | gpu | kaggle (marsseg/config/presets.py)
 BUDGET_SECONDS = None  # None keeps the preset's time budget
 OVERRIDES = []  # e.g. ["stage1.train.epochs=60", "post.tta=on"]
 CANARY = False  # True (`make canary` pushes it so): the same run cut to ~10 minutes, its full time projected

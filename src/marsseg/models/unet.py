@@ -8,47 +8,36 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from marsseg.config import ModelConfig
+from marsseg.config import ModelConfig, dilation_rates, rules_of
 from marsseg.errors import ConfigError
 from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead, norm_layer
 from marsseg.models.context import ContextBlock
 
 IMAGE_SHAPE = (64, 128)
-MIN_DEPTH, MAX_DEPTH = 2, 5
-CONTEXTS = ("none", "aspp")
 
 
 def context_rates(model_cfg: ModelConfig) -> tuple[int, ...]:
     """The context block's dilation rates from the comma-separated setting."""
-    return tuple(int(r) for r in str(model_cfg.context_rates).split(",") if r.strip())
+    return dilation_rates(model_cfg.context_rates)
 
 
 def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes: int) -> None:
-    """Raise ConfigError with the fix when a setting cannot make a network."""
-    if not MIN_DEPTH <= model_cfg.depth <= MAX_DEPTH:
-        raise ConfigError(
-            f"model depth {model_cfg.depth} is out of range; use {MIN_DEPTH}..{MAX_DEPTH} "
-            f"(e.g. --set stage1.model.depth=4)"
-        )
-    if model_cfg.base_filters < 1:
-        raise ConfigError(f"model base_filters must be at least 1, got {model_cfg.base_filters}")
-    if not 0.0 <= model_cfg.dropout < 1.0:
-        raise ConfigError(f"model dropout must be in [0, 1), got {model_cfg.dropout}")
-    if not 0.0 <= model_cfg.norm_momentum < 1.0:
-        raise ConfigError(f"model norm_momentum must be in [0, 1), got {model_cfg.norm_momentum}")
-    if model_cfg.input_stride not in (1, 2):
-        raise ConfigError(f"model input_stride must be 1 or 2, got {model_cfg.input_stride}")
-    if model_cfg.aux_loss_weight < 0:
-        raise ConfigError(f"model aux_loss_weight must be >= 0, got {model_cfg.aux_loss_weight}")
+    """Raise ConfigError with the fix when a setting cannot make a network: the schema's choices and ranges of
+    ModelConfig (`config.schema`), then what the network needs of its inputs."""
+    rules, defaults = rules_of(ModelConfig), ModelConfig()
+    for name, rule in rules.items():
+        value = getattr(model_cfg, name)
+        if rule.checked and not rule.admits(value):
+            allowed, example = rule.allowed(integer=isinstance(value, int)), getattr(defaults, name)
+            raise ConfigError(
+                f"model {name} {value!r} is out of range; {name} must be {allowed} "
+                f"(e.g. --set stage1.model.{name}={example})"
+            )
     if model_cfg.residual and input_channels < 1 + num_classes:
         raise ConfigError(
             f"model residual=true refines stage-1 probabilities, so it needs the image plus "
             f"{num_classes} probability channels ({1 + num_classes} in all), got {input_channels}; "
             f"it is for stage 2 only (--set stage2.model.residual=true)"
-        )
-    if model_cfg.context not in CONTEXTS:
-        raise ConfigError(
-            f"model context {model_cfg.context!r}: use {' or '.join(CONTEXTS)} (e.g. --set stage1.model.context=aspp)"
         )
     if model_cfg.context != "none":
         try:
@@ -57,7 +46,7 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
             rates = ()
         if not rates or min(rates) < 1:
             raise ConfigError(
-                f"model context_rates must be comma-separated dilation rates >= 1 (e.g. 2,4), "
+                f"model context_rates must be {rules['context_rates'].form} (e.g. {defaults.context_rates}), "
                 f"got {model_cfg.context_rates!r}"
             )
     if input_channels < 1 or num_classes < 2:

@@ -20,9 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from marsseg.config import AugmentConfig, rule_of
 from marsseg.errors import ConfigError
 
-STRENGTHS = ("none", "flips", "light", "medium", "strong")
+STRENGTHS = rule_of(AugmentConfig, "strength").choices  # none, flips, light, medium, strong
 
 
 # ------------------------------------------------------------------------- albumentations 1.4 / 2.x

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from marsseg.config import AugmentConfig, StageConfig, TrainConfig
+from marsseg.config import AugmentConfig, StageConfig, TrainConfig, either, rule_of
 from marsseg.errors import ConfigError
 from marsseg.models import aux_loss_weights, build_unet, main_head
 from marsseg.prep.augment import sequence_from_config
@@ -56,8 +56,9 @@ MIXED_MIN_CAPABILITY = (7, 0)
 def precision_choice(setting: str) -> tuple[bool, str]:
     """(mixed float16 or not, why) for a `train.mixed_precision` setting: "on" and "off" decide; "auto" means
     mixed float16 where every GPU has compute capability >= 7.0, float32 on CPUs and older GPUs."""
-    if setting not in ("auto", "on", "off"):
-        raise ConfigError(f"train mixed_precision {setting!r} is not auto, on or off")
+    choices = rule_of(TrainConfig, "mixed_precision").choices
+    if setting not in choices:
+        raise ConfigError(f"train mixed_precision {setting!r} is not {either(choices)}")
     if setting != "auto":
         return setting == "on", f"mixed_precision={setting}"
     if not distribute.accelerator_devices():
@@ -91,7 +92,9 @@ def make_optimizer(train_cfg: TrainConfig):
         return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay, **ema)
     if train_cfg.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, **ema)
-    raise ConfigError(f"train optimizer {train_cfg.optimizer!r} is not adam or adamw")
+    raise ConfigError(
+        f"train optimizer {train_cfg.optimizer!r} is not {either(rule_of(TrainConfig, 'optimizer').choices)}"
+    )
 
 
 def ema_swap(train_cfg: TrainConfig) -> list:
@@ -123,7 +126,9 @@ def schedule_callbacks(train_cfg: TrainConfig, monitor: str):
             lambda epoch: warmup_cosine(epoch, train_cfg.learning_rate, train_cfg.warmup_epochs, plan["total"])
         )
         return callback, update
-    raise ConfigError(f"train schedule {train_cfg.schedule!r} is not plateau or cosine")
+    raise ConfigError(
+        f"train schedule {train_cfg.schedule!r} is not {either(rule_of(TrainConfig, 'schedule').choices)}"
+    )
 
 
 def jit_setting():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from marsseg.config import LossConfig
+from marsseg.config import LOSS_TERMS, LossConfig, either, loss_terms, rule_of
 from marsseg.errors import ConfigError
 from marsseg.training import functional as F
 
@@ -112,13 +112,11 @@ class LovaszSoftmaxLoss(_SegmentationLoss):
         return F.lovasz_softmax_loss(y_true, y_pred, self.num_classes, self.class_weights, self.ignore_background)
 
 
-LOSSES = {
-    "ce": CrossEntropyLoss,
-    "focal": FocalLoss,
-    "dice": DiceLoss,
-    "focal_tversky": FocalTverskyLoss,
-    "lovasz": LovaszSoftmaxLoss,
-}
+# The class of each loss term the schema allows (`config.schema.LOSS_TERMS`: ce, focal, dice, focal_tversky,
+# lovasz), in its order.
+LOSSES = dict(
+    zip(LOSS_TERMS, (CrossEntropyLoss, FocalLoss, DiceLoss, FocalTverskyLoss, LovaszSoftmaxLoss), strict=True)
+)
 # Region losses (dice, focal_tversky, lovasz) average over classes, which already balances rare classes;
 # inverse-frequency weights on top of that would count the imbalance twice, so only the per-pixel losses take them.
 PIXEL_LOSSES = {"ce", "focal"}
@@ -126,21 +124,12 @@ PIXEL_LOSSES = {"ce", "focal"}
 
 def parse_loss_name(spec: str) -> list[tuple[float, str]]:
     """'focal_tversky+0.5*focal' -> [(1.0, 'focal_tversky'), (0.5, 'focal')]; ConfigError on anything else."""
-    terms = []
-    for part in spec.replace(" ", "").split("+"):
-        weight, star, name = part.rpartition("*")
-        if not star:
-            weight, name = "1", part
-        try:
-            weight = float(weight)
-        except ValueError:
-            weight = None
-        if name not in LOSSES or weight is None or weight < 0:
-            raise ConfigError(
-                f"loss {spec!r} is not understood; write terms from {', '.join(LOSSES)} joined "
-                f"by '+', each optionally weighted like '0.5*focal' (example: focal_tversky+focal)"
-            )
-        terms.append((weight, name))
+    terms = loss_terms(spec)
+    if terms is None:
+        raise ConfigError(
+            f"loss {spec!r} is not understood; write terms from {', '.join(LOSSES)} joined "
+            f"by '+', each optionally weighted like '0.5*focal' (example: focal_tversky+focal)"
+        )
     return terms
 
 
@@ -208,8 +197,9 @@ class SumLoss(_SegmentationLoss):
 def build_loss(loss_cfg: LossConfig, class_weights=None, num_classes: int = 5) -> keras.losses.Loss:
     """The loss named by `loss_cfg.name`. `class_weights` (K,) apply to ce/focal terms unless
     `loss_cfg.class_weights == "none"`; region terms (dice, focal_tversky) are class-balanced by construction."""
-    if loss_cfg.class_weights not in ("auto", "none"):
-        raise ConfigError(f"loss class_weights {loss_cfg.class_weights!r} is not auto or none")
+    choices = rule_of(LossConfig, "class_weights").choices
+    if loss_cfg.class_weights not in choices:
+        raise ConfigError(f"loss class_weights {loss_cfg.class_weights!r} is not {either(choices)}")
     weights = None if loss_cfg.class_weights == "none" else class_weights
     terms = parse_loss_name(loss_cfg.name)
     if len(terms) == 1 and terms[0][0] == 1.0:
