@@ -52,6 +52,10 @@ test-kaggle-image: $(VENV)/.installed ## run the kernel's smoke run under both K
 demo: $(VENV)/.installed ## the whole two-stage pipeline on synthetic data (cpu preset, < 10 min), scored against its truth
 	$(MARSSEG) demo --out runs/demo
 
+.PHONY: config
+config: $(VENV)/.installed ## every setting of a preset: value, type, allowed values, meaning and why (PRESET=gpu)
+	$(MARSSEG) config show --preset $(PRESET)
+
 .PHONY: train
 train: $(VENV)/.installed ## train both stages and write a submission (PRESET=gpu, DATA=path or found, RUN=runs/...)
 	$(MARSSEG) train --preset $(PRESET) $(if $(DATA),--data $(DATA)) --out $(RUN)

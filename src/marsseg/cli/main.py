@@ -11,7 +11,7 @@ import argparse
 import sys
 
 import marsseg
-from marsseg.cli import data, ensemble, kaggle, run, submission, tracking
+from marsseg.cli import config, data, ensemble, kaggle, run, submission, tracking
 from marsseg.errors import UserError
 
 COMMANDS = (
@@ -34,6 +34,7 @@ COMMANDS = (
     kaggle.add_data,
     kaggle.add_emulator,
     run.add_train,
+    config.add_config,
     ensemble.add_ensemble,
     data.add_clean,
 )

@@ -89,7 +89,8 @@ class Rule:
             text = self.interval.text(name, integer)
         else:
             return ""
-        return f"{' or '.join(as_set(v) for v in self.also)}, or {text}" if self.also else text
+        also = " or ".join(number(v) if isinstance(v, float) else as_set(v) for v in self.also)
+        return f"{also}, or {text}" if self.also else text
 
 
 def setting(default, doc: str, *, choices=(), within: str | None = None, also=(), form: str = "", terms=()):

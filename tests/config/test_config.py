@@ -99,8 +99,12 @@ def test_flatten_lists_dotted_keys():
 )
 def test_validate_refuses_each_unusable_setting_by_name(assignment, key):
     named = re.escape(key)
-    with pytest.raises(ConfigError, match=rf"^{named} .*--set {named}="):
-        validate(override(preset("smoke"), [assignment]))
+    bad = override(preset("smoke"), [assignment])
+    with pytest.raises(ConfigError, match=rf"^{named} .*--set {named}=") as caught:
+        validate(bad)
+    assert "\n" not in str(caught.value)
+    example = re.search(r"--set (\S+=[^)]*)\)$", str(caught.value))[1]
+    validate(override(bad, [example]))  # the refusal's example works
 
 
 def test_a_weighted_sum_of_known_loss_terms_passes():
