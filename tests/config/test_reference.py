@@ -100,7 +100,7 @@ def test_docs_refuse_an_unknown_block_and_a_folder_without_readme(tmp_path):
 
 
 # The package's modules in the order they may import each other: each only from those before it.
-DRAWING = ["rules", "schema", "keys", "store", "presets", "validation", "reference", "__init__"]
+DRAWING = ["fields", "schema", "keys", "store", "presets", "validation", "reference", "__init__"]
 
 
 def test_the_config_package_imports_one_way():

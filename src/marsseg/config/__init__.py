@@ -4,13 +4,17 @@ cfg = preset("cpu")
 cfg = override(cfg, ["stage1.train.epochs=5", "post.tta=off"])
 save_config(validate(cfg), run_dir / "config.json")
 
-The package draws its imports one way: `rules` (what a rule is) <- `schema` (the fields and their rules) <- `keys`
+The package draws its imports one way: `fields` (a field with its rule) <- `schema` (the fields) <- `keys`
 (dotted keys, `--set`) and `store` (config.json) <- `presets` and `validation`; this module re-exports them.
 `reference` (the tables `marsseg config` prints and writes into the docs) is imported only by the CLI.
 """
 
 from dataclasses import replace as replace
 
+from marsseg.config.fields import Rule as Rule
+from marsseg.config.fields import either as either
+from marsseg.config.fields import rule_of as rule_of
+from marsseg.config.fields import rules_of as rules_of
 from marsseg.config.keys import Key as Key
 from marsseg.config.keys import allowed as allowed
 from marsseg.config.keys import assign as assign
@@ -24,10 +28,6 @@ from marsseg.config.presets import PRESET_SPECS as PRESET_SPECS
 from marsseg.config.presets import PRESETS as PRESETS
 from marsseg.config.presets import Preset as Preset
 from marsseg.config.presets import preset as preset
-from marsseg.config.rules import Rule as Rule
-from marsseg.config.rules import either as either
-from marsseg.config.rules import rule_of as rule_of
-from marsseg.config.rules import rules_of as rules_of
 from marsseg.config.schema import LOSS_TERMS as LOSS_TERMS
 from marsseg.config.schema import POST_SETTINGS as POST_SETTINGS
 from marsseg.config.schema import AugmentConfig as AugmentConfig

@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, replace
 
-from marsseg.config.rules import RULE, Rule
+from marsseg.config.fields import RULE, Rule
 from marsseg.config.schema import Config, ModelConfig, StageConfig
 from marsseg.errors import ConfigError
 

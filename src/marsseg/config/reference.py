@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from marsseg.config.fields import as_set
 from marsseg.config.keys import keys, value_at
 from marsseg.config.presets import PRESET_SPECS, Preset
-from marsseg.config.rules import as_set
 from marsseg.config.schema import Config
 from marsseg.errors import UserError
 from marsseg.files import atomic_write_text

@@ -1,6 +1,6 @@
 """The configuration schema: one frozen dataclass tree, each field with its meaning and its allowed values.
 
-A field's rule (`rules.setting`) is the one place its choices or range are written; `marsseg config show` prints
+A field's rule (`fields.setting`) is the one place its choices or range are written; `marsseg config show` prints
 them and `validation` checks them. Saved with every run as config.json (`store`).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marsseg.config.rules import section, setting
+from marsseg.config.fields import section, setting
 
 POST_SETTINGS = ("auto", "on", "off")  # every post-processing step's choices (post.tta, .morphology, .class_bias)
 LOSS_TERMS = ("ce", "focal", "dice", "focal_tversky", "lovasz")  # training/losses.py builds one class for each
@@ -43,12 +43,16 @@ class DataConfig:
     max_train: int = setting(0, "training images kept (0: all); presets for tests shrink it")
     max_test: int = setting(0, "test images kept (0: all)")
     val_fraction: float = setting(0.15, "share of the training images held out from both stages", within="[0.02, 0.5]")
+    # The reporting part makes no decision (TTA, class biases, morphology and the stage choice are made on the
+    # tuning part), so val_miou_final, its score, is not optimistic.
     report_fraction: float = setting(
         0.5,
         "share of the hold-out that only reports (val_miou_final); every choice is made on the rest",
         within="[0.05, 0.95]",
     )
     folds: int = setting(5, "stratified folds K of the development rows", within="[1, 20]")
+    # Fewer models see more seconds each: with folds=4 and fold_models=1 one model trains on 3/4 of the development
+    # rows for all of stage 1's time and stage 2 learns from the other quarter, which that model predicted out of fold.
     fold_models: int = setting(
         0,
         "folds that get a stage-1 model (0: all K); fewer models see more seconds each",
@@ -78,6 +82,7 @@ class AugmentConfig:
     elastic: bool = setting(False, "add elastic and grid distortion")
     bigrock_oversample: float = setting(2.0, "sampling weight of images that contain big rock")
     bigrock_offline_copies: int = setting(2, "augmented copies of each big-rock image, made once")
+    # prep/copypaste.py; stage 1 only, since stage 2's inputs carry stage-1 probabilities of the original image.
     copy_paste_rate: float = setting(
         0.0,
         "chance per image and batch that a big-rock component of another image is pasted in (stage 1)",
@@ -92,6 +97,8 @@ class ModelConfig:
     base_filters: int = setting(32, "filters of the first level; each level down doubles them", within="[1, 512]")
     dropout: float = setting(0.1, "dropout rate in each convolution block", within="[0, 1)")
     batch_norm: bool = setting(True, "batch normalisation in each convolution block")
+    # Keras's 0.99 keeps 37% of the initial mean 0 / variance 1 after 100 steps, and a CPU fold model takes only ~100
+    # steps (its hold-out mIoU swung 0.09-0.18 while its training loss fell smoothly, measured).
     norm_momentum: float = setting(
         0.9,
         "batch-norm moving-statistics momentum (0.9 forgets the initial statistics within ~40 steps)",
@@ -102,15 +109,19 @@ class ModelConfig:
     aux_loss_weight: float = setting(
         0.3, "loss weight of the first auxiliary head (halving with depth)", within="[0, inf)"
     )
+    # softmax(log p1 + learned correction), the correction zero at the start: stage 2 begins where stage 1 ended.
     residual: bool = setting(
         False, "stage 2 only: the main head refines stage 1's probabilities (a zero-initialised correction)"
     )
+    # ASPP: dilated 3x3 branches at `context_rates` plus a global-pooling branch (models/context.py).
     context: str = setting(
         "none",
         "a context block after the bottleneck: aspp (dilated branches and global pooling) or none",
         choices=("none", "aspp"),
     )
     context_rates: str = setting("2,4", "the ASPP block's dilation rates", form="comma-separated dilation rates >= 1")
+    # 2: the heads upsample their logits back (bilinear); 48 -> 152 img/s for the cpu stage 1 (measured), for coarse
+    # predictions that a full-resolution stage 2 refines.
     input_stride: int = setting(
         1, "2: a strided stem halves the resolution the U-Net works at (~3x faster on a CPU); 1: full", within="[1, 2]"
     )
@@ -135,6 +146,7 @@ class LossConfig:
         "auto weights are (1 / pixel share) ** power: 0.5 weights big rock ~5x a large class, 0 not at all",
         within="[0, 2]",
     )
+    # The public write-ups capped big rock (~1% of pixels) at about 10x.
     max_weight_ratio: float = setting(
         0.0,
         "cap on the largest auto weight over the smallest (write-ups: ~10x); 0: no cap",
@@ -166,6 +178,8 @@ class TrainConfig:
         "auto", "mixed float16: auto (on GPUs with tensor cores), on or off", choices=("auto", "on", "off")
     )
     run_eagerly: bool = setting(False, "skip graph tracing (tiny runs such as smoke start faster)")
+    # Keras's optimizer EMA (e.g. 0.99): the best epoch and the saved model use the averaged weights (issue 27's
+    # big-rock candidates; in no preset).
     ema_momentum: float = setting(
         0.0, "exponential moving average of the weights for validation and the saved model (0: off)", within="[0, 1)"
     )
@@ -192,6 +206,8 @@ class PostConfig:
     min_component: int = setting(12, "connected components smaller than this many pixels are dropped")
     max_hole: int = setting(12, "holes up to this many pixels are filled")
     tta: str = setting("auto", "horizontal-flip test-time augmentation", choices=POST_SETTINGS)
+    # argmax maximises pixel accuracy, not mIoU; auto keeps the shifts only if shifts fitted on half the hold-out
+    # raise the other half's mIoU.
     class_bias: str = setting(
         "auto", "per-class log-probability shifts fitted on the hold-out to maximise mIoU", choices=POST_SETTINGS
     )
@@ -234,9 +250,12 @@ class Config:
     preset: str = setting("gpu", "the preset this configuration started from")
     seed: int = setting(42, "seed of every random choice (splits, initialisation, augmentation)")
     budget_seconds: float = setting(3 * 3600.0, "wall-clock seconds for the whole run", within="(0, inf)")
+    # On in `gpu` and `kaggle`: a broken CUDA install would otherwise spend the whole budget on the CPU.
     # `--set require_gpu=false` trains on the CPU anyway.
     require_gpu: bool = setting(False, "refuse to train when the Keras backend sees no GPU")
     two_stage: bool = setting(True, "train stage 2 on stage 1's out-of-fold probabilities")
+    # When two_stage is on; stage 2, test prediction and post-processing get the rest. A residual stage 2 needs
+    # fewer epochs than one from scratch.
     stage1_share: float = setting(
         0.5, "share of the budget (after loading and cleaning) for the stage-1 fold models", within="[0.05, 0.95]"
     )

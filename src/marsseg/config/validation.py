@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from marsseg.config.fields import as_set, shown
 from marsseg.config.keys import keys, model_variants, value_at
-from marsseg.config.rules import as_set, shown
 from marsseg.config.schema import Config, ModelConfig, dilation_rates, loss_terms
 from marsseg.errors import ConfigError
 
