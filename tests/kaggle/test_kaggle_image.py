@@ -71,7 +71,7 @@ def test_a_kernel_using_python_311_api_fails_on_the_competition_image(tmp_path):
     interpreter = _interpreter(COMPETITION)
     copy = tmp_path / "marsseg"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    config = copy / "config.py"
+    config = copy / "config" / "__init__.py"
     config.write_text(config.read_text() + "\nfrom datetime import UTC  # noqa: E402\n")
     kernel = tmp_path / "kernel.py"
     kernel.write_text(build_kernel(copy).text)
