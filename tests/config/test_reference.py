@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from marsseg.config import PRESET_SPECS, PRESETS, Config, flatten, keys, preset
+from marsseg.config import PRESET_SPECS, PRESETS, Config, allowed, flatten, keys, preset
 from marsseg.config.reference import keys_block, presets_block, write_blocks
 from tests.conftest import ROOT, one_line_error, run_cli
 
@@ -22,6 +22,7 @@ def test_every_key_has_a_meaning_and_its_default_passes_its_rule():
     for k in keys():
         assert k.rule.doc.strip() and "\n" not in k.rule.doc, k.name
         assert k.rule.admits(k.default), k.name
+    assert allowed("stage2.train.optimizer") == ("adam", "adamw") and allowed("post.tta") == ("auto", "on", "off")
 
 
 def test_every_preset_setting_has_a_one_line_reason_and_every_preset_a_description():

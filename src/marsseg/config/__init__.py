@@ -23,7 +23,6 @@ from marsseg.config.keys import key as key
 from marsseg.config.keys import keys as keys
 from marsseg.config.keys import model_variants as model_variants
 from marsseg.config.keys import override as override
-from marsseg.config.keys import rule_at as rule_at
 from marsseg.config.presets import PRESET_SPECS as PRESET_SPECS
 from marsseg.config.presets import PRESETS as PRESETS
 from marsseg.config.presets import Preset as Preset

@@ -44,10 +44,6 @@ def key(name: str) -> Key:
     return _walk(Config, name.split("."), name)
 
 
-def rule_at(name: str) -> Rule:
-    return key(name).rule
-
-
 def allowed(name: str) -> tuple:
     """The choices of the setting `name`, e.g. allowed('augment.strength')."""
     return key(name).rule.choices

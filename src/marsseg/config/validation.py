@@ -27,13 +27,9 @@ class Refusal(ConfigError):
         self.key, self.problem, self.example = key, problem, example
 
 
-def refuse(key: str, problem: str, example=None) -> None:
-    """Raise the one-line refusal of `key`; the example defaults to the setting's schema default."""
-    raise Refusal(key, problem, _default(key) if example is None else example)
-
-
-def _default(name: str):
-    return KEYS[name].default
+def refuse(key: str, problem: str) -> None:
+    """Raise the one-line refusal of `key`, its example the setting's schema default."""
+    raise Refusal(key, problem, KEYS[key].default)
 
 
 def check_plain_rules(cfg: Config, prefix: str = "") -> None:
