@@ -87,6 +87,7 @@ def reference_run(
 ) -> dict:
     """Train and predict the `kind` reference ("naive" or "best") within `budget_seconds`, on the same held-out
     images as every reference with `cfg.seed`; returns test labels, rates and the weights used."""
+    from marsseg.training.context import Deadline, StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
 
@@ -104,17 +105,13 @@ def reference_run(
         stage = naive_stage(cfg)
     result = fit_stage(
         stage,
-        train_images,
-        train_masks,
-        network_input(images[val]),
-        masks[val],
+        StageData(train_images, train_masks, network_input(images[val]), masks[val]),
         augment_cfg=None,
         seed=cfg.seed,
-        deadline=started + budget_seconds * (1 - PREDICT_RESERVE),
         name=name or f"{kind}_unet",
         class_weights=weights,
-        verbose=0,
-        log=log,
+        deadline=Deadline(started + budget_seconds * (1 - PREDICT_RESERVE)),
+        context=StageContext(verbose=0, log=log),
     )
     t = time.monotonic()
     probs = [

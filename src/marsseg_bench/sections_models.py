@@ -125,6 +125,7 @@ def section_compile(repeats: int, log, preset_name: str = "cpu", runs: int = 3, 
     import keras
 
     from marsseg.data.synth import make_synthetic
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
     from marsseg.training.reuse import ModelCache
@@ -136,8 +137,8 @@ def section_compile(repeats: int, log, preset_name: str = "cpu", runs: int = 3, 
 
     def fit(seed, models=None) -> float:
         started = time.perf_counter()
-        fit_stage(stage, s.images[:n_train], s.masks[:n_train], x_val, y_val, augment_cfg=cfg.augment, seed=seed,
-                  verbose=0, log=lambda line: None, models=models)  # fmt: skip
+        fit_stage(stage, StageData(s.images[:n_train], s.masks[:n_train], x_val, y_val), augment_cfg=cfg.augment,
+                  seed=seed, context=StageContext(verbose=0, log=lambda line: None, models=models))  # fmt: skip
         return time.perf_counter() - started
 
     keras.backend.clear_session()

@@ -27,11 +27,12 @@ from marsseg.data.synth import make_synthetic, save_synthetic
 from marsseg.pipeline.budget import Budget
 from marsseg.pipeline.holdout import Holdout, argmax_score
 from marsseg.pipeline.postprocess import labels_from_probs, predict_tta
-from marsseg.pipeline.stages import Stage1Outcome, stage2_fit, stage2_probs
+from marsseg.pipeline.stages import Stage1Outcome, Stage2Data, stage2_fit, stage2_probs
 from marsseg.pipeline.testset import TEST_CHUNK
 from marsseg.prep.analysis import class_weights
 from marsseg.stamps import git_commit
 from marsseg.submission.scoring import score_masks
+from marsseg.training.context import StageContext
 from marsseg_bench.quality import DATA_SEED, N_TEST, N_TRAIN, QUALITY_BUDGET, quality_data
 from marsseg_bench.quality_store import config_fingerprint, results_path, store_result
 from marsseg_bench.stage2_report import render_stage2
@@ -80,7 +81,7 @@ def _stage1_key(cfg) -> str:
 def cached_stage1(cfg, truth_log) -> dict:
     """Stage 1's outputs for `cfg` on the quality data: from the cache, else run once and cache them."""
     from marsseg.pipeline import testset
-    from marsseg.pipeline.run import _Run
+    from marsseg.pipeline.run import Run
 
     path = cache_dir() / f"stage1-{_stage1_key(cfg)}.npz"
     if path.is_file():
@@ -94,34 +95,35 @@ def cached_stage1(cfg, truth_log) -> dict:
         truth_log(f"stage2 screen: stage 1 ({cfg.preset} preset, seed {cfg.seed}) once, then cached")
         started = time.monotonic()
         # The run's own phases, up to stage 1's hold-out validation: the same inputs a real run gives stage 2.
-        run = _Run(cfg, data, Path(tmp) / "kit", Budget(cfg.budget_seconds, lambda *_: None), lambda *_: None,
-                   None, 0, datetime.now(timezone.utc))  # fmt: skip
+        quiet = lambda *_: None  # noqa: E731
+        context = StageContext.for_budget(Budget(cfg.budget_seconds, quiet), quiet, verbose=0)
+        run = Run(cfg, data, Path(tmp) / "kit", context)
         run.load_and_clean()
-        run.split()
-        run.stage1()
-        _, plain = testset.stage1_labels(
-            run.s1.models, run.test_images, run.choice1, cfg.post, tta=False, keep_probs=True
-        )
-        test_tta1 = testset.stage1_flip(run.s1.models, run.test_images, plain)
+        run.split_data()
+        run.run_stage1()
+        models, test_images = run.stage1.models, run.loaded.test_images
+        _, plain = testset.stage1_labels(models, test_images, run.stage1_choice, cfg.post, tta=False, keep_probs=True)
+        test_tta1 = testset.stage1_flip(models, test_images, plain)
         seconds = time.monotonic() - started
+    split, holdout, holdout_probs = run.split, run.split.holdout, run.stage1_holdout_probs
     arrays = {
-        "dev_images": run.dev_images,
-        "dev_masks": run.dev_masks,
-        "dev_groups": run.dev_groups,
-        "oof": run.s1.oof.astype(np.float16),
-        "oof_model": run.s1.oof_model,
-        "hold_images": run.hold.images,
-        "hold_masks": run.hold.masks,
-        "tune": run.hold.tune,
-        "report": run.hold.report,
-        "val1_plain": run.val1[0].astype(np.float16),
-        "val1_tta": run.val1[1].astype(np.float16),
-        "test_images": run.test_images,
+        "dev_images": split.dev_images,
+        "dev_masks": split.dev_masks,
+        "dev_groups": split.dev_groups,
+        "oof": run.stage1.oof.astype(np.float16),
+        "oof_model": run.stage1.oof_model,
+        "hold_images": holdout.images,
+        "hold_masks": holdout.masks,
+        "tune": holdout.tune,
+        "report": holdout.report,
+        "val1_plain": holdout_probs[0].astype(np.float16),
+        "val1_tta": holdout_probs[1].astype(np.float16),
+        "test_images": test_images,
         "test_tta1": test_tta1,
         "test_truth": synthetic.test_labels,
         "temperature": np.float64(run.temperature),
         "stage1_seconds": np.float64(seconds),
-        "folds": np.int64(run.s1.planned_folds),
+        "folds": np.int64(run.stage1.planned_folds),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
@@ -151,16 +153,18 @@ def screen_design(cfg, stage1: dict, seconds: float, log) -> dict:
     from marsseg.training.fit import predict_probs
 
     f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    s1 = Stage1Outcome([], f32(stage1["oof"]), stage1["oof_model"], int(stage1["folds"]))
+    outcome = Stage1Outcome([], f32(stage1["oof"]), stage1["oof_model"], int(stage1["folds"]))
     weights = class_weights(
         stage1["dev_masks"],
         power=cfg.stage2.loss.class_weight_power,
         max_ratio=cfg.stage2.loss.max_weight_ratio or None,
     )
-    budget = Budget(seconds + 60.0, lambda *_: None)
-    result = stage2_fit(stage1["dev_images"], stage1["dev_masks"], stage1["dev_groups"], s1, cfg,
-                        seconds=seconds, budget=budget, class_weights=weights, verbose=0, log=lambda *_: None,
-                        temperature=float(stage1["temperature"]))  # fmt: skip
+    quiet = lambda *_: None  # noqa: E731
+    context = StageContext.for_budget(Budget(seconds + 60.0, quiet), quiet, verbose=0)
+    data = Stage2Data(
+        stage1["dev_images"], stage1["dev_masks"], stage1["dev_groups"], outcome, float(stage1["temperature"])
+    )
+    result = stage2_fit(data, cfg, context, seconds=seconds, class_weights=weights)
     x_val = network_input(stage1["hold_images"], f32(stage1["val1_tta"]))
     plain, tta, _ = stage2_probs(result.model, x_val, tta=True)
     test_images, probs1 = stage1["test_images"], stage1["test_tta1"]

@@ -117,7 +117,7 @@ def _all_variants() -> set[str]:
     return {v for a, b, _ in COMPARISONS.values() for v in (a, b)}
 
 
-class _Runner:
+class StepRunner:
     """Runs `steps` training steps of one variant: `train_on_batch` on one fixed batch (the raw step), or one
     `fit` epoch of `steps` batches (the feed and callback variants)."""
 
@@ -224,12 +224,12 @@ def compare(
     masks = np.repeat(np.repeat(rng.integers(0, 5, (n, 8, 16), dtype=np.uint8), 8, axis=1), 8, axis=2)
     loss_cfg = stage_cfg.loss
     weights = weights_for(masks, power=loss_cfg.class_weight_power, max_ratio=loss_cfg.max_weight_ratio or None)
-    runners: dict[str, _Runner] = {}
+    runners: dict[str, StepRunner] = {}
 
     def runner(name):
         if name not in runners:
             log(f"throughput: building {name}")
-            runners[name] = _Runner(name, stage_cfg, images, masks, weights, batch, steps)
+            runners[name] = StepRunner(name, stage_cfg, images, masks, weights, batch, steps)
             for _ in range(max(0, warmup)):
                 runners[name].burst()
         return runners[name]

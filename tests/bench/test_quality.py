@@ -103,8 +103,8 @@ def test_reference_runs_feed_fit_stage_what_each_recipe_says(monkeypatch):
     class Result:
         model, best_val_miou, epochs_run, train_samples_per_s = "model", 0.5, 3, 100.0
 
-    def fake_fit(stage, train_images, train_masks, val_x, val_y, **kw):
-        seen.update(stage=stage, n=len(train_images), masks=train_masks, **kw)
+    def fake_fit(stage, data, **kw):
+        seen.update(stage=stage, n=len(data.train_images), masks=data.train_masks, **kw)
         return Result()
 
     def fake_predict(model, x):

@@ -12,11 +12,12 @@ def seeded_fake_fit(monkeypatch, calls=None):
     import marsseg.training.fit as train
     from marsseg.models import build_unet
 
-    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
+    def fit(stage_cfg, data, **kwargs):
         if calls is not None:
-            calls.append({"train_images": train_images, "val_x": val_x, **kwargs})
+            calls.append({"train_images": data.train_images, "val_x": data.val_x, "train_extras": data.train_extras})
+            calls[-1].update(kwargs)
         keras.utils.set_random_seed(kwargs["seed"])
-        model = build_unet(stage_cfg.model, val_x.shape[-1], name=kwargs.get("name", "stage"))
+        model = build_unet(stage_cfg.model, data.val_x.shape[-1], name=kwargs.get("name", "stage"))
         return train.StageResult(
             model, {"loss": [1.0], "val_miou": [0.1]}, 0.1, 1, 1, 0.01, 100.0, "epochs", extra={"epoch_seconds": [0.01]}
         )
@@ -30,10 +31,10 @@ def flip_tta(predict, x):
 
 
 def capture_state(monkeypatch):
-    """The run's `_Run` object, appended to the returned list when it reaches `finish`."""
-    from marsseg.pipeline.run import _Run
+    """The run's `Run` object, appended to the returned list when it reaches `finish`."""
+    from marsseg.pipeline.run import Run
 
     runs = []
-    finish = _Run.finish
-    monkeypatch.setattr(_Run, "finish", lambda self: (runs.append(self), finish(self)))
+    finish = Run.finish
+    monkeypatch.setattr(Run, "finish", lambda self: (runs.append(self), finish(self)))
     return runs

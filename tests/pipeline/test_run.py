@@ -20,7 +20,7 @@ def smoke_run(small_data_file, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         states = capture_state(patch)
         metrics = run(preset("smoke"), small_data_file[0], out, log=lines.append, submissions_dir=subs, verbose=0)
-    smoke_state.extend(states)  # the run's `_Run`, for the checks that compare with its models
+    smoke_state.extend(states)  # the run's `Run`, for the checks that compare with its models
     return out, subs, metrics, lines
 
 
@@ -75,11 +75,11 @@ def test_the_saved_models_reload_and_predict_what_the_run_predicted(smoke_run, s
     out = smoke_run[0]
     (state,) = smoke_state
     x = network_input(small_synthetic.test_images[:8])
-    folds = [f.fold for f in state.s1.folds]
-    for fold, model in zip(folds, state.s1.models):
+    folds = [f.fold for f in state.stage1.folds]
+    for fold, model in zip(folds, state.stage1.models):
         same(load_run_model(out / f"model_stage1_fold{fold + 1}.keras"), model, x)
-    x2 = network_input(small_synthetic.test_images[:8], predict_probs(state.s1.models[0], x))
-    same(load_run_model(out / "model_stage2.keras"), state.s2.model, x2)
+    x2 = network_input(small_synthetic.test_images[:8], predict_probs(state.stage1.models[0], x))
+    same(load_run_model(out / "model_stage2.keras"), state.stage2.model, x2)
 
 
 def test_smoke_run_reports_both_stages_on_the_same_holdout(smoke_run):
@@ -146,6 +146,7 @@ class _Remembers:
 def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
     from marsseg.config import preset
     from marsseg.pipeline.stages import check_out_of_fold, stage1_folds
+    from marsseg.training.context import StageContext
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (30, 64, 128), dtype=np.uint8)
@@ -156,8 +157,8 @@ def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
         def __init__(self, model):
             self.model, self.seconds, self.epochs_run = model, 0.0, 1
 
-    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
-        return Result(_Remembers(kwargs["seed"], train_images))
+    def fit(stage_cfg, data, **kwargs):
+        return Result(_Remembers(kwargs["seed"], data.train_images))
 
     def predict(model, x):
         # channel 0: 1 where the model trained on the image; channel 1: which model answered
@@ -175,10 +176,8 @@ def test_out_of_fold_inputs_never_come_from_a_model_that_trained_on_the_image():
         masks,
         fold_of,
         preset("smoke"),
+        StageContext(log=lambda m: None, fit=fit, predict=predict),
         stage_end=time.monotonic() + 60,
-        fit=fit,
-        predict=predict,
-        log=lambda m: None,
     )
     assert outcome.covered.all() and len(outcome.folds) == 3
     assert (outcome.oof[..., 0] == 0).all(), "an image's stage-2 input came from a model trained on it"
@@ -199,6 +198,7 @@ def test_fold_models_trains_only_the_first_folds_each_with_the_whole_stage_time(
     from marsseg.config import preset, validate
     from marsseg.errors import ConfigError
     from marsseg.pipeline.stages import stage1_folds
+    from marsseg.training.context import StageContext
 
     images = np.zeros((40, 64, 128), np.uint8)
     masks = np.ones((40, 64, 128), np.uint8)
@@ -210,20 +210,14 @@ def test_fold_models_trains_only_the_first_folds_each_with_the_whole_stage_time(
     class Result:
         model, seconds, epochs_run = None, 0.0, 1
 
-    def fit(stage_cfg, train_images, train_masks, val_x, val_y, **kwargs):
-        calls.append((len(train_images), len(val_x), kwargs["deadline"]))
+    def fit(stage_cfg, data, **kwargs):
+        calls.append((len(data.train_images), len(data.val_x), kwargs["deadline"].at))
         return Result()
 
     stage_end = time.monotonic() + 100
+    predict = lambda m, x: np.full((*x.shape[:3], 5), 0.2, np.float32)  # noqa: E731
     outcome = stage1_folds(
-        images,
-        masks,
-        fold_of,
-        cfg,
-        stage_end=stage_end,
-        fit=fit,
-        predict=lambda m, x: np.full((*x.shape[:3], 5), 0.2, np.float32),
-        log=lambda m: None,
+        images, masks, fold_of, cfg, StageContext(log=lambda m: None, fit=fit, predict=predict), stage_end=stage_end
     )
     assert [(n_train, n_val) for n_train, n_val, _ in calls] == [(30, 10)]
     assert calls[0][2] == pytest.approx(stage_end)  # the one model may use all of stage 1's time
@@ -240,17 +234,18 @@ def _fake_fit(monkeypatch):
 
 def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import preset
+    from marsseg.pipeline import stage2_phase
     from marsseg.pipeline.postprocess import clean_masks, labels_from_probs
-    from marsseg.pipeline.run import _Run, run
+    from marsseg.pipeline.run import run
     from marsseg.submission.formats import read_submission
     from marsseg.submission.scoring import score_masks
 
     _fake_fit(monkeypatch)
 
-    def broken(self):
+    def broken(run):
         raise RuntimeError("injected stage-2 failure")
 
-    monkeypatch.setattr(_Run, "stage2", broken)
+    monkeypatch.setattr(stage2_phase, "run_stage2", broken)
     runs = capture_state(monkeypatch)
     lines = []
     m = run(preset("smoke"), small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
@@ -258,8 +253,8 @@ def test_a_failing_stage_2_leaves_the_validated_stage_1_submission(small_data_fi
     morphology = m["post"]["stage1"]["morphology"]
     assert m["val_miou_final_tuned"] == (morphology["with"] if morphology["used"] else morphology["without"])
     (state,) = runs
-    hold, choice = state.hold, state.choice1
-    probs = state.val1[1] if choice["tta"]["used"] else state.val1[0]
+    hold, choice = state.split.holdout, state.stage1_choice
+    probs = state.stage1_holdout_probs[1] if choice["tta"]["used"] else state.stage1_holdout_probs[0]
     labels = labels_from_probs(probs[hold.report], class_bias=choice["bias_values"])
     if morphology["used"]:
         labels = clean_masks(labels, 12, 12)
@@ -275,40 +270,40 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     budget allows, and otherwise the reported hold-out scores (tuning and reporting part) are the ones without TTA."""
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
-    from marsseg.pipeline import run as pipeline_run
+    from marsseg.pipeline import stage1_submission, stage2_phase
     from marsseg.pipeline.postprocess import labels_from_probs
-    from marsseg.pipeline.run import _Run, run
+    from marsseg.pipeline.run import run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
     from marsseg.submission.scoring import score_masks
     from marsseg.training.feed import network_input
 
     _fake_fit(monkeypatch)
-    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    monkeypatch.setattr(stage2_phase, "run_stage2", lambda run: "not used: injected")
     runs = []
-    add_tta = _Run.add_stage1_tta
-    monkeypatch.setattr(_Run, "add_stage1_tta", lambda self: (runs.append(self), add_tta(self)))
-    if not time_for_tta:
-        monkeypatch.setattr(pipeline_run, "test_seconds", lambda *args: 1e6)  # run.py's name for budget.test_seconds
+    add_tta = stage1_submission.add_stage1_tta
+    monkeypatch.setattr(stage1_submission, "add_stage1_tta", lambda run: (runs.append(run), add_tta(run)))
+    if not time_for_tta:  # stage1_submission's name for budget.test_seconds
+        monkeypatch.setattr(stage1_submission, "test_seconds", lambda *args: 1e6)
     if time_for_tta == "fails":
 
-        def broken(self):
-            runs.append(self)
+        def broken(run):
+            runs.append(run)
             raise MemoryError("injected")
 
-        monkeypatch.setattr(_Run, "add_stage1_tta", broken)
+        monkeypatch.setattr(stage1_submission, "add_stage1_tta", broken)
     cfg = override(preset("smoke"), ["post.tta=on", "post.morphology=off", "post.class_bias=off"])
     lines = []
     m = run(cfg, small_data_file[0], tmp_path / "run", log=lines.append, submissions_dir=None, verbose=0)
     (state,) = runs
     test_x = network_input(load_dataset(small_data_file[0]).test_images)
-    ensemble = lambda x: ensemble_probs(state.s1.models, x)  # noqa: E731
+    ensemble = lambda x: ensemble_probs(state.stage1.models, x)  # noqa: E731
     plain = ensemble(test_x)
     stored = plain.astype(np.float16).astype(np.float32)  # the run keeps the test probabilities in float16
     tta_probs = 0.5 * (stored + ensemble(np.ascontiguousarray(test_x[:, :, ::-1]))[:, :, ::-1])
     with_tta = labels_from_probs(tta_probs.astype(np.float16).astype(np.float32))
     without = labels_from_probs(plain)
-    hold = state.hold
+    hold, probs1 = state.split.holdout, state.stage1_holdout_probs
     tune, report = hold.masks[hold.tune], hold.masks[hold.report]
     written = read_submission(tmp_path / "run" / "submission.csv", 24).masks
     assert m["final_stage"] == 1 and m["post"]["stage1"]["tta"]["used"] is True
@@ -316,12 +311,12 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
     if time_for_tta is True:
         assert (written == with_tta).all() and m["final_tta"] is True
         assert m["val_miou_final_tuned"] == m["post"]["stage1"]["tta"]["with"]
-        assert m["val_miou_final"] == score_masks(report, labels_from_probs(state.val1[1][hold.report]))["miou"]
+        assert m["val_miou_final"] == score_masks(report, labels_from_probs(probs1[1][hold.report]))["miou"]
         assert any("stage 1 with flip TTA submission written" in line for line in lines)
     else:
         assert (written == without).all() and m["final_tta"] is False
-        assert m["val_miou_final_tuned"] == score_masks(tune, labels_from_probs(state.val1[0][hold.tune]))["miou"]
-        assert m["val_miou_final"] == score_masks(report, labels_from_probs(state.val1[0][hold.report]))["miou"]
+        assert m["val_miou_final_tuned"] == score_masks(tune, labels_from_probs(probs1[0][hold.tune]))["miou"]
+        assert m["val_miou_final"] == score_masks(report, labels_from_probs(probs1[0][hold.report]))["miou"]
         assert m["val_miou_final_tuned"] == m["post"]["stage1"]["tta"]["without"]
         assert any(
             ("flip TTA not added" if time_for_tta is False else "flip TTA failed (MemoryError: injected)") in line
@@ -333,36 +328,37 @@ def test_stage_1_gets_its_flip_tta_back_when_stage_2_is_not_used(small_data_file
 def test_class_biases_fitted_on_the_hold_out_are_applied_to_the_test_set(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
+    from marsseg.pipeline import stage2_phase
     from marsseg.pipeline.postprocess import fit_class_bias, labels_from_probs
-    from marsseg.pipeline.run import _Run, run
+    from marsseg.pipeline.run import run
     from marsseg.pipeline.stages import ensemble_probs
     from marsseg.submission.formats import read_submission
     from marsseg.submission.scoring import score_masks
     from marsseg.training.feed import network_input
 
     _fake_fit(monkeypatch)
-    monkeypatch.setattr(_Run, "stage2", lambda self: "not used: injected")
+    monkeypatch.setattr(stage2_phase, "run_stage2", lambda run: "not used: injected")
     runs = capture_state(monkeypatch)
     cfg = override(preset("smoke"), ["post.tta=off", "post.morphology=off", "post.class_bias=on"])
     m = run(cfg, small_data_file[0], tmp_path / "run", log=lambda line: None, submissions_dir=None, verbose=0)
     (state,) = runs
-    hold = state.hold
+    hold, probs1 = state.split.holdout, state.stage1_holdout_probs
     chosen = m["post"]["stage1"]["class_bias"]
     assert chosen["used"] is True and set(chosen["values"]) == {"soil", "bedrock", "sand", "big rock"}
     assert chosen["with"] is not None and chosen["fitted"] >= chosen["without"]
     bias = np.array([0.0] + list(chosen["values"].values()), np.float32)
-    np.testing.assert_array_equal(bias, state.choice1["bias_values"])
-    plain = ensemble_probs(state.s1.models, network_input(load_dataset(small_data_file[0]).test_images))
+    np.testing.assert_array_equal(bias, state.stage1_choice["bias_values"])
+    plain = ensemble_probs(state.stage1.models, network_input(load_dataset(small_data_file[0]).test_images))
     expected = labels_from_probs(plain, class_bias=bias)
     assert (expected != labels_from_probs(plain)).mean() > 0.001, (
         "the biases must change labels for this to mean anything"
     )
     assert (read_submission(tmp_path / "run" / "submission.csv", 24).masks == expected).all()
     for part, key in ((hold.tune, "val_miou_final_tuned"), (hold.report, "val_miou_final")):
-        labels = labels_from_probs(state.val1[0][part], class_bias=bias)
+        labels = labels_from_probs(probs1[0][part], class_bias=bias)
         assert m[key] == score_masks(hold.masks[part], labels)["miou"], key
     # The biases were fitted on the tuning part alone: fitting them there again gives the same values.
-    refitted, _ = fit_class_bias(state.val1[0][hold.tune], hold.masks[hold.tune])
+    refitted, _ = fit_class_bias(probs1[0][hold.tune], hold.masks[hold.tune])
     np.testing.assert_array_equal(refitted, bias)
 
 

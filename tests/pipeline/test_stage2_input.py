@@ -36,6 +36,7 @@ def test_the_tta_of_a_flipped_image_is_the_flipped_tta():
 def test_out_of_fold_rows_are_each_fold_models_tta_prediction():
     from marsseg.config import override, preset
     from marsseg.pipeline.stages import stage1_folds
+    from marsseg.training.context import StageContext
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (12, 8, 12), dtype=np.uint8)
@@ -55,10 +56,8 @@ def test_out_of_fold_rows_are_each_fold_models_tta_prediction():
             masks,
             fold_of,
             override(preset("smoke"), [f"post.tta={tta}"]),
+            StageContext(log=lambda m: None, fit=lambda *args, **kw: Result(kw["seed"]), predict=predict),
             stage_end=time.monotonic() + 60,
-            fit=lambda *args, **kw: Result(kw["seed"]),
-            predict=predict,
-            log=lambda m: None,
         )
         for run in outcome.folds:
             x = images[run.val_index].astype(np.float32)[..., None] / 255
@@ -96,8 +95,7 @@ def test_stage_2_flipped_view_carries_stage_1s_prediction_of_the_flipped_image()
 def test_a_run_gives_stage_2_the_tta_stage_1_probabilities_everywhere(small_data_file, tmp_path, monkeypatch):
     from marsseg.config import override, preset
     from marsseg.data.load import load_dataset
-    from marsseg.pipeline import run as pipeline_run
-    from marsseg.pipeline import testset
+    from marsseg.pipeline import stage2_phase, testset
     from marsseg.pipeline.calibration import temper
     from marsseg.pipeline.run import run
     from marsseg.pipeline.stages import ensemble_probs
@@ -107,9 +105,9 @@ def test_a_run_gives_stage_2_the_tta_stage_1_probabilities_everywhere(small_data
     calls, seen = [], {}
     seeded_fake_fit(monkeypatch, calls)
     runs = capture_state(monkeypatch)
-    probs2, labels2 = pipeline_run.stage2_probs, testset.stage2_labels
+    probs2, labels2 = stage2_phase.stage2_probs, testset.stage2_labels
     monkeypatch.setattr(
-        pipeline_run, "stage2_probs", lambda m, x, *a, **k: (seen.update(val=x), probs2(m, x, *a, **k))[1]
+        stage2_phase, "stage2_probs", lambda m, x, *a, **k: (seen.update(val=x), probs2(m, x, *a, **k))[1]
     )
     monkeypatch.setattr(
         testset, "stage2_labels", lambda m, t, p, *a: (seen.update(test=p.copy()), labels2(m, t, p, *a))[1]
@@ -118,28 +116,29 @@ def test_a_run_gives_stage_2_the_tta_stage_1_probabilities_everywhere(small_data
     m = run(cfg, small_data_file[0], tmp_path / "run", log=lambda line: None, submissions_dir=None, verbose=0)
     (state,) = runs
     assert m["stage2_status"] == "ok"
-    models = state.s1.models
+    models = state.stage1.models
 
     def ensemble_tta(images):
         x = network_input(images)
         return np.mean([flip_tta(lambda b, mm=mm: predict_probs(mm, b), x) for mm in models], axis=0)
 
-    hold = ensemble_tta(state.hold.images)
+    hold = ensemble_tta(state.split.holdout.images)
     np.testing.assert_allclose(seen["val"][..., 1:], hold, atol=1e-6)
     test_images = load_dataset(small_data_file[0]).test_images
     np.testing.assert_allclose(seen["test"].astype(np.float32), ensemble_tta(test_images), atol=2e-3)
     plain = ensemble_probs(models, network_input(test_images))
     assert np.abs(plain - ensemble_tta(test_images)).max() > 1e-2, "TTA must matter for this test to mean anything"
-    for f, fold in enumerate(state.s1.folds):
-        x = network_input(state.dev_images[fold.val_index])
+    dev_images = state.split.dev_images
+    for f, fold in enumerate(state.stage1.folds):
+        x = network_input(dev_images[fold.val_index])
         expected = flip_tta(lambda b, mm=models[f]: predict_probs(mm, b), x)
-        np.testing.assert_allclose(state.s1.oof[fold.val_index], expected, atol=1e-6)
+        np.testing.assert_allclose(state.stage1.oof[fold.val_index], expected, atol=1e-6)
     # Stage 2 trained on those out-of-fold rows, tempered by the run's one temperature.
     stage2_call = calls[-1]
     by_image = {}
-    for r in np.flatnonzero(state.s1.covered):
-        by_image.setdefault(state.dev_images[r].tobytes(), []).append(r)
-    tempered = temper(state.s1.oof, state.temperature)
+    for r in np.flatnonzero(state.stage1.covered):
+        by_image.setdefault(dev_images[r].tobytes(), []).append(r)
+    tempered = temper(state.stage1.oof, state.temperature)
     for image, extras in zip(stage2_call["train_images"], stage2_call["train_extras"]):
         assert any(np.allclose(extras, tempered[r], atol=1e-6) for r in by_image[image.tobytes()])
     assert stage2_call["train_extras"].shape[-1] == 5 and state.temperature == m["stage2_input"]["temperature"]

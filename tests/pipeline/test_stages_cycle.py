@@ -22,6 +22,7 @@ def test_fold_k_trains_variant_k_mod_n_and_the_metrics_say_which(folds, fold_mod
     from marsseg.config import model_variants, override, preset
     from marsseg.pipeline.report import stage1_metrics
     from marsseg.pipeline.stages import stage1_folds
+    from marsseg.training.context import StageContext
 
     cfg = override(preset("smoke"), [CYCLE, f"data.fold_models={fold_models}"])
     rng = np.random.default_rng(0)
@@ -37,10 +38,8 @@ def test_fold_k_trains_variant_k_mod_n_and_the_metrics_say_which(folds, fold_mod
         images % 5,
         np.arange(len(images)) % folds,
         cfg,
+        StageContext(log=lambda line: None, fit=fit, predict=lambda model, x: np.zeros((*x.shape[:3], 5), np.float32)),
         stage_end=time.monotonic() + 60,
-        fit=fit,
-        predict=lambda model, x: np.zeros((*x.shape[:3], 5), np.float32),
-        log=lambda line: None,
     )
     variants = model_variants(cfg.stage1)
     assert [s.model for s in seen] == [variants[v] for v in expected]
@@ -57,6 +56,7 @@ def test_without_a_cycle_every_fold_trains_the_stage_model():
     from marsseg.config import preset
     from marsseg.pipeline.report import stage1_metrics
     from marsseg.pipeline.stages import stage1_folds
+    from marsseg.training.context import StageContext
 
     cfg = preset("smoke")
     seen = []
@@ -66,10 +66,12 @@ def test_without_a_cycle_every_fold_trains_the_stage_model():
         images,
         np.arange(6) % 3,
         cfg,
+        StageContext(
+            log=lambda line: None,
+            fit=lambda stage_cfg, *a, **kw: seen.append(stage_cfg) or _Result(0),
+            predict=lambda model, x: np.zeros((*x.shape[:3], 5), np.float32),
+        ),
         stage_end=time.monotonic() + 60,
-        fit=lambda stage_cfg, *a, **kw: seen.append(stage_cfg) or _Result(0),
-        predict=lambda model, x: np.zeros((*x.shape[:3], 5), np.float32),
-        log=lambda line: None,
     )
     assert seen == [cfg.stage1] * 3
     metrics = stage1_metrics(outcome, 1.0)
@@ -81,6 +83,7 @@ def test_three_folds_over_two_networks_compile_two_and_each_saves_its_own(small_
     from marsseg.config import override, preset
     from marsseg.pipeline.outputs import save_models, stage1_model_name
     from marsseg.pipeline.stages import stage1_folds
+    from marsseg.training.context import StageContext
     from marsseg.training.feed import network_input
     from marsseg.training.fit import predict_probs
     from marsseg.training.reuse import ModelCache
@@ -100,10 +103,8 @@ def test_three_folds_over_two_networks_compile_two_and_each_saves_its_own(small_
         masks,
         np.arange(24) % 3,
         cfg,
+        StageContext(log=lambda line: None, verbose=0, models=cache),
         stage_end=time.monotonic() + 600,
-        verbose=0,
-        log=lambda line: None,
-        models=cache,
     )
     assert len(outcome.folds) == 3 and [f.variant for f in outcome.folds] == [0, 1, 0]
     assert len(compiled) == 2 and len(cache) == 2, "one network per distinct setting"

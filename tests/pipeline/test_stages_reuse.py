@@ -11,6 +11,7 @@ def test_fold_models_share_a_network_and_keep_their_own_weights(small_synthetic,
     from marsseg.config import preset
     from marsseg.pipeline.outputs import save_models, stage1_model_name
     from marsseg.pipeline.stages import ensemble_probs, stage1_folds
+    from marsseg.training.context import StageContext
     from marsseg.training.feed import network_input
     from marsseg.training.fit import predict_probs
     from marsseg.training.reuse import FoldModel
@@ -23,9 +24,8 @@ def test_fold_models_share_a_network_and_keep_their_own_weights(small_synthetic,
     s = small_synthetic
     images, masks = s.images[:36], s.masks[:36]
     fold_of = np.arange(36) % 2
-    outcome = stage1_folds(
-        images, masks, fold_of, cfg, stage_end=time.monotonic() + 600, verbose=0, log=lambda line: None
-    )
+    context = StageContext(log=lambda line: None, verbose=0)
+    outcome = stage1_folds(images, masks, fold_of, cfg, context, stage_end=time.monotonic() + 600)
     models = outcome.models
     assert len(models) == 2 and all(isinstance(m, FoldModel) for m in models)
     assert models[0].shared is models[1].shared, "fold 2 reused fold 1's network"

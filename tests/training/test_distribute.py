@@ -83,12 +83,13 @@ FIT_STAGE_SCRIPT = textwrap.dedent("""
     everywhere = distribute.distribution_scope
     distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
     from marsseg.training.feed import network_input
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.fit import fit_stage
     s = make_synthetic(48, 1, seed=1)
     cfg = preset("cpu")
     stage = replace(cfg.stage1, train=replace(cfg.stage1.train, epochs=2))
-    result = fit_stage(stage, s.images[:40], s.masks[:40], network_input(s.images[40:]), s.masks[40:],
-                       augment_cfg=cfg.augment, verbose=0, log=lambda line: None)
+    result = fit_stage(stage, StageData(s.images[:40], s.masks[:40], network_input(s.images[40:]), s.masks[40:]),
+                       augment_cfg=cfg.augment, context=StageContext(verbose=0, log=lambda line: None))
     # A model trained under the strategy is saved and reloaded as a run saves it (Kaggle's two T4s).
     import tempfile, numpy as np
     from marsseg.training.fit import predict_probs
@@ -148,13 +149,15 @@ REUSE_SCRIPT = textwrap.dedent("""
     everywhere = distribute.distribution_scope
     distribute.distribution_scope = lambda *args, **kwargs: everywhere(devices=DEVICES)
     from marsseg.training.feed import network_input
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.fit import fit_stage, predict_probs
     from marsseg.training.reuse import ModelCache
     s, cfg, models = make_synthetic(48, 1, seed=1), preset("smoke"), ModelCache()
     stage = replace(cfg.stage1, train=replace(cfg.stage1.train, run_eagerly=False, batch_size=8))
     x = network_input(s.images[40:])
-    fit = lambda seed: fit_stage(stage, s.images[:24], s.masks[:24], x, s.masks[40:], seed=seed, verbose=0,
-                                 log=lambda line: None, models=models)
+    context = StageContext(verbose=0, log=lambda line: None, models=models)
+    fit = lambda seed: fit_stage(stage, StageData(s.images[:24], s.masks[:24], x, s.masks[40:]), seed=seed,
+                                 context=context)
     first = fit(1)
     before, step = predict_probs(first.model, x), first.model.shared.train_function
     second = fit(2)

@@ -16,6 +16,7 @@ def _stage(momentum, epochs=3):
 
 
 def test_the_averaged_weights_are_scored_kept_saved_and_reloaded(small_synthetic, tmp_path):
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
     from marsseg.training.metrics import MeanIoU
@@ -23,10 +24,8 @@ def test_the_averaged_weights_are_scored_kept_saved_and_reloaded(small_synthetic
 
     s = small_synthetic
     x_val, y_val = network_input(s.images[32:48]), s.masks[32:48]
-    fits = {
-        momentum: fit_stage(_stage(momentum), s.images[:32], s.masks[:32], x_val, y_val, seed=3, verbose=0)
-        for momentum in (0.0, 0.5)
-    }
+    data, quiet = StageData(s.images[:32], s.masks[:32], x_val, y_val), StageContext(verbose=0)
+    fits = {momentum: fit_stage(_stage(momentum), data, seed=3, context=quiet) for momentum in (0.0, 0.5)}
     ema = fits[0.5]
     assert ema.model.optimizer.use_ema and not fits[0.0].model.optimizer.use_ema
     # The same seed and data: averaging changes the weights that come back.

@@ -177,15 +177,15 @@ def test_budget_logs_one_line_per_phase_and_accounts_seconds():
 
 def test_fit_stage_trains_evaluates_the_main_head_and_predicts_probabilities(small_synthetic):
     from marsseg.config import preset
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
 
     cfg = preset("smoke")
     s = small_synthetic
     x_val = network_input(s.images[32:48])
-    result = fit_stage(
-        cfg.stage1, s.images[:32], s.masks[:32], x_val, s.masks[32:48], augment_cfg=cfg.augment, seed=3, verbose=0
-    )
+    data = StageData(s.images[:32], s.masks[:32], x_val, s.masks[32:48])
+    result = fit_stage(cfg.stage1, data, augment_cfg=cfg.augment, seed=3, context=StageContext(verbose=0))
     assert result.monitor == "val_main_miou" and "val_main_miou" in result.history
     assert result.epochs_run == 1 and result.best_epoch == 1 and result.stop_reason == "epochs"
     assert 0.0 <= result.best_val_miou <= 1.0
@@ -199,6 +199,7 @@ def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch
     import time
 
     from marsseg.config import preset
+    from marsseg.training.context import Deadline, StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
@@ -207,15 +208,11 @@ def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch
     extras = np.full((48, 64, 128, 5), 0.2, np.float32)
     result = fit_stage(
         cfg.stage2,
-        s.images[:48],
-        s.masks[:48],
-        network_input(s.images[48:56], extras[:8]),
-        s.masks[48:56],
-        train_extras=extras,
+        StageData(s.images[:48], s.masks[:48], network_input(s.images[48:56], extras[:8]), s.masks[48:56], extras),
         augment_cfg=None,
         seed=1,
-        verbose=0,
-        deadline=time.monotonic() - 1,
+        deadline=Deadline(time.monotonic() - 1),
+        context=StageContext(verbose=0),
     )
     assert result.stop_reason == "budget" and result.epochs_run == 1
     assert result.monitor == "val_miou", "stage 2 of the smoke preset has a single head"
@@ -228,6 +225,7 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
     from marsseg.config import preset
     from marsseg.pipeline.postprocess import labels_from_probs
     from marsseg.submission.scoring import score_masks
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
 
@@ -240,17 +238,8 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
     extras = onehot + rng.uniform(0, 0.8, onehot.shape).astype(np.float32)
     extras /= extras.sum(-1, keepdims=True)
     x_val = network_input(s.images[48:56], extras[48:56])
-    result = fit_stage(
-        stage,
-        s.images[:48],
-        s.masks[:48],
-        x_val,
-        s.masks[48:56],
-        train_extras=extras[:48],
-        augment_cfg=None,
-        seed=1,
-        verbose=0,
-    )
+    data = StageData(s.images[:48], s.masks[:48], x_val, s.masks[48:56], extras[:48])
+    result = fit_stage(stage, data, augment_cfg=None, seed=1, context=StageContext(verbose=0))
     # The Keras metric ignores background and averages the classes present, as the leaderboard does.
     prior_score = score_masks(s.masks[48:56], labels_from_probs(extras[48:56], allow_background=True))["miou"]
     assert result.extra["baseline_val_miou"] == pytest.approx(prior_score, abs=1e-4)
@@ -374,22 +363,21 @@ def test_fit_stage_trains_in_the_precision_the_device_earns(monkeypatch, small_s
     import keras
 
     from marsseg.config import preset
+    from marsseg.training.context import Deadline, StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
     _fake_gpus(monkeypatch, capability)
     cfg, s, lines = preset("smoke"), small_synthetic, []
+    extras = np.full((20, 64, 128, 5), 0.2, np.float32)
     result = fit_stage(
         cfg.stage2,  # single head, full resolution
-        s.images[:16],
-        s.masks[:16],
-        network_input(s.images[16:20], np.full((4, 64, 128, 5), 0.2, np.float32)),
-        s.masks[16:20],
-        train_extras=np.full((16, 64, 128, 5), 0.2, np.float32),
+        StageData(
+            s.images[:16], s.masks[:16], network_input(s.images[16:20], extras[16:]), s.masks[16:20], extras[:16]
+        ),
         seed=2,
-        verbose=0,
-        log=lines.append,
-        deadline=time.monotonic() - 1,  # one batch is enough to build and run the model
+        deadline=Deadline(time.monotonic() - 1),  # one batch is enough to build and run the model
+        context=StageContext(verbose=0, log=lines.append),
     )
     assert result.extra["mixed_precision"] is (policy == "mixed_float16")
     assert result.model.get_layer("enc0").dtype_policy.name == policy

@@ -20,13 +20,14 @@ def _stage():
 
 
 def _fit(s, seed, models=None):
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
     # 20 training images in batches of 8: a partial batch that FullBatches drops.
     return fit_stage(
-        _stage(), s.images[:20], s.masks[:20], network_input(s.images[40:52]), s.masks[40:52],
-        seed=seed, verbose=0, models=models, class_weights=[0.5, 1, 1, 2, 3],
+        _stage(), StageData(s.images[:20], s.masks[:20], network_input(s.images[40:52]), s.masks[40:52]),
+        seed=seed, class_weights=[0.5, 1, 1, 2, 3], context=StageContext(verbose=0, models=models),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ def _trained(stage: str, small_synthetic):
     from dataclasses import replace
 
     from marsseg.config import preset
+    from marsseg.training.context import StageContext, StageData
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
@@ -20,16 +21,8 @@ def _trained(stage: str, small_synthetic):
     s = small_synthetic
     extras = None if stage == "stage1" else np.full((40, 64, 128, 5), 0.2, np.float32)
     val_x = network_input(s.images[32:40], None if extras is None else extras[32:])
-    result = fit_stage(
-        stage_cfg,
-        s.images[:32],
-        s.masks[:32],
-        val_x,
-        s.masks[32:40],
-        train_extras=None if extras is None else extras[:32],
-        seed=5,
-        verbose=0,
-    )
+    data = StageData(s.images[:32], s.masks[:32], val_x, s.masks[32:40], None if extras is None else extras[:32])
+    result = fit_stage(stage_cfg, data, seed=5, context=StageContext(verbose=0))
     return result.model, val_x
 
 

@@ -1,8 +1,8 @@
 """The run's first two phases: load and clean the data, then the hold-out and the K folds of the rest.
 
-    images, masks, test_images, counts, source = load_and_clean(cfg, data_path, budget)
-    split = split_data(cfg, images, masks, budget, source)  # hold-out, development rows with big-rock copies, folds
-    metrics["holdout_identity"] = holdout_identity(cfg, split, counts["train_sha256"])
+    loaded = load_and_clean(cfg, data_path, budget)  # cleaned training images and masks, every test image
+    split = split_data(cfg, loaded.images, loaded.masks, budget, loaded.source)  # hold-out, development rows, folds
+    metrics["holdout_identity"] = holdout_identity(cfg, split, loaded.counts["train_sha256"])
 
 The hold-out is never trained on or early-stopped on by either stage (`holdout` splits it once more into a
 tuning and a reporting part). Each big-rock copy lands in its source image's fold. `holdout_identity` records
@@ -26,8 +26,21 @@ from marsseg.prep.folds import fold_ids, holdout_split
 
 
 @dataclass
+class Loaded:
+    """The data a run trains on and predicts: cleaned training images and masks, every test image."""
+
+    images: np.ndarray  # cleaned training images
+    masks: np.ndarray
+    test_images: np.ndarray  # every test image, whatever data.max_test says
+    counts: dict  # for metrics.json "data"
+    source: np.ndarray  # each cleaned image's row in the data file's training set
+
+
+@dataclass
 class Split:
-    hold: Holdout
+    """The hold-out (tuning and reporting parts) and the development rows in K folds."""
+
+    holdout: Holdout
     dev_images: np.ndarray  # development images (the rest after the hold-out) and their big-rock copies
     dev_masks: np.ndarray
     dev_groups: np.ndarray  # an original's own index, a copy's source index
@@ -37,9 +50,8 @@ class Split:
     holdout_rows: np.ndarray  # each hold-out image's row in the data file's training set, in the hold-out's order
 
 
-def load_and_clean(cfg: Config, data_path, budget) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict, np.ndarray]:
-    """(cleaned training images, their masks, every test image, counts for metrics.json, each cleaned image's row
-    in the file's training set)."""
+def load_and_clean(cfg: Config, data_path, budget) -> Loaded:
+    """The data file's training images (the first `data.max_train`) cleaned, and every test image."""
     budget.phase("load", note=str(data_path))
     dataset = load_dataset(data_path)
     images, masks = dataset.images, dataset.masks
@@ -57,7 +69,7 @@ def load_and_clean(cfg: Config, data_path, budget) -> tuple[np.ndarray, np.ndarr
         "train_sha256": train_sha256(dataset.images, dataset.masks),
     }
     budget.note(f"cleaning removed {len(cleaning.removed)} of {len(images)} training images")
-    return clean_images, clean_masks, test_images, counts, cleaning.kept
+    return Loaded(clean_images, clean_masks, test_images, counts, cleaning.kept)
 
 
 def split_data(cfg: Config, images: np.ndarray, masks: np.ndarray, budget, source=None) -> Split:
@@ -106,6 +118,6 @@ def holdout_identity(cfg: Config, split: Split, data_sha256: str) -> dict:
             "clean": asdict(cfg.clean),
         },
         "rows": [int(i) for i in split.holdout_rows],
-        "tune": [int(i) for i in split.hold.tune],
-        "report": [int(i) for i in split.hold.report],
+        "tune": [int(i) for i in split.holdout.tune],
+        "report": [int(i) for i in split.holdout.report],
     }

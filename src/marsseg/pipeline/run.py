@@ -10,10 +10,15 @@ The hold-out images are never trained on or used for early stopping by either st
 decision (TTA, class biases, morphology, which stage is submitted); its reporting part makes none, and
 `val_miou_stage1`, `val_miou_stage2` and `val_miou_final` are its scores (both stages under flip TTA unless
 post.tta is off), so they do not flatter. Stage 2's input is stage 1's flip-TTA'd probabilities everywhere
-(see `stages`). The signature of `run` is the contract the Kaggle kernel and the emulator call. Loading,
-cleaning and the folds live in `prepare`, the post-processing choice in `choice`, the tuning/reporting split in
-`holdout`, the input calibration in `calibration`, the time arithmetic in `budget`, test-set prediction in
-`testset`, the metrics report in `report`, the run folder's files (and nothing else) in `outputs`.
+(see `stages`). The signature of `run` is the contract the Kaggle kernel and the emulator call; `Run` is the
+declared state the benchmarks and tests read (each phase's result, None until it runs).
+
+Here: `run` and `Run` (its state, the phases up to stage 1's hold-out validation, the report). Elsewhere: loading,
+cleaning and the folds in `prepare`; the fold models and stage 2's training in `stages`; stage 1's submission,
+its flip TTA and the crash fallback in `stage1_submission`; stage 2's phase in `stage2_phase`; the post-processing
+choice in `choice`; the tuning/reporting split in `holdout`; the input calibration in `calibration`; the time
+arithmetic in `budget` and `plan`; test-set prediction in `testset`; the metrics report in `report`; the run
+folder's files (and nothing else) in `outputs`; what every stage shares in `training.context.StageContext`.
 """
 
 from __future__ import annotations
@@ -27,15 +32,17 @@ import numpy as np
 
 from marsseg.config import Config, save_config
 from marsseg.files import atomic_write_json
-from marsseg.pipeline import outputs, prepare, report, testset
-from marsseg.pipeline.budget import Budget, fits, safety_seconds, stage2_reserve, test_seconds
+from marsseg.pipeline import outputs, prepare, report, stage1_submission, stage2_phase
+from marsseg.pipeline.budget import Budget, safety_seconds
 from marsseg.pipeline.calibration import InputGap, fit_temperature
-from marsseg.pipeline.canary import canary_metrics, preflight, result_timing, stage1_timings
+from marsseg.pipeline.canary import canary_metrics, preflight, stage1_timings
 from marsseg.pipeline.figures import plot_curves, plot_samples
 from marsseg.pipeline.plan import Stage1Plan
-from marsseg.pipeline.selftrain import pseudo_rows
-from marsseg.pipeline.stages import check_out_of_fold, member_probs, stage1_folds, stage2_fit, stage2_probs
+from marsseg.pipeline.prepare import Loaded, Split
+from marsseg.pipeline.stage2_phase import Stage2Outcome
+from marsseg.pipeline.stages import Stage1Outcome, check_out_of_fold, member_probs, stage1_folds
 from marsseg.stamps import git_commit
+from marsseg.training.context import StageContext
 
 
 def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions", verbose=2) -> dict:
@@ -53,23 +60,70 @@ def run(cfg: Config, data_path, out_dir, log=print, submissions_dir="submissions
     started_at = datetime.now(timezone.utc)
     started = started_at.isoformat(timespec="seconds")
     save_config(cfg, out_dir / "config.json", git_commit=git_commit(), data=str(data_path), started=started)
-    run = _Run(cfg, Path(data_path), out_dir, budget, log, submissions_dir, verbose, started_at)
+    run = Run(
+        cfg,
+        data_path,
+        out_dir,
+        StageContext.for_budget(budget, log, verbose),
+        submissions_dir=submissions_dir,
+        started_at=started_at,
+        full_cfg=full_cfg if full_cfg.canary.enabled else None,
+    )
     run.metrics["runtime"] = facts
-    run.full_cfg = full_cfg if full_cfg.canary.enabled else None
     return run.execute()
 
 
-class _Run:
-    """One run's state; `execute` is the sequence of phases."""
+class Run:
+    """One run's state; `execute` is the sequence of phases. Every attribute is set here: a phase's results are
+    None until it runs. `context` is what every stage shares (`StageContext.for_budget`: log, verbosity, the
+    budget and its clock)."""
 
-    def __init__(self, cfg, data_path, out_dir, budget, log, submissions_dir, verbose, started_at):
-        self.cfg, self.data_path, self.out_dir, self.budget, self.log = cfg, data_path, out_dir, budget, log
-        self.submissions_dir, self.verbose, self.started_at = submissions_dir, verbose, started_at
+    def __init__(
+        self,
+        cfg: Config,
+        data_path,
+        out_dir,
+        context: StageContext,
+        *,
+        submissions_dir=None,
+        started_at: datetime | None = None,
+        full_cfg: Config | None = None,
+    ):
+        self.cfg, self.data_path, self.out_dir, self.context = cfg, Path(data_path), Path(out_dir), context
+        self.submissions_dir = submissions_dir  # where the submission is copied (None: no copy)
+        self.started_at = started_at or datetime.now(timezone.utc)  # names the copy
+        self.full_cfg = full_cfg  # a canary's full configuration (`canary`); None for any other run
         self.metrics: dict = {"preset": cfg.preset, "budget_seconds": cfg.budget_seconds, "notes": []}
         self.safety = safety_seconds(cfg.budget_seconds)
         self.tta_on = cfg.post.tta != "off"
-        self.test_tta1 = None  # stage 1's flip-TTA'd test probabilities, once the flipped pass has run
-        self.full_cfg, self.measured = None, {}  # a canary's full configuration and its figures (`canary`)
+        self.measured: dict = {}  # the speeds and sizes a canary projects the full run from (`canary`)
+        # load_and_clean, split_data
+        self.loaded: Loaded | None = None
+        self.split: Split | None = None
+        # run_stage1: the fold models, then their hold-out validation and post-processing choice
+        self.plan: Stage1Plan | None = None  # when stage-1 training ends
+        self.stage1: Stage1Outcome | None = None
+        self.temperature: float | None = None  # of stage 2's input probabilities (`calibration`)
+        self.stage1_holdout_probs: tuple | None = None  # (plain, flip-TTA'd or None) on the hold-out
+        self.stage1_infer_rate: float | None = None  # images/s per model pass
+        self.stage1_choice: dict | None = None  # the post-processing the tuning part chose (`holdout.choose`)
+        # stage1_submission
+        self.stage1_test_probs: np.ndarray | None = None  # plain test probabilities, until the flipped pass
+        self.stage1_test_tta: np.ndarray | None = None  # flip-TTA'd test probabilities, once the flipped pass ran
+        self.stage1_tta_pending = False  # the stage-1 submission was written without the TTA the tuning part chose
+        # stage2_phase
+        self.stage2: Stage2Outcome | None = None
+        # the submission that stands: its stage (1 or 2) and post-processing choice
+        self.final_stage: int | None = None
+        self.final_choice: dict | None = None
+
+    @property
+    def budget(self) -> Budget:
+        return self.context.budget
+
+    @property
+    def log(self):
+        return self.context.log
 
     def note(self, message: str) -> None:
         self.metrics["notes"].append(message)
@@ -78,163 +132,110 @@ class _Run:
     # ------------------------------------------------------------------------------------------- phases
     def execute(self) -> dict:
         self.load_and_clean()
-        self.split()
+        self.split_data()
         try:
-            self.stage1()
-            self.write_stage1_submission()
+            self.run_stage1()
+            stage1_submission.write_stage1_submission(self)
         except Exception as exc:  # noqa: BLE001 - any crash here still leaves a validated submission
-            self.stage1_crashed(exc)
+            stage1_submission.stage1_crashed(self, exc)
         self.metrics["stage1_status"] = "ok"
-        self.save_models({outputs.stage1_model_name(f.fold): f.result.model for f in self.s1.folds}, "stage 1")
+        self.save_models({outputs.stage1_model_name(f.fold): f.result.model for f in self.stage1.folds}, "stage 1")
         if self.cfg.two_stage:
-            self.try_stage2()
-            if getattr(self, "s2", None) is not None:
-                self.save_models({outputs.STAGE2_MODEL: self.s2.model}, "stage 2")
+            stage2_phase.try_stage2(self)
+            if self.stage2 is not None:
+                self.save_models({outputs.STAGE2_MODEL: self.stage2.model}, "stage 2")
         else:
             self.metrics["stage2_status"] = "off (two_stage=false)"
         if self.final_stage == 1 and self.stage1_tta_pending:
             try:
-                self.add_stage1_tta()
+                stage1_submission.add_stage1_tta(self)
             except Exception as exc:  # noqa: BLE001 - the written no-TTA submission stands; report it as such
                 self.log("".join(traceback.format_exception(exc)).rstrip())
-                self.report_stage1_without_tta(f"stage-1 flip TTA failed ({type(exc).__name__}: {exc})")
+                stage1_submission.report_stage1_without_tta(
+                    self, f"stage-1 flip TTA failed ({type(exc).__name__}: {exc})"
+                )
         self.finish()
         return self.metrics
 
     def load_and_clean(self) -> None:
-        self.images, self.masks, self.test_images, self.metrics["data"], self.source = prepare.load_and_clean(
-            self.cfg, self.data_path, self.budget
-        )
+        self.loaded = prepare.load_and_clean(self.cfg, self.data_path, self.budget)
+        self.metrics["data"] = self.loaded.counts
 
-    def split(self) -> None:
-        split = prepare.split_data(self.cfg, self.images, self.masks, self.budget, self.source)
-        self.hold, self.fold_of, self.class_weights = split.hold, split.fold_of, split.class_weights
-        self.dev_images, self.dev_masks, self.dev_groups = split.dev_images, split.dev_masks, split.dev_groups
-        self.val_images, self.val_masks = self.hold.images, self.hold.masks  # both parts; marsseg_bench reads them
-        self.metrics["holdout"] = self.hold.counts()
+    def split_data(self) -> None:
+        split = self.split = prepare.split_data(
+            self.cfg, self.loaded.images, self.loaded.masks, self.budget, self.loaded.source
+        )
+        self.metrics["holdout"] = split.holdout.counts()
         # Which training images the hold-out is, so other runs can be checked against it (`marsseg ensemble`).
         self.metrics["holdout_identity"] = prepare.holdout_identity(
             self.cfg, split, self.metrics["data"]["train_sha256"]
         )
         self.metrics["data"].update(split.counts)
 
-    def stage1(self) -> None:
+    def run_stage1(self) -> None:
+        """The fold models, their hold-out probabilities and speed, the input temperature, the post-processing
+        choice and the stage-1 scores."""
         from marsseg.training.feed import network_input
         from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
 
-        cfg = self.cfg
+        cfg, split, holdout, n_test = self.cfg, self.split, self.split.holdout, len(self.loaded.test_images)
         reset_peak_gpu_memory()
-        n_test, n_val = len(self.test_images), len(self.hold.images)
-        self.plan = Stage1Plan.for_run(cfg, self.budget, self.safety, self.fold_of, n_test, n_val)
-        self.s1 = stage1_folds(
-            self.dev_images,
-            self.dev_masks,
-            self.fold_of,
+        self.plan = Stage1Plan.for_run(cfg, self.budget, self.safety, split.fold_of, n_test, len(holdout.images))
+        stage1 = self.stage1 = stage1_folds(
+            split.dev_images,
+            split.dev_masks,
+            split.fold_of,
             cfg,
+            self.context,
             stage_end=self.plan.initial_end(),
+            class_weights=split.class_weights["stage1"],
             replan_end=self.plan.replan_end,
-            budget=self.budget,
-            class_weights=self.class_weights["stage1"],
-            verbose=self.verbose,
-            log=self.log,
         )
-        check_out_of_fold(self.s1)
+        check_out_of_fold(stage1)
         self.metrics["plan"] = self.plan.summary()
-        for message in self.s1.notes:
-            self.metrics["notes"].append(message)
-        rows = np.flatnonzero(self.s1.covered)
+        self.metrics["notes"].extend(stage1.notes)
+        rows = np.flatnonzero(stage1.covered)
         # Fitted on the out-of-fold rows alone, checked on the tuning part (see `calibration` for why this scheme).
-        self.temperature = fit_temperature(self.s1.oof[rows], self.dev_masks[rows]) if cfg.two_stage else 1.0
+        self.temperature = fit_temperature(stage1.oof[rows], split.dev_masks[rows]) if cfg.two_stage else 1.0
         self.budget.phase("stage1 validation")
         passes = 2 if self.tta_on else 1
-        predicted = sum(len(f.val_index) for f in self.s1.folds) * passes
-        seconds = sum(f.predict_seconds for f in self.s1.folds)
-        x_val = network_input(self.hold.images)
-        gap = InputGap(self.hold.masks, self.hold.tune, self.hold.report, self.temperature)
+        predicted = sum(len(f.val_index) for f in stage1.folds) * passes
+        seconds = sum(f.predict_seconds for f in stage1.folds)
+        x_val = network_input(holdout.images)
+        gap = InputGap(holdout.masks, holdout.tune, holdout.report, self.temperature)
         started = self.budget.clock()
-        self.val1 = member_probs(self.s1.models, x_val, self.tta_on, each=gap.add if cfg.two_stage else None)
-        # Per model pass. The out-of-fold passes also traced each model's predict function; this one did not.
-        self.infer_rate1 = max(
-            predicted / max(seconds, 1e-6),
-            len(x_val) * len(self.s1.models) * passes / max(self.budget.clock() - started, 1e-6),
+        probs = self.stage1_holdout_probs = member_probs(
+            stage1.models, x_val, self.tta_on, each=gap.add if cfg.two_stage else None
         )
-        self.metrics["stage1"] = report.stage1_metrics(self.s1, self.infer_rate1)
+        # Per model pass. The out-of-fold passes also traced each model's predict function; this one did not.
+        self.stage1_infer_rate = max(
+            predicted / max(seconds, 1e-6),
+            len(x_val) * len(stage1.models) * passes / max(self.budget.clock() - started, 1e-6),
+        )
+        self.metrics["stage1"] = report.stage1_metrics(stage1, self.stage1_infer_rate)
         self.metrics["stage1"]["peak_gpu_bytes"] = peak_gpu_bytes()
         self.measured.update(
-            stage1=stage1_timings(self.s1.folds),
-            infer1=self.infer_rate1,
-            n_test=len(self.test_images),
-            n_val=len(self.hold.images),
-            n_dev=len(self.dev_images),
+            stage1=stage1_timings(stage1.folds),
+            infer1=self.stage1_infer_rate,
+            n_test=n_test,
+            n_val=len(holdout.images),
+            n_dev=len(split.dev_images),
         )
         if cfg.two_stage:
-            self.temperature, self.metrics["stage2_input"] = gap.finish(self.val1[1] if self.tta_on else self.val1[0])
-        self.choice1 = self.choose_post("stage1", self.val1)
-        self.metrics["val_miou_stage1"], self.metrics["val_iou_stage1"] = self.hold.bare(self.val1)
+            self.temperature, self.metrics["stage2_input"] = gap.finish(probs[1] if self.tta_on else probs[0])
+        self.stage1_choice = self.choose_post("stage1", probs)
+        self.metrics["val_miou_stage1"], self.metrics["val_iou_stage1"] = holdout.bare(probs)
         plot_curves(
-            {f"fold {f.fold + 1}": f.result.history for f in self.s1.folds},
+            {f"fold {f.fold + 1}": f.result.history for f in stage1.folds},
             self.out_dir / "curves_stage1.png",
             "stage 1",
         )
 
     def choose_post(self, stage: str, probs: tuple) -> dict:
         self.budget.phase(f"{stage} post-processing choice")
-        return self.hold.choose(self.cfg.post, probs, seed=self.cfg.seed)
+        return self.split.holdout.choose(self.cfg.post, probs, seed=self.cfg.seed)
 
-    # ------------------------------------------------------------------------------------- submissions
-    def write_stage1_submission(self) -> None:
-        n_models, tta = len(self.s1.models), self.choice1["tta"]["used"]
-        # With stage 2 to come, the fallback is written without flip TTA: half the prediction time, which stage 2
-        # gets instead. The flipped pass runs once, at the end: for stage 2's input if stage 2 is submitted, for
-        # stage 1's TTA if stage 1 stays the final stage (`add_stage1_tta`).
-        self.stage1_tta_pending = tta and self.cfg.two_stage
-        tta = tta and not self.stage1_tta_pending
-        estimate = test_seconds(len(self.test_images), n_models, tta, self.infer_rate1)
-        self.budget.phase(
-            "stage1 test prediction",
-            note=f"{len(self.test_images)} images x {n_models} models"
-            f"{' x 2 (flip TTA)' if tta else ''}, about {estimate:.0f}s",
-        )
-        self.test_labels1, self.test_probs1 = testset.stage1_labels(
-            self.s1.models, self.test_images, self.choice1, self.cfg.post, tta=tta, keep_probs=self.cfg.two_stage
-        )
-        self.write_submission(
-            self.test_labels1, "stage 1" + (" without TTA for now" if self.stage1_tta_pending else "")
-        )
-        self.final_stage, self.final_choice = 1, self.choice1
-
-    def flip_estimate(self) -> float:
-        """Seconds for stage 1's flipped test pass; 0 once it has run."""
-        if self.test_tta1 is not None:
-            return 0.0
-        return test_seconds(len(self.test_images), len(self.s1.models), False, self.infer_rate1)
-
-    def stage1_flip(self, why: str) -> None:
-        """Stage 1's flipped test pass: its flip-TTA'd test probabilities (stage 2's input, stage 1's TTA)."""
-        if self.test_tta1 is None:
-            self.budget.phase(f"stage1 test prediction (flip TTA{why})", note=f"about {self.flip_estimate():.0f}s")
-            self.test_tta1 = testset.stage1_flip(self.s1.models, self.test_images, self.test_probs1)
-            self.test_probs1 = None  # the plain half is not read again: free it (0.8 GB for Kaggle's test set)
-
-    def add_stage1_tta(self) -> None:
-        """Rewrite the stage-1 submission with the flip TTA the tuning part chose, if the budget allows; otherwise
-        report the hold-out score of what was written (no TTA)."""
-        estimate = self.flip_estimate()
-        if not fits(estimate, self.budget.remaining(), self.safety):
-            self.report_stage1_without_tta(
-                f"stage-1 flip TTA not added: it needs about {estimate:.0f}s, {self.budget.remaining():.0f}s left"
-            )
-            return
-        self.stage1_flip("")
-        self.test_labels1 = testset.stage1_tta_labels(self.test_images, self.test_tta1, self.choice1, self.cfg.post)
-        self.write_submission(self.test_labels1, "stage 1 with flip TTA")
-
-    def report_stage1_without_tta(self, why: str) -> None:
-        """The final choice is the stage-1 submission as written, without TTA: rescore it on the tuning part (the
-        reporting part is scored in `finish`)."""
-        self.final_choice = self.hold.without_tta(self.choice1, self.val1, self.cfg.post)
-        self.note(f"{why}; the submission has none")
-
+    # ------------------------------------------------------------------------------------------- outputs
     def write_submission(self, labels: np.ndarray, what: str) -> None:
         self.budget.phase(f"submission ({what})")
         written = outputs.write_submissions(self.out_dir, labels)
@@ -253,133 +254,23 @@ class _Run:
             self.log("".join(traceback.format_exception(exc)).rstrip())
             self.note(f"{what} models not saved ({type(exc).__name__}: {exc})")
 
-    def stage1_crashed(self, exc: Exception) -> None:
-        """Write the network-free submission (both files, validated) and metrics.json, then raise Stage1Failed."""
-        self.log("".join(traceback.format_exception(exc)).rstrip())
-        crash = f"{type(exc).__name__}: {exc}"
-        self.metrics.update(stage1_status=f"failed: {crash}", final_stage=0)
-        self.budget.phase("fallback submission", note="stage 1 crashed: nearest-centroid model, no network")
-        submission = None
-        try:
-            outputs.fallback_submission(self.images, self.masks, self.test_images, self.out_dir)
-            submission = self.out_dir / outputs.SUBMISSION
-            self.metrics.update(submission=str(submission), submission_rle=str(self.out_dir / outputs.SUBMISSION_RLE))
-            what = f"the network-free fallback {submission} (nearest centroid, validated) was written instead"
-        except Exception as fallback_exc:  # noqa: BLE001 - report both; the crash is what gets raised
-            self.log("".join(traceback.format_exception(fallback_exc)).rstrip())
-            what = f"the fallback submission failed too ({type(fallback_exc).__name__}: {fallback_exc})"
-        self.metrics["fallback"] = "nearest-centroid" if submission else None
-        self.note(f"stage 1 crashed ({crash}); {what}")
-        self.budget.end_phase()
-        self.metrics["seconds"] = report.phase_seconds(self.budget)
-        self.metrics["outputs"] = outputs.output_files(self.out_dir)
-        atomic_write_json(self.out_dir / "metrics.json", self.metrics)
-        raise outputs.Stage1Failed(f"stage 1 crashed ({crash}); {what}", self.metrics, submission) from exc
-
-    # ------------------------------------------------------------------------------------------ stage 2
-    def try_stage2(self) -> None:
-        """Stage 2 if the budget allows; on any failure keep the stage-1 submission and say why."""
-        try:
-            status = self.stage2()
-        except Exception as exc:  # noqa: BLE001 - the stage-1 submission must survive anything stage 2 does
-            status = f"failed: {type(exc).__name__}: {exc}"
-            self.log("".join(traceback.format_exception(exc)).rstrip())
-        self.metrics["stage2_status"] = status
-        if status != "ok":
-            self.note(f"stage 2 {status}; the stage-1 submission stands")
-
-    def pseudo_rows(self):
-        """Stage 1's confident test pixels for stage 2 (`selftrain`); its test input is the TTA'd one where TTA is on,
-        whose flipped pass stage 2's test prediction needs anyway."""
-        if self.tta_on:
-            self.stage1_flip(" for self-training")
-        *rows, self.metrics["self_training"] = pseudo_rows(
-            self.test_images, self.test_tta1 if self.tta_on else self.test_probs1, self.cfg
-        )
-        self.note(f"self-training: {self.metrics['self_training']['images']} pseudo-labelled test images join stage 2")
-        return rows
-
-    def stage2(self) -> str:
-        from marsseg.training.feed import network_input
-        from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
-
-        cfg = self.cfg
-        reset_peak_gpu_memory()
-        rows = np.flatnonzero(self.s1.covered)
-        if len(rows) < 4:
-            return "skipped: too few out-of-fold predictions"
-        n_test, n_val, models = len(self.test_images), len(self.hold.images), len(self.s1.models)
-        available, skip = self.plan.stage2_time(self.s1, len(rows), self.infer_rate1)
-        if skip:
-            return skip
-        result = self.s2 = stage2_fit(
-            self.dev_images,
-            self.dev_masks,
-            self.dev_groups,
-            self.s1,
-            cfg,
-            seconds=available,
-            budget=self.budget,
-            class_weights=self.class_weights["stage2"],
-            verbose=self.verbose,
-            log=self.log,
-            temperature=self.temperature,
-            reserve=lambda rate2: stage2_reserve(
-                n_test, n_val, self.plan.tta, self.infer_rate1, self.safety, models, rate2, self.plan.choice()
-            ),
-            pseudo=self.pseudo_rows() if cfg.self_training.enabled else None,
-        )
-        plot_curves({"stage 2": result.history}, self.out_dir / "curves_stage2.png", "stage 2")
-        self.budget.phase("stage2 validation")
-        x_val = network_input(self.hold.images, self.val1[1] if self.tta_on else self.val1[0])
-        *self.val2, self.infer_rate2 = stage2_probs(result.model, x_val, self.tta_on, clock=self.budget.clock)
-        self.choice2 = self.choose_post("stage2", self.val2)
-        self.metrics["val_miou_stage2"], self.metrics["val_iou_stage2"] = self.hold.bare(self.val2)
-        self.metrics["stage2"] = report.stage2_metrics(result, cfg.stage2.model.residual, self.infer_rate2)
-        self.metrics["stage2"]["peak_gpu_bytes"] = peak_gpu_bytes()
-        self.measured.update(
-            stage2=result_timing(result, len(rows)), stage2_rows=len(rows), stage2_rows_full=len(self.dev_images)
-        )
-        self.measured["infer2"] = self.infer_rate2
-        if self.choice2["miou_final"] < self.choice1["miou_final"] and self.full_cfg is None:  # a canary goes on
-            return (
-                f"not used: tuning hold-out mIoU {self.choice2['miou_final']:.4f} is below stage 1's "
-                f"{self.choice1['miou_final']:.4f}"
-            )
-        tta2 = self.choice2["tta"]["used"]
-        estimate = test_seconds(len(self.test_images), 1, tta2, self.infer_rate2)
-        estimate += self.flip_estimate() if self.tta_on else 0.0
-        if not fits(estimate, self.budget.remaining(), self.safety):
-            return (
-                f"skipped at test time: prediction needs about {1.2 * estimate:.0f}s, "
-                f"{self.budget.remaining():.0f}s left"
-            )
-        if self.tta_on:
-            self.stage1_flip(", stage 2's input")
-        self.budget.phase("stage2 test prediction", note=f"{len(self.test_images)} images{' x 2 (flip TTA)' * tta2}")
-        probs1 = self.test_tta1 if self.tta_on else self.test_probs1
-        self.test_labels2 = testset.stage2_labels(result.model, self.test_images, probs1, self.choice2, self.cfg.post)
-        self.write_submission(self.test_labels2, "stage 2")
-        self.final_stage, self.final_choice = 2, self.choice2
-        return "ok"
-
-    # -------------------------------------------------------------------------------------------- finish
     def finish(self) -> None:
+        """Score the final choice on the reporting part, draw the samples, copy the submission, write metrics.json."""
         self.budget.phase("report")
-        choice2 = getattr(self, "choice2", None)
-        stages = {1: (self.choice1, self.val1), 2: (choice2, getattr(self, "val2", None))}
-        probs, post = stages[self.final_stage][1], self.cfg.post
-        final = self.hold.reported(self.final_choice, probs, post, seed=self.cfg.seed)
-        columns = {f"stage {s}": self.hold.labels(c, p, post) for s, (c, p) in stages.items() if c is not None}
+        holdout, post, stage2 = self.split.holdout, self.cfg.post, self.stage2
+        choice2 = None if stage2 is None else stage2.choice
+        probs2 = None if stage2 is None else stage2.holdout_probs
+        stages = {1: (self.stage1_choice, self.stage1_holdout_probs), 2: (choice2, probs2)}
+        probs = stages[self.final_stage][1]
+        final = holdout.reported(self.final_choice, probs, post, seed=self.cfg.seed)
+        columns = {f"stage {s}": holdout.labels(c, p, post) for s, (c, p) in stages.items() if c is not None}
         try:
-            report_part = self.hold.report
-            plot_samples(
-                self.hold.images[report_part], self.hold.masks[report_part], columns, self.out_dir / "samples.png"
-            )
+            report_part = holdout.report
+            plot_samples(holdout.images[report_part], holdout.masks[report_part], columns, self.out_dir / "samples.png")
         except Exception as exc:  # noqa: BLE001 - a figure is not worth losing the run's record
             self.note(f"sample figure not written: {exc}")
         self.metrics.update(
-            report.final_metrics(self.metrics, self.final_stage, self.final_choice, self.choice1, choice2, final)
+            report.final_metrics(self.metrics, self.final_stage, self.final_choice, self.stage1_choice, choice2, final)
         )
         if self.submissions_dir is not None:
             stamp = self.started_at.strftime("%Y%m%d-%H%M%S")

@@ -23,6 +23,7 @@ from marsseg.config import Config, model_variants
 from marsseg.pipeline.calibration import temper
 from marsseg.pipeline.postprocess import predict_tta
 from marsseg.prep.folds import holdout_split
+from marsseg.training.context import Deadline, StageContext, StageData
 
 
 @dataclass
@@ -58,17 +59,10 @@ def stage1_folds(
     masks: np.ndarray,
     fold_of: np.ndarray,
     cfg: Config,
+    context: StageContext,
     *,
     stage_end: float,
-    budget=None,
     class_weights=None,
-    fit=None,
-    predict=None,
-    verbose=2,
-    log=print,
-    clock=time.monotonic,
-    num_classes: int = 5,
-    models=None,
     replan_end=None,
 ) -> Stage1Outcome:
     """Train one stage-1 model per fold (fold f trains on every row with fold_of != f), or for the first
@@ -76,23 +70,26 @@ def stage1_folds(
     must end, its prediction included, by its share of the time up to `stage_end`; a fold that could not finish even
     one epoch in the time left is not started (its rows stay uncovered). Fold f trains variant f mod n of
     `stage1.model_cycle` (`config.model_variants`; `stage1.model` without a cycle). Folds of one setting share one
-    compiled network (`models`, a `training.reuse.ModelCache`; a new one by default), re-initialised at each
+    compiled network (`context.models`, a `training.reuse.ModelCache`; a new one where None), re-initialised at each
     fold's seed: each fold model is a FoldModel holding its own weights. `replan_end(images/s, epoch training s,
     steady)`: a new `stage_end` from the speeds each validation pass measures (`plan.Stage1Plan.replan`); the
-    folds' deadlines follow it."""
+    folds' deadlines follow it. The context's budget (where set) gets a phase line per fold; its fit and predict
+    seams train and predict."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage, predict_probs
     from marsseg.training.reuse import ModelCache
 
-    fit = fit or fit_stage
-    models = ModelCache() if models is None else models
-    predict = predict or predict_probs
+    fit = context.fit or fit_stage
+    predict = context.predict or predict_probs
+    if context.models is None:
+        context = replace(context, models=ModelCache())
+    budget, clock, log = context.budget, context.clock, context.log
     tta = cfg.post.tta != "off"
     k = int(fold_of.max()) + 1
     trained = min(k, cfg.data.fold_models or k)  # the folds that get a model (data.fold_models; 0: all)
     variants = model_variants(cfg.stage1)
     h, w = images.shape[1:]
-    oof = np.zeros((len(images), h, w, num_classes), np.float32)
+    oof = np.zeros((len(images), h, w, context.num_classes), np.float32)
     oof_model = np.full(len(images), -1, np.int64)
     runs: list[FoldRun] = []
     notes: list[str] = []
@@ -125,20 +122,17 @@ def stage1_folds(
         variant = f % len(variants)
         result = fit(
             replace(cfg.stage1, model=variants[variant]),
-            images[train_index],
-            masks[train_index],
-            network_input(images[val_index]),
-            masks[val_index],
+            StageData(images[train_index], masks[train_index], network_input(images[val_index]), masks[val_index]),
             augment_cfg=cfg.augment,
             seed=cfg.seed + f,
-            deadline=fold_deadline,
             name=f"stage1_fold{f + 1}",
             class_weights=class_weights,
-            verbose=verbose,
-            log=log,
-            passes_after=2 if tta else 1,  # the out-of-fold prediction below
-            models=models,
-            **({} if replan_end is None else {"replan": functools.partial(replan, f)}),
+            deadline=Deadline(
+                fold_deadline,
+                passes_after=2 if tta else 1,  # the out-of-fold prediction below
+                replan=None if replan_end is None else functools.partial(replan, f),
+            ),
+            context=context,
         )
         predicted_at = clock()
         x = network_input(images[val_index])
@@ -163,41 +157,55 @@ def check_out_of_fold(outcome: Stage1Outcome) -> None:
             raise AssertionError(f"row {bad}: out-of-fold probabilities from fold model {i + 1}, which trained on it")
 
 
+@dataclass
+class Stage2Data:
+    """What stage 2 learns from: the development rows (`groups`: an image and its big-rock copies share one) with
+    stage 1's out-of-fold probabilities (`stage1.oof`, tempered by `temperature`) as extra input channels, and
+    `pseudo`: (images, labels, stage-1 probabilities) of pseudo-labelled test images (`selftrain`), which join the
+    training rows only."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    groups: np.ndarray
+    stage1: Stage1Outcome
+    temperature: float = 1.0
+    pseudo: tuple | None = None
+
+
 def stage2_fit(
-    images: np.ndarray,
-    masks: np.ndarray,
-    groups: np.ndarray,
-    s1: Stage1Outcome,
+    data: Stage2Data,
     cfg: Config,
+    context: StageContext,
     *,
     seconds: float,
-    budget,
     class_weights=None,
-    fit=None,
-    verbose=2,
-    log=print,
-    temperature: float = 1.0,
     reserve=None,
-    pseudo=None,
 ):
-    """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities, tempered
-    by `temperature`), for at most `seconds` from now; early stopping on a split of those rows that keeps each group
-    (an image and its copies) on one side. `reserve(images/s)`: the seconds to leave at the budget's end once
-    stage 2's own inference speed is measured; training may then run later (or stop sooner) than `seconds`.
-    `pseudo`: (images, labels, stage-1 probabilities) of pseudo-labelled test images (`selftrain`), added to the
-    training rows only. Returns the `fit.StageResult`."""
+    """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities), for at
+    most `seconds` from now; early stopping on a split of those rows that keeps each group on one side.
+    `reserve(images/s)`: the seconds to leave at the budget's end once stage 2's own inference speed is measured;
+    training may then run later (or stop sooner) than `seconds`. `context.budget` (required) gets the phase line
+    and the deadlines; `context.fit` trains. Returns the `fit.StageResult`."""
     from marsseg.training.feed import network_input
     from marsseg.training.fit import fit_stage
 
-    fit = fit or fit_stage
-    rows = np.flatnonzero(s1.covered)
+    fit = context.fit or fit_stage
+    budget, images, masks, oof, temperature, pseudo = (
+        context.budget,
+        data.images,
+        data.masks,
+        data.stage1.oof,
+        data.temperature,
+        data.pseudo,
+    )
+    rows = np.flatnonzero(data.stage1.covered)
     deadline = budget.clock() + seconds
-    train_rows, stop_rows = holdout_split(masks[rows], cfg.data.val_fraction, cfg.seed + 100, groups=groups[rows])
+    train_rows, stop_rows = holdout_split(masks[rows], cfg.data.val_fraction, cfg.seed + 100, groups=data.groups[rows])
     train_rows, stop_rows = rows[train_rows], rows[stop_rows]
     train_images, train_masks, train_extras = (
         images[train_rows],
         masks[train_rows],
-        temper(s1.oof[train_rows], temperature),
+        temper(oof[train_rows], temperature),
     )
     added = ""
     if pseudo is not None and len(pseudo[0]):
@@ -210,23 +218,21 @@ def stage2_fit(
         note=f"{len(train_rows)} train{added} / {len(stop_rows)} early-stopping images (out-of-fold inputs), "
         f"{seconds:.0f}s",
     )
+    stop_x = network_input(images[stop_rows], temper(oof[stop_rows], temperature))
     result = fit(
         cfg.stage2,
-        train_images,
-        train_masks,
-        network_input(images[stop_rows], temper(s1.oof[stop_rows], temperature)),
-        masks[stop_rows],
-        train_extras=train_extras,
+        StageData(train_images, train_masks, stop_x, masks[stop_rows], train_extras),
         augment_cfg=cfg.augment,
         seed=cfg.seed + 1000,
-        deadline=deadline,
         name="stage2",
         class_weights=class_weights,
-        verbose=verbose,
-        log=log,
-        replan=None
-        if reserve is None
-        else lambda rate, _train, steady: budget.deadline(reserve(rate)) if steady else None,
+        deadline=Deadline(
+            deadline,
+            replan=None
+            if reserve is None
+            else lambda rate, _train, steady: budget.deadline(reserve(rate)) if steady else None,
+        ),
+        context=context,
     )
     if result.extra.get("baseline_val_miou") is not None:
         kept = f"epoch {result.best_epoch}" if result.best_epoch else "the untrained head (stage 1 unchanged)"

@@ -2,19 +2,19 @@
 
     from marsseg.training.feed import network_input
 
-    result = fit_stage(cfg.stage1, images, masks, network_input(val_images), val_masks, augment_cfg=cfg.augment,
-                       seed=42, deadline=budget.deadline(300))
+    data = StageData(images, masks, network_input(val_images), val_masks)
+    result = fit_stage(cfg.stage1, data, augment_cfg=cfg.augment, seed=42, deadline=Deadline(budget.deadline(300)))
     probs = predict_probs(result.model, x_test)        # main-head softmax, (N, 64, 128, 5) float32
 
 Network inputs are float32 (N, 64, 128, C) (image / 255, then any extra channels), labels uint8 (N, 64, 128).
 The best epoch is chosen on the main head's validation mIoU over classes 1-4; its weights are restored. The
-callbacks that keep time and the best epoch are in `callbacks`, the batches and inputs fed in `feed`.
+callbacks that keep time and the best epoch are in `callbacks`, the batches and inputs fed in `feed`, what a stage
+is given (the run's shared context, its images, its deadline) in `context`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -27,6 +27,7 @@ from marsseg.models import aux_loss_weights, build_unet, main_head
 from marsseg.prep.augment import sequence_from_config
 from marsseg.training import distribute
 from marsseg.training.callbacks import BatchDeadline, StageGuard, ValidationMetrics
+from marsseg.training.context import Deadline, StageContext, StageData
 from marsseg.training.distribute import accelerator_devices, distribution_scope
 from marsseg.training.feed import per_head, training_data
 from marsseg.training.losses import build_loss
@@ -166,37 +167,32 @@ def compile_model(model: keras.Model, stage_cfg: StageConfig, class_weights=None
 
 def fit_stage(
     stage_cfg: StageConfig,
-    train_images: np.ndarray,
-    train_masks: np.ndarray,
-    val_x: np.ndarray,
-    val_y: np.ndarray,
+    data: StageData,
     *,
-    train_extras: np.ndarray | None = None,
     augment_cfg: AugmentConfig | None = None,
     seed: int = 42,
-    deadline: float | None = None,
     name: str = "stage",
     class_weights=None,
-    verbose: int | str = 2,
-    log=print,
-    num_classes: int = 5,
-    clock=time.monotonic,
-    passes_after: int = 0,
-    models=None,
-    replan=None,
+    deadline: Deadline | None = None,
+    context: StageContext | None = None,
 ) -> StageResult:
-    """Train one U-Net for one stage; stop at `deadline` (a `clock()` value) at the latest.
+    """Train one U-Net for one stage on `data`; stop at `deadline.at` (a `context.clock()` value) at the latest.
 
-    Training batches come from `marsseg.prep.augment.sequence_from_config` on uint8 `train_images` with optional
-    float32 `train_extras` channels (stage 2's probabilities); `augment_cfg=None` means no augmentation and
-    no oversampling. `val_x` is the float32 network input. At least part of one epoch runs (a deadline that comes
-    first cuts it short, and the last epoch is cut at the deadline); the best epoch's weights are kept.
-    `passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold probabilities),
-    whose time is kept back too. `models`: a `reuse.ModelCache`; a network compiled earlier with the same
-    settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a FoldModel.
-    `replan(images/s, epoch training s, steady)`: a new deadline from this network's measured speeds, or None
-    (`callbacks.StageGuard`).
+    Training batches come from `marsseg.prep.augment.sequence_from_config` on the uint8 training images with the
+    optional float32 extra channels (stage 2's probabilities); `augment_cfg=None` means no augmentation and
+    no oversampling. `data.val_x` is the float32 network input. At least part of one epoch runs (a deadline that
+    comes first cuts it short, and the last epoch is cut at the deadline); the best epoch's weights are kept.
+    `deadline.passes_after`: predictions on `val_x` the caller makes after `fit` (stage 1's out-of-fold
+    probabilities), whose time is kept back too; `deadline.replan`: a new deadline from this network's measured
+    speeds (`context.Deadline`). With `context.models` (a `reuse.ModelCache`), a network compiled earlier with the
+    same settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a
+    FoldModel. The context's log, verbosity, clock and class count apply (None: `StageContext()`).
     """
+    context = context or StageContext()
+    deadline = deadline or Deadline()
+    train_images, train_masks, train_extras = data.train_images, data.train_masks, data.train_extras
+    val_x, val_y = data.val_x, data.val_y
+    log, clock, models, num_classes = context.log, context.clock, context.models, context.num_classes
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
     channels = 1 + (0 if train_extras is None else train_extras.shape[-1])
@@ -224,7 +220,14 @@ def fit_stage(
             targets = per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
             guard = StageGuard(
-                monitor, train_cfg.patience, deadline, clock, on_plan, passes_after, replan, validation_rows=len(val_x)
+                monitor,
+                train_cfg.patience,
+                deadline.at,
+                clock,
+                on_plan,
+                deadline.passes_after,
+                deadline.replan,
+                validation_rows=len(val_x),
             )
             guard.steps, guard.batch_size = len(source), train_cfg.batch_size
             baseline = None
@@ -243,11 +246,11 @@ def fit_stage(
             common = dict(
                 validation_data=(val_x, targets),
                 validation_batch_size=2 * train_cfg.batch_size,
-                verbose=verbose,
+                verbose=context.verbose,
                 shuffle=False,
             )
             data, feeding = training_data(source, names, workers=(augment_cfg or plain).workers)
-            deadline_check = [BatchDeadline(guard)] if deadline is not None else []
+            deadline_check = [BatchDeadline(guard)] if deadline.at is not None else []
             records = model.fit(
                 data,
                 epochs=max(1, train_cfg.epochs),

@@ -1,7 +1,7 @@
 """Fold models that share one built, compiled network, so its train, test and predict steps are traced once.
 
     models = ModelCache()                                   # one per run, passed to every stage-1 fold's fit
-    result = fit_stage(..., seed=cfg.seed + f, models=models)
+    result = fit_stage(..., seed=cfg.seed + f, context=StageContext(models=models))
     predict_probs(result.model, x)                          # a FoldModel: its weights go in first
 
 Tracing is the cost: about 14 s per fit under TensorFlow on the 2-core CPU, about 165 s per model under JAX on an

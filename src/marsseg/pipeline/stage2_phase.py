@@ -1,0 +1,128 @@
+"""Stage 2's phase in a run (`run.Run`): trained if the budget allows, validated on the hold-out, submitted only if
+its tuning-part mIoU is not below stage 1's and its test prediction fits; on any failure the stage-1 submission
+stands and metrics.json's `stage2_status` says why.
+
+    try_stage2(run)          # sets run.stage2 (a Stage2Outcome) once stage 2 has trained
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from marsseg.pipeline import report, testset
+from marsseg.pipeline.budget import fits, stage2_reserve, test_seconds
+from marsseg.pipeline.canary import result_timing
+from marsseg.pipeline.figures import plot_curves
+from marsseg.pipeline.selftrain import pseudo_rows
+from marsseg.pipeline.stage1_submission import flip_seconds, stage1_flip
+from marsseg.pipeline.stages import Stage2Data, stage2_fit, stage2_probs
+
+if TYPE_CHECKING:
+    from marsseg.pipeline.run import Run
+
+
+@dataclass
+class Stage2Outcome:
+    """Stage 2 in a run: the trained network's `fit.StageResult`, then, once validated, its hold-out probabilities,
+    its inference rate and the post-processing the tuning part chose for it (None until then)."""
+
+    result: object  # fit.StageResult
+    holdout_probs: tuple | None = None  # (plain, flip-TTA'd or None)
+    infer_rate: float | None = None  # images/s of its fastest hold-out pass
+    choice: dict | None = None  # `holdout.choose`'s
+
+    @property
+    def model(self):
+        return self.result.model
+
+
+def try_stage2(run: Run) -> None:
+    """Stage 2 if the budget allows; on any failure keep the stage-1 submission and say why."""
+    try:
+        status = run_stage2(run)
+    except Exception as exc:  # noqa: BLE001 - the stage-1 submission must survive anything stage 2 does
+        status = f"failed: {type(exc).__name__}: {exc}"
+        run.log("".join(traceback.format_exception(exc)).rstrip())
+    run.metrics["stage2_status"] = status
+    if status != "ok":
+        run.note(f"stage 2 {status}; the stage-1 submission stands")
+
+
+def stage1_test_input(run: Run):
+    """Stage 1's test probabilities as stage 2 and self-training read them: flip-TTA'd where TTA is on."""
+    return run.stage1_test_tta if run.tta_on else run.stage1_test_probs
+
+
+def self_training_rows(run: Run) -> tuple:
+    """Stage 1's confident test pixels for stage 2 (`selftrain`); its test input is the TTA'd one where TTA is on,
+    whose flipped pass stage 2's test prediction needs anyway."""
+    if run.tta_on:
+        stage1_flip(run, " for self-training")
+    *rows, run.metrics["self_training"] = pseudo_rows(run.loaded.test_images, stage1_test_input(run), run.cfg)
+    run.note(f"self-training: {run.metrics['self_training']['images']} pseudo-labelled test images join stage 2")
+    return tuple(rows)
+
+
+def run_stage2(run: Run) -> str:
+    """Train, validate and (where it wins on the tuning part and its prediction fits) submit stage 2; returns
+    "ok", or why the stage-1 submission stands."""
+    from marsseg.training.feed import network_input
+    from marsseg.training.runtime import peak_gpu_bytes, reset_peak_gpu_memory
+
+    cfg, split, stage1, test_images = run.cfg, run.split, run.stage1, run.loaded.test_images
+    reset_peak_gpu_memory()
+    rows = np.flatnonzero(stage1.covered)
+    if len(rows) < 4:
+        return "skipped: too few out-of-fold predictions"
+    n_test, n_val, models = len(test_images), len(split.holdout.images), len(stage1.models)
+    available, skip = run.plan.stage2_time(stage1, len(rows), run.stage1_infer_rate)
+    if skip:
+        return skip
+    pseudo = self_training_rows(run) if cfg.self_training.enabled else None
+    data = Stage2Data(split.dev_images, split.dev_masks, split.dev_groups, stage1, run.temperature, pseudo)
+    result = stage2_fit(
+        data,
+        cfg,
+        run.context,
+        seconds=available,
+        class_weights=split.class_weights["stage2"],
+        reserve=lambda rate2: stage2_reserve(
+            n_test, n_val, run.plan.tta, run.stage1_infer_rate, run.safety, models, rate2, run.plan.choice()
+        ),
+    )
+    stage2 = run.stage2 = Stage2Outcome(result)
+    plot_curves({"stage 2": result.history}, run.out_dir / "curves_stage2.png", "stage 2")
+    run.budget.phase("stage2 validation")
+    probs1 = run.stage1_holdout_probs
+    x_val = network_input(split.holdout.images, probs1[1] if run.tta_on else probs1[0])
+    plain, tta, stage2.infer_rate = stage2_probs(result.model, x_val, run.tta_on, clock=run.budget.clock)
+    stage2.holdout_probs = (plain, tta)
+    choice1, choice2 = run.stage1_choice, run.choose_post("stage2", stage2.holdout_probs)
+    stage2.choice = choice2
+    run.metrics["val_miou_stage2"], run.metrics["val_iou_stage2"] = split.holdout.bare(stage2.holdout_probs)
+    run.metrics["stage2"] = report.stage2_metrics(result, cfg.stage2.model.residual, stage2.infer_rate)
+    run.metrics["stage2"]["peak_gpu_bytes"] = peak_gpu_bytes()
+    run.measured.update(
+        stage2=result_timing(result, len(rows)), stage2_rows=len(rows), stage2_rows_full=len(split.dev_images)
+    )
+    run.measured["infer2"] = stage2.infer_rate
+    if choice2["miou_final"] < choice1["miou_final"] and run.full_cfg is None:  # a canary goes on
+        return (
+            f"not used: tuning hold-out mIoU {choice2['miou_final']:.4f} is below stage 1's {choice1['miou_final']:.4f}"
+        )
+    tta2 = choice2["tta"]["used"]
+    estimate = test_seconds(n_test, 1, tta2, stage2.infer_rate)
+    estimate += flip_seconds(run) if run.tta_on else 0.0
+    if not fits(estimate, run.budget.remaining(), run.safety):
+        return f"skipped at test time: prediction needs about {1.2 * estimate:.0f}s, {run.budget.remaining():.0f}s left"
+    if run.tta_on:
+        stage1_flip(run, ", stage 2's input")
+    run.budget.phase("stage2 test prediction", note=f"{n_test} images{' x 2 (flip TTA)' * tta2}")
+    labels = testset.stage2_labels(result.model, test_images, stage1_test_input(run), choice2, cfg.post)
+    run.write_submission(labels, "stage 2")
+    run.final_stage, run.final_choice = 2, choice2
+    return "ok"
