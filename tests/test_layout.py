@@ -116,3 +116,48 @@ def test_light_commands_import_no_keras(command):
     )
     result = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in result.stderr, result.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------------- short signatures
+MAX_PARAMETERS = 10  # more travel together: group them in a small declared object (a dataclass of options)
+
+
+def parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Parameters a caller may pass: a leading self/cls not counted, *args and **kwargs one each."""
+    args = node.args
+    positional = args.posonlyargs + args.args
+    count = len(positional) + len(args.kwonlyargs) + (args.vararg is not None) + (args.kwarg is not None)
+    return count - (1 if positional and positional[0].arg in ("self", "cls") else 0)
+
+
+def long_signatures(path: Path, root: Path) -> list[str]:
+    """'file:function:count' for every function (methods and nested ones too) over MAX_PARAMETERS."""
+    return [
+        f"{path.relative_to(root)}:{node.name}:{count}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (count := parameter_count(node)) > MAX_PARAMETERS
+    ]
+
+
+def test_no_function_takes_more_than_10_parameters():
+    package = SRC / "marsseg"
+    found = [line for path in sorted(package.rglob("*.py")) for line in long_signatures(path, SRC)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def f(a, b, c, d, e, f, g, h, i, j):\n    pass\n", []),
+        ("def f(a, b, c, d, e, f, g, h, i, j, k):\n    pass\n", ["x.py:f:11"]),
+        ("class C:\n    def m(self, a, b, c, d, e, f, g, h, i, j):\n        pass\n", []),
+        ("class C:\n    def m(self, a, b, c, d, e, f, g, h, i, j, k):\n        pass\n", ["x.py:m:11"]),
+        ("def f(a, /, b, *args, c, d, e, f, g, h, i, **kwargs):\n    pass\n", ["x.py:f:11"]),
+        ("def outer():\n    async def inner(a, b, c, d, e, f, g, h, i, j, *, k=0):\n        pass\n", ["x.py:inner:11"]),
+    ],
+)
+def test_the_parameter_walk_counts_as_the_rule_says(tmp_path, source, expected):
+    path = tmp_path / "x.py"
+    path.write_text(source)
+    assert long_signatures(path, tmp_path) == expected

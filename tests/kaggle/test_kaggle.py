@@ -5,7 +5,14 @@ import sys
 import pytest
 
 from marsseg.errors import UserError
-from marsseg.kaggle.client import CredentialsError, KaggleError, KaggleSession, find_credentials, routing_env
+from marsseg.kaggle.client import (
+    CredentialsError,
+    KaggleError,
+    KaggleSession,
+    find_credentials,
+    json_rows,
+    routing_env,
+)
 from marsseg.kaggle.emulator.faults import parse_fault
 from marsseg.kaggle.flow import OUTPUT_FILES
 from marsseg.kaggle.records import FIELDS, append_record, latest_records, read_records
@@ -126,6 +133,21 @@ def test_permanent_failures_are_not_retried(tmp_path):
     assert delays == []
     with pytest.raises(CredentialsError, match="rejected the credentials"):
         session._run(_flaky_command(tmp_path, 99, "401 Client Error: Unauthorized"), "x")
+
+
+def test_the_one_json_reader_takes_the_list_after_what_the_cli_prints_first():
+    # `competitions leaderboard` prints the next page's token before the JSON when there is more.
+    out = 'Next Page Token = abc\n[{"teamName": "a", "score": "0.5"}, 3, null, {"teamName": "b"}]\n'
+    assert json_rows(out, "competitions leaderboard") == [{"teamName": "a", "score": "0.5"}, {"teamName": "b"}]
+    assert json_rows("No submissions found\n", "competitions submissions") == []
+    assert json_rows('[{"a": 1}]\n', "x") == [{"a": 1}]
+
+
+def test_the_one_json_reader_names_what_it_could_not_read():
+    with pytest.raises(KaggleError, match=r"^kaggle quota: unexpected answer: 403 Forbidden$"):
+        json_rows('Traceback (most recent call last):\n  File "x", line 1\n403 Forbidden\n', "quota")
+    with pytest.raises(KaggleError, match=r"^kaggle competitions leaderboard: unreadable JSON answer: \[\{oops$"):
+        json_rows("[{oops", "competitions leaderboard")
 
 
 def test_records_are_append_only_and_the_latest_row_wins(tmp_path):

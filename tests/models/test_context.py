@@ -7,7 +7,8 @@ from marsseg.config import ModelConfig
 from marsseg.errors import ConfigError
 
 keras = pytest.importorskip("keras")
-from marsseg.models import ContextBlock, build_unet, count_params  # noqa: E402
+from marsseg.models import ContextBlock, build_unet  # noqa: E402
+from marsseg.models.unet import count_params  # noqa: E402
 
 TINY = dict(depth=2, base_filters=4, attention=False, deep_supervision=False)
 

@@ -10,7 +10,7 @@ from marsseg.config import PRESETS, ModelConfig
 from marsseg.errors import ConfigError
 
 keras = pytest.importorskip("keras")
-from marsseg.models import (  # noqa: E402
+from marsseg.models.unet import (  # noqa: E402
     aux_loss_weights,
     build_unet,
     main_head,

@@ -9,6 +9,7 @@ from marsseg.errors import ConfigError
 from marsseg.prep.augment import (
     STRENGTHS,
     Augmenter,
+    BatchAugmentation,
     augmentation_throughput,
     epoch_length,
     epoch_order,
@@ -117,6 +118,21 @@ def test_sequence_batches_shapes_epochs_and_determinism(data):
     assert sorted(seq.order) == sorted(first_epoch)
 
 
+def test_sequence_takes_one_augmentation_and_hands_keras_its_options(data):
+    from marsseg.prep.augment import SegmentationSequence
+
+    images, masks = data
+    plain = SegmentationSequence(images, masks)
+    assert (plain.strength, plain.elastic, plain.copy_paste_rate) == ("medium", False, 0.0)
+    assert (plain.workers, plain.use_multiprocessing, plain.max_queue_size) == (1, False, 10)
+    augmentation = BatchAugmentation("strong", True, 0.5)
+    seq = SegmentationSequence(images, masks, augmentation=augmentation, workers=3, max_queue_size=4)
+    assert (seq.strength, seq.elastic, seq.copy_paste_rate) == ("strong", True, 0.5)
+    assert (seq.workers, seq.max_queue_size) == (3, 4)
+    extras = np.zeros(images.shape + (5,), np.float32)
+    assert SegmentationSequence(images, masks, extras, augmentation=augmentation).copy_paste_rate == 0.0
+
+
 def test_sequence_feeds_keras_fit(data):
     import keras
 
@@ -124,7 +140,8 @@ def test_sequence_feeds_keras_fit(data):
 
     images, masks = data
     extras = np.eye(5, dtype=np.float32)[masks]
-    seq = SegmentationSequence(images[:32], masks[:32], extras[:32], batch_size=16, strength="light", seed=0)
+    light = BatchAugmentation(strength="light")
+    seq = SegmentationSequence(images[:32], masks[:32], extras[:32], batch_size=16, augmentation=light, seed=0)
     inputs = keras.Input((64, 128, 6))
     model = keras.Model(inputs, keras.layers.Conv2D(5, 1, activation="softmax")(inputs))
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -142,5 +159,6 @@ def test_sequence_from_config(data):
     train = sequence_from_config(images, masks, cfg, batch_size=16, seed=0)
     val = sequence_from_config(images, masks, cfg, batch_size=16, train=False)
     assert train.strength == cfg.strength and len(train.order) == epoch_length(sampling_weights(masks, 2.0))
+    assert train.workers == max(1, cfg.workers) and (val.strength, val.shuffle, val.workers) == ("none", False, 1)
     x, y = val[0]
     assert np.allclose(x[..., 0], images[:16] / 255.0) and np.array_equal(y, masks[:16])

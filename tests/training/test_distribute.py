@@ -186,7 +186,8 @@ AGGREGATION_SCRIPT = textwrap.dedent("""
     import numpy as np
     import keras
     from marsseg.config import ModelConfig, StageConfig, TrainConfig
-    from marsseg.models import predict_main, targets_for
+    from marsseg.models import targets_for
+    from marsseg.models.unet import predict_main
     from marsseg.training.distribute import distribution_scope
     from marsseg.training.fit import _network
 

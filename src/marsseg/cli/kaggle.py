@@ -11,6 +11,7 @@ from marsseg.kaggle.canaries import run_canary
 from marsseg.kaggle.download import fetch_data
 from marsseg.kaggle.emulator.server import print_env, serve
 from marsseg.kaggle.flow import show_status, submit_csv, submit_kernel
+from marsseg.kaggle.push import PushOptions
 from marsseg.kaggle.rules import RulesError, check_rules
 
 
@@ -101,17 +102,17 @@ def cmd_submit(args) -> int:
         check_accelerator(args.accelerator)  # a retired or unknown shape: one line, before anything else
     if args.file and args.models:
         raise UserError("--models fetches a kernel run's models; a local --file has its run folder already")
+    options = PushOptions(
+        accelerator=args.accelerator,
+        allowed_sources=tuple(args.allow_source),
+        images=args.images,
+        poll=args.poll,
+        force=args.force,
+    )
     if args.canary:
         if args.file or args.skip_push or args.models:
             raise UserError("--canary pushes the kernel itself; it takes no --file, --skip-push or --models")
-        run_canary(
-            competition=competition,
-            accelerator=args.accelerator,
-            allowed_sources=tuple(args.allow_source),
-            images=args.images,
-            poll=args.poll,
-            force=args.force,
-        )
+        run_canary(options, competition=competition)
         return 0
     if args.file:
         if args.accelerator:
@@ -124,16 +125,7 @@ def cmd_submit(args) -> int:
             images=args.images,
         )
     else:
-        submit_kernel(
-            competition=competition,
-            allowed_sources=tuple(args.allow_source),
-            images=args.images,
-            poll=args.poll,
-            skip_push=args.skip_push,
-            force=args.force,
-            models=args.models,
-            accelerator=args.accelerator,
-        )
+        submit_kernel(options, skip_push=args.skip_push, models=args.models, competition=competition)
     return 0
 
 

@@ -13,7 +13,7 @@ the bundle). Tooling the kernel never imports (benchmarks, tracking, the Kaggle 
 an edit there does not make the kernel stale.
 
 Deterministic: entries sorted, fixed timestamps and permissions, so the same sources give a
-byte-identical script. The generated kernel is committed; `tests/test_bundle.py` fails when it is
+byte-identical script. The generated kernel is committed; `tests/kaggle/test_bundle.py` fails when it is
 stale against `src/` (regenerate with `make bundle`). Written to its default path, the kernel gets its
 `kernel-metadata.json` beside `kernels/` too (`kernel_metadata`: the accelerator is chosen there).
 """

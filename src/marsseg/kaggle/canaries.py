@@ -19,17 +19,18 @@ from pathlib import Path
 
 from marsseg.competition import Competition, active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import KERNEL_PATH, kernel_digest
+from marsseg.kaggle.bundle import KERNEL_PATH, METADATA_PATH, kernel_digest
 from marsseg.kaggle.client import KaggleError, KaggleSession
 from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission, expected_images
+from marsseg.kaggle.push import PushOptions, kernel_to_push, new_id, prepare_push_folder, wait_for_kernel
 from marsseg.kaggle.records import append_record, read_records
-from marsseg.kaggle.rules import METADATA_PATH
 from marsseg.pipeline.canary import report_lines
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import read_submission
 from marsseg.training.runtime import describe_devices
 
 CANARIES_PATH = Path("submissions/canaries.csv")
+CANARY_TIMEOUT = 3 * 3600  # seconds to wait for a canary (a ~10-minute run) before giving up
 FIELDS = (
     "id",
     "time",
@@ -92,30 +93,26 @@ def check_canary_output(folder: Path, competition: Competition, images: int | No
 
 
 def run_canary(
+    options: PushOptions | None = None,
     *,
     kernel: Path | None = None,
     metadata: Path | None = None,
     competition: Competition | None = None,
-    accelerator: str | None = None,
-    allowed_sources: tuple[str, ...] = (),
-    images: int | None = None,
-    poll: float | None = None,
-    timeout: float = 3 * 3600,
-    force: bool = False,
     session: KaggleSession | None = None,
     canaries: Path = CANARIES_PATH,
     log=print,
 ) -> dict:
-    """Push the kernel as a canary, wait, fetch, check and report it; record it; return the record row."""
-    from marsseg.kaggle.flow import kernel_to_push, new_id, prepare_push_folder, wait_for_kernel
-
+    """Push the kernel as a canary with `options`' flags, wait, fetch, check and report it; record it; return the
+    record row."""
+    options = options or PushOptions()
     competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
     metadata_path = Path(metadata or METADATA_PATH)
     session = session or KaggleSession(log=log)
     username = session.username()  # missing credentials stop here, before anything is written
-    poll = float(session.env.get("MARSSEG_KAGGLE_POLL", 10)) if poll is None else poll
-    meta, ref = kernel_to_push(kernel, metadata_path, username, accelerator, allowed_sources, log)
+    poll = options.poll_seconds(session)
+    timeout = CANARY_TIMEOUT if options.timeout is None else options.timeout
+    meta, ref = kernel_to_push(kernel, metadata_path, username, options, log)
     shape = meta["machine_shape"]
     digest = kernel_digest(kernel)
     row = {"id": new_id(), "kernel_ref": ref, "kernel_digest": digest, "machine_shape": shape}
@@ -125,7 +122,7 @@ def run_canary(
         push = prepare_push_folder(kernel, meta, ref, Path(tmp))
         copy = push / kernel.name
         copy.write_text(canary_text(copy.read_text(encoding="utf-8")), encoding="utf-8")
-        check_gpu_quota(session, copy, meta, force, log)
+        check_gpu_quota(session, copy, meta, options.force, log)
         append_record({**row, "status": "started"}, canaries, FIELDS)
         try:
             version = session.push_kernel(push)
@@ -139,7 +136,7 @@ def run_canary(
         if status != "COMPLETE":
             raise KaggleError(f"the canary ended {status}: {failure or 'no failure message'}")
         session.retrying("kernels output", lambda: session.kernel_output(ref, folder, CANARY_FILES))
-        metrics = check_canary_output(folder, competition, images)
+        metrics = check_canary_output(folder, competition, options.images)
     except KaggleError as exc:
         append_record({**row, "status": "failed", "detail": str(exc)}, canaries, FIELDS)
         raise KaggleError(f"{exc}; its output and log are under {folder}") from None

@@ -41,6 +41,7 @@ __all__ = [  # the credentials part lives in auth.py; callers import it from her
     "KaggleError",
     "KaggleSession",
     "find_credentials",
+    "json_rows",
     "routing_env",
 ]
 
@@ -247,12 +248,10 @@ class KaggleSession:
         """(hours used, hours allowed) of this week's GPU quota, from `kaggle quota` (GetAcceleratorQuotaStatistics);
         KaggleError when it cannot be read."""
         out = self.kaggle("quota", "--format", "json", what="quota")
-        start = out.find("[")
         try:
-            rows = json.loads(out[start:]) if start >= 0 else []
-            gpu = next(r for r in rows if str(r.get("resource", "")).upper() == "GPU")
+            gpu = next(r for r in json_rows(out, "quota") if str(r.get("resource", "")).upper() == "GPU")
             return float(str(gpu["used"]).rstrip("h")), float(str(gpu["total"]).rstrip("h"))
-        except (ValueError, StopIteration, KeyError, TypeError, AttributeError):
+        except (KaggleError, ValueError, StopIteration, KeyError, TypeError):
             raise KaggleError(f"kaggle quota: no GPU quota in the answer ({self.mask(_summarise(out))})") from None
 
     def leaderboard(self, competition: str) -> list[dict]:
@@ -266,7 +265,7 @@ class KaggleSession:
             "json",
             what="competitions leaderboard",
         )
-        return _json_list(out, "competitions leaderboard")
+        return json_rows(out, "competitions leaderboard")
 
     def download_competition(self, competition: str, dest: Path) -> Path:
         """The competition's files as `DEST/<competition>.zip` (validated: 2.2.4 may save an error body)."""
@@ -309,7 +308,9 @@ print("MARSSEG-SUBMISSIONS " + json.dumps(rows))
 """
 
 
-def _json_list(out: str, what: str) -> list[dict]:
+def json_rows(out: str, what: str) -> list[dict]:
+    """The rows of a `kaggle … --format json` answer: the JSON list after whatever the CLI prints first (e.g.
+    'Next Page Token = …'), non-object rows dropped; [] for 'No … found'; KaggleError for anything else."""
     start = out.find("[")
     if start < 0:
         if re.search(r"No \w+ found", out):
@@ -319,7 +320,7 @@ def _json_list(out: str, what: str) -> list[dict]:
         value = json.loads(out[start:])
     except json.JSONDecodeError:
         raise KaggleError(f"kaggle {what}: unreadable JSON answer: {_summarise(out)}") from None
-    return value if isinstance(value, list) else []
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
 
 
 def _summarise(output: str) -> str:

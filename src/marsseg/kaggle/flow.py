@@ -3,10 +3,10 @@
 `submit_kernel`: bundle → rules check → GPU quota check → push → wait → fetch output → validate → convert →
                  check → zip → submit once → confirm → record.
 `submit_csv`:    validate → rules check → convert → check → zip → submit once → confirm → record.
-Every file is checked against the competition profile before it is uploaded (`guard.py`); the last leg (zip,
-send at most once, confirm, record) is `send.py`. Every stage that can fail appends a row to the record
-first-hand (see `records.py`), and the local submission stays under `submissions/<id>/`: a failed push or
-submit loses nothing.
+Every file is checked against the competition profile before it is uploaded (`guard.py`); the push and the wait
+are `push.py`, shared with `make canary`; the last leg (zip, send at most once, confirm, record) is `send.py`.
+Every stage that can fail appends a row to the record first-hand (see `records.py`), and the local submission
+stays under `submissions/<id>/`: a failed push or submit loses nothing.
 """
 
 from __future__ import annotations
@@ -15,36 +15,35 @@ import hashlib
 import json
 import shutil
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from marsseg.competition import Competition, active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import KERNEL_PATH, check_accelerator, kernel_digest, write_kernel
+from marsseg.kaggle.bundle import KERNEL_PATH, METADATA_PATH, kernel_digest
 from marsseg.kaggle.canaries import CANARIES_PATH, describe_canary, latest_passed
 from marsseg.kaggle.client import KaggleError, KaggleSession
 from marsseg.kaggle.guard import SubmissionRefused, check_gpu_quota, check_submission, expected_images
+from marsseg.kaggle.push import (
+    PushOptions,
+    kernel_ref_from_metadata,
+    kernel_to_push,
+    new_id,
+    prepare_push_folder,
+    wait_for_kernel,
+)
 from marsseg.kaggle.records import RECORDS_PATH, latest_records
-from marsseg.kaggle.rules import METADATA_PATH, enforce_rules, load_metadata
+from marsseg.kaggle.rules import enforce_rules, load_metadata
 from marsseg.kaggle.send import Attempt, submit_staged
 from marsseg.stamps import git_commit
 from marsseg.submission.formats import convert
 
 SUBMISSIONS_DIR = Path("submissions")
-TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
+KERNEL_TIMEOUT = 12.5 * 3600  # seconds to wait for a full run (`submit --skip-push` fetches a later one)
 # What the kit fetches from a run (`kernels output --file-pattern`, a regex searched in each output file's name): the
 # submission and the reports. The saved models (*.keras) and checkpoints stay on Kaggle unless `submit --models`
 # asks for them too (for `marsseg ensemble`; about 200 MB for the kaggle preset).
 OUTPUT_FILES = r"^(submission\.csv|submission_rle\.csv|metrics\.json|config\.json|[^/]+\.png)$"
 OUTPUT_FILES_AND_MODELS = OUTPUT_FILES[:-2] + r"|model_stage1_fold\d+\.keras|model_stage2\.keras)$"
-
-
-def new_id() -> str:
-    return (
-        datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-")
-        + hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:6]
-    )
 
 
 def sha256_file(path: Path) -> str:
@@ -78,61 +77,6 @@ def run_facts(folder: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------- kernel
-def kernel_ref_from_metadata(meta: dict, username: str) -> str:
-    ident = str(meta.get("id", "{username}/mars-segmentation-kit")).replace("{username}", username)
-    owner, _, slug = ident.partition("/")
-    if not slug or owner != username:
-        raise UserError(
-            f"kernel-metadata.json: id {meta.get('id')!r} should be '{{username}}/<slug>'; "
-            "the username is filled in from your credentials at push time"
-        )
-    if len(slug) < 5:
-        raise UserError(f"kernel-metadata.json: the kernel slug {slug!r} needs at least 5 characters")
-    return ident
-
-
-def kernel_to_push(
-    kernel: Path, metadata_path: Path, username: str, accelerator, allowed_sources, log, bundle: bool = True
-) -> tuple[dict, str]:
-    """Bundle the kernel (unless `bundle` is off), check the rules, and read the metadata with this push's machine
-    shape (`accelerator`, else the metadata's; a retired or unknown one refused): (metadata, 'user/slug')."""
-    if bundle:
-        write_kernel(kernel, log=log)
-    enforce_rules(kernel, metadata_path, allowed_sources, log=log)
-    meta = load_metadata(metadata_path)
-    meta = {**meta, "machine_shape": check_accelerator(accelerator or str(meta.get("machine_shape", "")))}
-    return meta, kernel_ref_from_metadata(meta, username)
-
-
-def prepare_push_folder(kernel: Path, metadata: dict, ref: str, folder: Path) -> Path:
-    """A temporary push folder: the script and the metadata with the id filled in (never written back)."""
-    shutil.copyfile(kernel, folder / kernel.name)
-    meta = {**metadata, "id": ref, "code_file": kernel.name}
-    (folder / "kernel-metadata.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return folder
-
-
-def wait_for_kernel(session: KaggleSession, ref: str, poll: float, timeout: float, log=print) -> tuple[str, str]:
-    """Poll with backoff until a terminal status; a progress line on every change (and every few minutes)."""
-    started = time.monotonic()
-    delay, last, last_line = poll, None, 0.0
-    while True:
-        status, failure = session.kernel_status(ref)
-        elapsed = time.monotonic() - started
-        if status != last or elapsed - last_line > 300:
-            log(f"[kaggle] {ref}: {status} after {elapsed:.0f} s")
-            last, last_line = status, elapsed
-        if status in TERMINAL:
-            return status, failure
-        if elapsed > timeout:
-            raise KaggleError(
-                f"{ref} still {status} after {timeout:.0f} s; check it with `make status` and "
-                "fetch it later with `marsseg submit --skip-push`"
-            )
-        session.sleep(delay)
-        delay = min(delay * 1.5, 60.0)
-
-
 def _keep_log(session: KaggleSession, ref: str, dest: Path) -> str:
     """Fetch what a failed run left (its log above all) next to the record; say where it is."""
     try:
@@ -200,35 +144,32 @@ def stage_submission(
 
 
 def submit_kernel(
+    options: PushOptions | None = None,
     *,
+    skip_push: bool = False,
+    models: bool = False,
     kernel: Path | None = None,
     metadata: Path | None = None,
     competition: Competition | None = None,
-    allowed_sources: tuple[str, ...] = (),
-    images: int | None = None,
-    poll: float | None = None,
-    timeout: float = 12.5 * 3600,
-    skip_push: bool = False,
-    force: bool = False,
-    models: bool = False,
-    accelerator: str | None = None,
     session: KaggleSession | None = None,
     submissions_dir: Path = SUBMISSIONS_DIR,
     log=print,
 ) -> dict:
-    """`make submit`: the whole chain; returns the final record row. `force` pushes past the GPU quota check;
-    `models` fetches the run's saved models too, so its folder can join `marsseg ensemble`; `accelerator` is the
-    machine shape for this push (default: kernel-metadata.json's). Says which passed canary it relies on (the
-    newest for this kernel digest and shape, `canaries.csv`), or warns that none has."""
+    """`make submit`: the whole chain; returns the final record row. `options` holds the flags a push shares with
+    a canary (`options.force` pushes past the GPU quota check); `skip_push` uses the kernel's latest run; `models`
+    fetches the run's saved models too, so its folder can join `marsseg ensemble`. Says which passed canary it
+    relies on (the newest for this kernel digest and shape, `canaries.csv`), or warns that none has."""
 
+    options = options or PushOptions()
+    images, allowed_sources = options.images, options.allowed_sources
     competition = competition or active_competition()
     kernel = Path(kernel or KERNEL_PATH)
     metadata_path = Path(metadata or METADATA_PATH)
     session = session or KaggleSession(log=log)
     username = session.username()  # missing credentials stop here, before anything is written
-    if poll is None:
-        poll = float(session.env.get("MARSSEG_KAGGLE_POLL", 10))
-    meta, ref = kernel_to_push(kernel, metadata_path, username, accelerator, allowed_sources, log, bundle=not skip_push)
+    poll = options.poll_seconds(session)
+    timeout = KERNEL_TIMEOUT if options.timeout is None else options.timeout
+    meta, ref = kernel_to_push(kernel, metadata_path, username, options, log, bundle=not skip_push)
     if not skip_push:
         digest = kernel_digest(kernel)
         canary = latest_passed(digest, meta["machine_shape"], submissions_dir / CANARIES_PATH.name)
@@ -240,7 +181,7 @@ def submit_kernel(
                 f"{meta['machine_shape']}; `make canary` costs ~10 min of GPU quota and finds a broken image or "
                 "CUDA before this run's hours do"
             )
-        check_gpu_quota(session, kernel, meta, force, log, canary)  # a refusal stops here: nothing pushed
+        check_gpu_quota(session, kernel, meta, options.force, log, canary)  # a refusal stops here: nothing pushed
     attempt = Attempt(
         new_id(),
         competition.slug,

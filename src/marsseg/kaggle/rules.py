@@ -29,6 +29,7 @@ from marsseg.errors import UserError
 from marsseg.kaggle.bundle import (
     IMAGE_PINNING,
     IMAGE_PINNINGS,
+    METADATA_PATH,
     accelerator_problem,
     embedded_sources,
     entry_text,
@@ -37,7 +38,6 @@ from marsseg.kaggle.bundle import (
 from marsseg.kaggle.client import find_credentials
 from marsseg.kaggle.loaders import FIX, Names, check_loaders, literal_code
 
-METADATA_PATH = Path("kernel-metadata.json")
 ALLOW_MARK = "# rules: allow"
 
 # numpy has weights= too (np.average): only these say "pretrained" whatever they are given to

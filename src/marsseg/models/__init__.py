@@ -1,19 +1,10 @@
-"""Networks: the gated U-Net with deep supervision (`build_unet`) and its blocks. Random init only."""
+"""Networks: the gated U-Net with deep supervision (`build_unet`) and its blocks. Random init only.
+
+Exported here: what the rest of the package uses. The helpers only tests need stay in their modules (`models.unet`)."""
 
 from marsseg.models.blocks import AttentionGate, ConvBlock, ResidualRefinementHead, SegmentationHead
 from marsseg.models.context import ContextBlock
-from marsseg.models.unet import (
-    aux_loss_weights,
-    build_unet,
-    check_model_config,
-    count_params,
-    main_head,
-    main_output,
-    num_aux_heads,
-    output_names,
-    predict_main,
-    targets_for,
-)
+from marsseg.models.unet import aux_loss_weights, build_unet, main_head, targets_for
 
 __all__ = [
     "AttentionGate",
@@ -23,12 +14,6 @@ __all__ = [
     "SegmentationHead",
     "aux_loss_weights",
     "build_unet",
-    "check_model_config",
-    "count_params",
     "main_head",
-    "main_output",
-    "num_aux_heads",
-    "output_names",
-    "predict_main",
     "targets_for",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,14 +64,26 @@ def epoch_length(weights: np.ndarray) -> int:
 
 
 # ------------------------------------------------------------------------- the batch sequence
+@dataclass(frozen=True)
+class BatchAugmentation:
+    """What the sequence does to each batch: the albumentations pipeline (`strength`, `elastic`; "none" for
+    validation) and the chance per image that a big-rock component of another image is pasted in."""
+
+    strength: str = "medium"
+    elastic: bool = False
+    copy_paste_rate: float = 0.0
+
+
 def _sequence_class():
     import keras
 
     class SegmentationSequence(keras.utils.PyDataset):
         """Batches (x float32 (B,H,W,1+E) in [0,1], y int32 (B,H,W)) for `model.fit`, any Keras 3 backend.
 
-        images (N,H,W) uint8, masks (N,H,W), extras (N,H,W,E) float32 or None; `weights` oversample
-        (e.g. `sampling_weights`); `shuffle` reshuffles every epoch. Deterministic per seed and epoch.
+        images (N,H,W) uint8, masks (N,H,W), extras (N,H,W,E) float32 or None; `augmentation` a BatchAugmentation;
+        `weights` oversample (e.g. `sampling_weights`); `shuffle` reshuffles every epoch; `workers` threads build
+        batches, and `dataset_options` (use_multiprocessing, max_queue_size) go to Keras's PyDataset as they are.
+        Deterministic per seed and epoch.
         """
 
         def __init__(
@@ -79,29 +92,27 @@ def _sequence_class():
             masks,
             extras=None,
             batch_size=32,
-            strength="medium",
-            elastic=False,
+            augmentation: BatchAugmentation | None = None,
             weights=None,
             shuffle=True,
             seed=0,
             workers=1,
-            use_multiprocessing=False,
-            max_queue_size=10,
-            copy_paste_rate=0.0,
+            **dataset_options,
         ):
-            super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+            super().__init__(workers=workers, **dataset_options)
             if len(images) != len(masks) or (extras is not None and len(extras) != len(images)):
                 raise ValueError("images, masks and extras must have the same length")
+            augmentation = augmentation or BatchAugmentation()
             self.images, self.masks, self.extras = images, masks, extras
             self.batch_size = int(batch_size)
-            self.strength, self.elastic = strength, elastic
+            self.strength, self.elastic = augmentation.strength, augmentation.elastic
             self.weights = None if weights is None else np.asarray(weights, float)
             self.shuffle, self.seed = shuffle, int(seed)
             self._local = threading.local()
-            build_transforms(strength, elastic)  # fail early on a bad strength
+            build_transforms(self.strength, self.elastic)  # fail early on a bad strength
             # Stage 2's extra channels are stage-1 probabilities of the original image: a pasted rock would have
             # none, so copy-paste is for inputs without extras only.
-            self.copy_paste_rate = float(copy_paste_rate) if extras is None else 0.0
+            self.copy_paste_rate = float(augmentation.copy_paste_rate) if extras is None else 0.0
             self.donors = bigrock_donors(images, masks) if self.copy_paste_rate > 0 else []
             self.set_epoch(0)
 
@@ -178,19 +189,18 @@ def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=Non
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"augment.copy_paste_rate {rate} is outside 0..1 (e.g. --set augment.copy_paste_rate=0.3)")
     if not train:
-        return cls(images, masks, extras, batch_size=batch_size, strength="none", shuffle=False, seed=seed, workers=1)
+        plain = BatchAugmentation(strength="none")
+        return cls(images, masks, extras, batch_size=batch_size, augmentation=plain, shuffle=False, seed=seed)
     return cls(
         images,
         masks,
         extras,
         batch_size=batch_size,
-        strength=augment_cfg.strength,
-        elastic=augment_cfg.elastic,
+        augmentation=BatchAugmentation(augment_cfg.strength, augment_cfg.elastic, rate),
         weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
         shuffle=True,
         seed=seed,
         workers=max(1, int(augment_cfg.workers)),
-        copy_paste_rate=rate,
     )
 
 
@@ -218,8 +228,7 @@ def augmentation_throughput(
         masks,
         extras,
         batch_size=batch_size,
-        strength=strength,
-        elastic=elastic,
+        augmentation=BatchAugmentation(strength, elastic),
         weights=sampling_weights(masks),
         seed=seed,
         workers=1,

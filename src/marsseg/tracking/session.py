@@ -3,12 +3,10 @@ listings read page by page from the CLI's JSON output."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 
-from marsseg.kaggle.client import KaggleSession
-from marsseg.tracking.parse import TrackingError
+from marsseg.kaggle.client import KaggleSession, json_rows
 
 
 class PagedKaggle:
@@ -41,7 +39,7 @@ class PagedKaggle:
                 str(self.page_size),
             ] + (["--page-token", token] if token else [])
             out = self.session.kaggle(*args, what="competitions leaderboard")
-            rows += _json_rows(out, "competitions leaderboard")
+            rows += json_rows(out, "competitions leaderboard")
             found = re.search(r"Next Page Token = (\S+)", out)
             if not found or found.group(1) == token:
                 break
@@ -61,20 +59,7 @@ class PagedKaggle:
             str(self.page_size),
             what="competitions submissions",
         )
-        return _json_rows(out, "competitions submissions")
-
-
-def _json_rows(out: str, what: str) -> list[dict]:
-    start = out.find("[")
-    if start < 0:
-        if re.search(r"No \w+ found", out):
-            return []
-        raise TrackingError(f"kaggle {what}: unexpected answer: {out.strip()[-200:]!r}")
-    try:
-        value = json.loads(out[start:])
-    except json.JSONDecodeError:
-        raise TrackingError(f"kaggle {what}: unreadable JSON answer") from None
-    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+        return json_rows(out, "competitions submissions")
 
 
 def open_session() -> PagedKaggle:

@@ -8,9 +8,21 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from marsseg.competition import Competition
+
+
+@dataclass(frozen=True)
+class KernelHost:
+    """What every kernel run of one emulator shares: where runs live, the data they read, the preset they run."""
+
+    root: Path  # runs go under ROOT/kernels/<owner>/<slug>/v<version>
+    data_path: Path  # the competition .npz each run finds in its input folder
+    competition: Competition
+    preset: str  # the preset the kernel runs with (MARSSEG_KERNEL_PRESET)
+    queue_seconds: float  # how long a pushed version waits before it starts, as on Kaggle
 
 
 class KernelRun:
@@ -22,17 +34,14 @@ class KernelRun:
         slug: str,
         version: int,
         text: str,
-        root: Path,
-        data_path: Path,
-        competition: Competition,
-        preset: str,
-        queue_seconds: float,
+        host: KernelHost,
         corrupt: bool,
         gpu: bool = False,
         overrides: list[str] | None = None,
     ):
+        competition = host.competition
         self.owner, self.slug, self.version = owner, slug, version
-        self.folder = root / "kernels" / owner / slug / f"v{version}"
+        self.folder = host.root / "kernels" / owner / slug / f"v{version}"
         self.script = self.folder / "script.py"
         self.input = self.folder / "input"
         self.working = self.folder / "working"
@@ -45,11 +54,11 @@ class KernelRun:
             target.write_bytes(b"this is not an npz file")
         else:
             try:
-                os.link(data_path, target)
+                os.link(host.data_path, target)
             except OSError:
-                shutil.copyfile(data_path, target)
+                shutil.copyfile(host.data_path, target)
         self.status, self.failure = "QUEUED", ""
-        self.preset, self.queue_seconds = preset, queue_seconds
+        self.preset, self.queue_seconds = host.preset, host.queue_seconds
         self.gpu = gpu  # pushed with a GPU: its wall time counts against the weekly GPU quota
         self.overrides = list(overrides or [])  # configuration the emulator adds (MARSSEG_KERNEL_SET)
         self.started: float | None = None  # time.monotonic() of the process start and end

@@ -13,7 +13,7 @@ from marsseg.competition import get_competition
 from marsseg.errors import UserError
 from marsseg.kaggle.emulator.faults import parse_fault
 from marsseg.kaggle.emulator.handler import Handler
-from marsseg.kaggle.emulator.state import EmulatorState, default_profile
+from marsseg.kaggle.emulator.state import EmulatorSettings, EmulatorState, default_profile
 
 DEFAULT_PORT = 7777
 
@@ -36,10 +36,11 @@ def print_env(port: int, profile: str | None = None) -> str:
     )
 
 
-def make_server(port: int = DEFAULT_PORT, root: Path | None = None, **state_options) -> ThreadingHTTPServer:
-    """A started-on-demand server bound to 127.0.0.1:PORT (0 picks a free port); `server.state` is its state."""
+def make_server(port: int = DEFAULT_PORT, root: Path | None = None, log=print, **settings) -> ThreadingHTTPServer:
+    """A started-on-demand server bound to 127.0.0.1:PORT (0 picks a free port); `server.state` is its state.
+    `settings` are EmulatorSettings' fields, by name."""
     root = Path(root) if root else Path(tempfile.mkdtemp(prefix="marsseg_emulator_"))
-    state = EmulatorState(root, **state_options)
+    state = EmulatorState(root, EmulatorSettings(**settings), log=log)
     handler = type("BoundHandler", (Handler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
@@ -48,9 +49,10 @@ def make_server(port: int = DEFAULT_PORT, root: Path | None = None, **state_opti
 
 
 def serve(
-    port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **state_options
+    port: int = DEFAULT_PORT, root: Path | None = None, faults: tuple[str, ...] = (), log=print, **settings
 ) -> None:
-    """`marsseg emulator`: serve until interrupted (Ctrl-C or SIGTERM), then stop any running kernel."""
+    """`marsseg emulator`: serve until interrupted (Ctrl-C or SIGTERM), then stop any running kernel. `settings` are
+    EmulatorSettings' fields, by name."""
     if log is print:
         log = functools.partial(print, flush=True)  # a pipe must see the address at once
 
@@ -60,7 +62,7 @@ def serve(
     signal.signal(signal.SIGTERM, interrupt)
     scratch = None if root else Path(tempfile.mkdtemp(prefix="marsseg_emulator_"))
     try:
-        server = make_server(port, root or scratch, log=log, **state_options)
+        server = make_server(port, root or scratch, log=log, **settings)
     except OSError as exc:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -6,6 +6,7 @@ import io
 import os
 import threading
 import zipfile
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from marsseg.competition import PROFILE_ENV, get_competition
 from marsseg.data.synth import ensure_synthetic
 from marsseg.errors import DataError, UserError
 from marsseg.kaggle.emulator.faults import Fault
-from marsseg.kaggle.emulator.kernel_run import KernelRun
+from marsseg.kaggle.emulator.kernel_run import KernelHost, KernelRun
 from marsseg.kaggle.emulator.uploads import score_upload
 from marsseg.kaggle.guard import settings_from_text
 
@@ -53,33 +54,38 @@ def stored_rows(path: Path, key: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """How one emulator plays Kaggle: `marsseg emulator`'s options (`make_server(**fields)` takes them by name)."""
+
+    data_path: Path | None = None  # the competition .npz it serves; None: synthetic data under the root
+    truth_path: Path | None = None  # a .npz with test_labels to score with (the synthetic data brings its own)
+    profile: str | None = None  # the competition profile uploads are checked against (default: default_profile())
+    kernel_preset: str = "smoke"  # the preset pushed kernels run with
+    queue_seconds: float = 0.3  # how long a pushed version waits before it starts
+    n_train: int = 96  # the synthetic data's size and seed
+    n_test: int | None = None  # None: the profile's test-set size
+    seed: int = 0
+    token_user: str = "emulator-user"  # who an access token belongs to
+    daily_limit: int = 5  # submissions a day
+    gpu_quota_hours: float = 30.0  # the weekly GPU quota, and the hours used before the first push
+    gpu_quota_used: float = 0.0
+    canary_seconds: float = 90.0  # a canary's budget here: no GPU, so its 10 minutes are cut to fit
+
+
 class EmulatorState:
-    def __init__(
-        self,
-        root: Path,
-        data_path: Path | None = None,
-        truth_path: Path | None = None,
-        profile: str | None = None,
-        kernel_preset: str = "smoke",
-        queue_seconds: float = 0.3,
-        n_train: int = 96,
-        n_test: int | None = None,
-        seed: int = 0,
-        token_user: str = "emulator-user",
-        daily_limit: int = 5,
-        gpu_quota_hours: float = 30.0,
-        gpu_quota_used: float = 0.0,
-        canary_seconds: float = 90.0,
-        log=print,
-    ):
+    def __init__(self, root: Path, settings: EmulatorSettings | None = None, log=print):
+        settings = settings or EmulatorSettings()
+        data_path, truth_path = settings.data_path, settings.truth_path
+        n_train, n_test, seed = settings.n_train, settings.n_test, settings.seed
         self.root = Path(root)
         # The profile is what uploads are validated against; its name is what `--print-env` hands the kit.
-        self.profile = profile or default_profile()
+        self.profile = settings.profile or default_profile()
         self.competition = get_competition(self.profile)
-        self.kernel_preset, self.queue_seconds = kernel_preset, queue_seconds
-        self.canary_seconds = canary_seconds  # a canary's budget here: no GPU, so its 10 minutes are cut to fit
-        self.token_user, self.daily_limit = token_user, daily_limit
-        self.gpu_quota_hours, self.gpu_quota_used = gpu_quota_hours, gpu_quota_used
+        self.kernel_preset, self.queue_seconds = settings.kernel_preset, settings.queue_seconds
+        self.canary_seconds = settings.canary_seconds
+        self.token_user, self.daily_limit = settings.token_user, settings.daily_limit
+        self.gpu_quota_hours, self.gpu_quota_used = settings.gpu_quota_hours, settings.gpu_quota_used
         self.log = log
         self.lock = threading.Lock()
         self.faults: list[Fault] = []
@@ -166,20 +172,8 @@ class EmulatorState:
             previous = self.kernels.get(slug)
             if previous:
                 previous.stop()
-            self.kernels[slug] = run = KernelRun(
-                owner,
-                name,
-                version,
-                text,
-                self.root,
-                self.data_path,
-                self.competition,
-                self.kernel_preset,
-                self.queue_seconds,
-                corrupt,
-                gpu,
-                overrides,
-            )
+            host = KernelHost(self.root, self.data_path, self.competition, self.kernel_preset, self.queue_seconds)
+            self.kernels[slug] = run = KernelRun(owner, name, version, text, host, corrupt, gpu, overrides)
             self.runs.append(run)
         self.log(
             f"[emulator] {slug} v{version} pushed (internet {'on' if body.get('enableInternet') else 'off'}, "
