@@ -8,6 +8,7 @@ import pytest
 
 def _crash_stage1(monkeypatch, where="folds"):
     from marsseg.pipeline import run as pipeline_run
+    from marsseg.pipeline import testset
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected stage-1 crash")
@@ -15,7 +16,7 @@ def _crash_stage1(monkeypatch, where="folds"):
     if where == "folds":  # run.py's name for stages.stage1_folds: what its stage-1 phase calls
         monkeypatch.setattr(pipeline_run, "stage1_folds", broken)
     else:  # the stage-1 test prediction, after the fold models trained
-        monkeypatch.setattr(pipeline_run.testset, "stage1_labels", broken)
+        monkeypatch.setattr(testset, "stage1_labels", broken)
 
 
 def _fallback_labels(data_path, cfg):
