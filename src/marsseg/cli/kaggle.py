@@ -6,7 +6,14 @@ from pathlib import Path
 
 from marsseg.competition import active_competition
 from marsseg.errors import UserError
-from marsseg.kaggle.bundle import ACCELERATORS, check_accelerator, stale_reason, write_kernel
+from marsseg.kaggle.bundle import (
+    ACCELERATORS,
+    KERNEL_PATH,
+    METADATA_PATH,
+    check_accelerator,
+    stale_reason,
+    write_kernel,
+)
 from marsseg.kaggle.canaries import run_canary
 from marsseg.kaggle.download import fetch_data
 from marsseg.kaggle.emulator.server import print_env, serve
@@ -17,7 +24,7 @@ from marsseg.kaggle.rules import RulesError, check_rules
 
 def add_bundle(sub):
     p = sub.add_parser("bundle", help="bundle src/marsseg into the one Kaggle kernel script kernels/marsseg_kernel.py")
-    p.add_argument("--out", type=Path, default=Path("kernels/marsseg_kernel.py"))
+    p.add_argument("--out", type=Path, default=KERNEL_PATH)
     p.add_argument("--check", action="store_true", help="only check that the file is up to date (exit 2 if stale)")
     p.set_defaults(func=cmd_bundle)
 
@@ -36,8 +43,8 @@ def cmd_bundle(args) -> int:
 
 def add_check_rules(sub):
     p = sub.add_parser("check-rules", help="check the kernel and kernel-metadata.json against the competition rules")
-    p.add_argument("--kernel", type=Path, default=Path("kernels/marsseg_kernel.py"))
-    p.add_argument("--metadata", type=Path, default=Path("kernel-metadata.json"))
+    p.add_argument("--kernel", type=Path, default=KERNEL_PATH)
+    p.add_argument("--metadata", type=Path, default=METADATA_PATH)
     p.add_argument(
         "--allow-source",
         action="append",

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("marsseg: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`marsseg config show | head`): stop quietly, as Unix tools do
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":
