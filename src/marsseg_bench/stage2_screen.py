@@ -97,7 +97,7 @@ def cached_stage1(cfg, truth_log) -> dict:
         # The run's own phases, up to stage 1's hold-out validation: the same inputs a real run gives stage 2.
         quiet = lambda *_: None  # noqa: E731
         context = StageContext.for_budget(Budget(cfg.budget_seconds, quiet), quiet, verbose=0)
-        run = Run(cfg, data, Path(tmp) / "kit", context)
+        run = Run(cfg, data, Path(tmp) / "kit", context=context)
         run.load_and_clean()
         run.split_data()
         run.run_stage1()

@@ -23,6 +23,7 @@ from marsseg.pipeline.stages import Stage2Data, stage2_fit, stage2_probs
 
 if TYPE_CHECKING:
     from marsseg.pipeline.run import Run
+    from marsseg.training.fit import StageResult
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Stage2Outcome:
     """Stage 2 in a run: the trained network's `fit.StageResult`, then, once validated, its hold-out probabilities,
     its inference rate and the post-processing the tuning part chose for it (None until then)."""
 
-    result: object  # fit.StageResult
+    result: StageResult
     holdout_probs: tuple | None = None  # (plain, flip-TTA'd or None)
     infer_rate: float | None = None  # images/s of its fastest hold-out pass
     choice: dict | None = None  # `holdout.choose`'s

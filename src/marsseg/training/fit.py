@@ -188,11 +188,11 @@ def fit_stage(
     same settings is re-initialised at `seed` and trained again (its traced steps reused), and `model` is a
     FoldModel. The context's log, verbosity, clock and class count apply (None: `StageContext()`).
     """
-    context = context or StageContext()
-    deadline = deadline or Deadline()
+    context, deadline = context or StageContext(), deadline or Deadline()
     train_images, train_masks, train_extras = data.train_images, data.train_masks, data.train_extras
     val_x, val_y = data.val_x, data.val_y
     log, clock, models, num_classes = context.log, context.clock, context.models, context.num_classes
+    at, passes_after, replan = deadline.at, deadline.passes_after, deadline.replan
     if len(train_images) == 0 or len(val_x) == 0:
         raise ConfigError(f"{name}: needs training and validation images, got {len(train_images)} and {len(val_x)}")
     channels = 1 + (0 if train_extras is None else train_extras.shape[-1])
@@ -220,14 +220,7 @@ def fit_stage(
             targets = per_head(val_y, names)
             lr_callback, on_plan = schedule_callbacks(train_cfg, monitor)
             guard = StageGuard(
-                monitor,
-                train_cfg.patience,
-                deadline.at,
-                clock,
-                on_plan,
-                deadline.passes_after,
-                deadline.replan,
-                validation_rows=len(val_x),
+                monitor, train_cfg.patience, at, clock, on_plan, passes_after, replan, validation_rows=len(val_x)
             )
             guard.steps, guard.batch_size = len(source), train_cfg.batch_size
             baseline = None
@@ -250,7 +243,7 @@ def fit_stage(
                 shuffle=False,
             )
             data, feeding = training_data(source, names, workers=(augment_cfg or plain).workers)
-            deadline_check = [BatchDeadline(guard)] if deadline.at is not None else []
+            deadline_check = [BatchDeadline(guard)] if at is not None else []
             records = model.fit(
                 data,
                 epochs=max(1, train_cfg.epochs),
