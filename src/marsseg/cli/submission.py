@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from marsseg.competition import MARS
+from marsseg.config import allowed
 from marsseg.data.load import load_masks
 from marsseg.submission.formats import convert, read_submission, write_submission
 from marsseg.submission.scoring import score_masks
@@ -15,7 +16,7 @@ def add_encode(sub):
     p = sub.add_parser("encode", help="write a submission CSV from an npz of label masks")
     p.add_argument("masks", type=Path, help=".npz with key 'masks': (N, 64, 128) integers 0-4")
     p.add_argument("out", type=Path, help="output CSV")
-    p.add_argument("--format", choices=("rle", "pixels"), default="rle")
+    p.add_argument("--format", choices=allowed("submission.format"), default="rle")
     p.set_defaults(func=cmd_encode)
 
 
@@ -45,7 +46,7 @@ def add_convert(sub):
     p = sub.add_parser("convert", help="convert a submission between the rle and pixels layouts, exactly")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
-    p.add_argument("--format", choices=("rle", "pixels"), required=True, help="layout to write")
+    p.add_argument("--format", choices=allowed("submission.format"), required=True, help="layout to write")
     p.add_argument("--images", type=int, help="expected number of images")
     p.set_defaults(func=cmd_convert)
 

@@ -22,8 +22,6 @@ from marsseg.submission.pixels import pixels_header as pixels_header
 from marsseg.submission.rle import RLE_HEADER, decode_rle, encode_rle
 from marsseg.submission.rle import rle_runs as rle_runs
 
-LAYOUTS = ("rle", "pixels")
-
 
 @dataclass(frozen=True)
 class SubmissionInfo:
