@@ -7,7 +7,9 @@ def test_test_time_arithmetic():
     assert budget.test_seconds(100, 2, False, 50.0) == pytest.approx(4.0)
     assert budget.test_seconds(100, 2, True, 50.0) == pytest.approx(8.0), "flip TTA is a second pass"
     assert budget.safety_seconds(10.0) == 2.0 and budget.safety_seconds(1000.0) == pytest.approx(20.0)
-    # 20% over the estimate must fit in what is left after a quarter of the margin.
+    # 10% over the estimate (PREDICTION_SLACK) must fit in what is left after a quarter of the margin; the
+    # skip message quotes the same figure.
+    assert budget.needed_seconds(10.0, safety=4.0) == pytest.approx(12.0)
     assert budget.fits(10.0, 12.0, safety=4.0) and not budget.fits(10.0, 11.9, safety=4.0)
 
 

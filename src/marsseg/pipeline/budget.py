@@ -77,11 +77,16 @@ def test_seconds(n_images: int, models: int, tta: bool, rate: float) -> float:
     return n_images * models * (2 if tta else 1) / max(rate, 1e-6)
 
 
+def needed_seconds(estimate: float, safety: float) -> float:
+    """What a last prediction of about `estimate` seconds needs left: PREDICTION_SLACK over, and a quarter of the
+    margin kept back for what follows it (the CSV and the report, about a second per 5000 images)."""
+    return estimate * PREDICTION_SLACK + safety / 4
+
+
 def fits(estimate: float, remaining: float, safety: float) -> bool:
-    """Whether a last prediction of about `estimate` seconds (PREDICTION_SLACK over) fits in `remaining`. Only
-    writing the CSV and the report follow it (about a second per 5000 images): a quarter of the margin is kept
-    back. (A 1.2 here dropped a trained stage 2 at test time with its 46 s of prediction fitting in the 55 s left.)"""
-    return estimate * PREDICTION_SLACK <= remaining - safety / 4
+    """Whether a last prediction of about `estimate` seconds fits in `remaining` (`needed_seconds`). (A 1.2 here
+    dropped a trained stage 2 at test time with its 46 s of prediction fitting in the 55 s left.)"""
+    return needed_seconds(estimate, safety) <= remaining
 
 
 def stage2_epoch_seconds(first_epoch: float, fold_train: int, rows: int) -> float:
