@@ -98,9 +98,10 @@ def candidate_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> 
             parts.append(f"{stand_in}: not measured")
             continue
         medians.append(statistics.median(diffs))
+        rock_text = f", big rock {signed(statistics.median(rock), 3)}" if rock else ""
         parts.append(
             f"{stand_in}: median {signed(medians[-1])}, ahead at {sum(d > 0 for d in diffs)} of {len(diffs)} "
-            f"seed(s), big rock {signed(statistics.median(rock), 3)}"
+            f"seed(s){rock_text}"
         )
     if min(counts) < CANDIDATE_SEEDS:
         verdict = f"undecided (fewer than {CANDIDATE_SEEDS} seeds on a stand-in)"

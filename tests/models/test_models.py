@@ -158,6 +158,7 @@ def test_attention_adds_gates_and_batch_norm_switches_off():
         (dict(dropout=1.0), "dropout"),
         (dict(input_stride=3), "input_stride must be 1 or 2"),
         (dict(input_stride=0), "input_stride must be 1 or 2"),
+        (dict(context="dense"), "context 'dense' is not a choice; context must be one of none, aspp"),
     ],
 )
 def test_impossible_settings_are_user_errors(bad, message):

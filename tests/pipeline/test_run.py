@@ -444,3 +444,19 @@ def test_demo_scores_the_pipeline_against_the_synthetic_truth(tmp_path):
     out = run_pipeline_demo(tmp_path, preset("smoke"), n_train=80, n_test=20, log=lines.append)
     assert 0.0 <= out["test"]["miou"] <= 1.0
     assert any(line.startswith("test mIoU (leaderboard rule) against the synthetic truth") for line in lines)
+
+
+def test_the_run_declares_every_attribute_in_init_and_each_phase_fills_its_own(smoke_run, tmp_path):
+    """`Run` is the benchmarks' and tests' public surface: a phase may fill an attribute, never add one."""
+    from marsseg.config import preset
+    from marsseg.pipeline.budget import Budget
+    from marsseg.pipeline.run import Run
+    from marsseg.training.context import StageContext
+
+    (state,) = smoke_state
+    context = StageContext.for_budget(Budget(60.0, lambda *_: None), lambda *_: None, 0)
+    fresh = Run(preset("smoke"), tmp_path / "data.npz", tmp_path / "run", context=context)
+    assert set(vars(state)) == set(vars(fresh))
+    filled = ("loaded", "split", "plan", "stage1", "stage1_holdout_probs", "stage1_choice", "stage2", "final_stage")
+    assert all(getattr(fresh, name) is None for name in filled)
+    assert all(getattr(state, name) is not None for name in filled)

@@ -11,13 +11,10 @@ The package draws its imports one way: `fields` (a field with its rule) <- `sche
 
 from dataclasses import replace as replace
 
-from marsseg.config.fields import Rule as Rule
 from marsseg.config.fields import either as either
 from marsseg.config.fields import rule_of as rule_of
 from marsseg.config.fields import rules_of as rules_of
-from marsseg.config.keys import Key as Key
 from marsseg.config.keys import allowed as allowed
-from marsseg.config.keys import assign as assign
 from marsseg.config.keys import flatten as flatten
 from marsseg.config.keys import key as key
 from marsseg.config.keys import keys as keys
@@ -25,7 +22,6 @@ from marsseg.config.keys import model_variants as model_variants
 from marsseg.config.keys import override as override
 from marsseg.config.presets import PRESET_SPECS as PRESET_SPECS
 from marsseg.config.presets import PRESETS as PRESETS
-from marsseg.config.presets import Preset as Preset
 from marsseg.config.presets import preset as preset
 from marsseg.config.schema import LOSS_TERMS as LOSS_TERMS
 from marsseg.config.schema import POST_SETTINGS as POST_SETTINGS
@@ -43,12 +39,10 @@ from marsseg.config.schema import SubmissionConfig as SubmissionConfig
 from marsseg.config.schema import TrainConfig as TrainConfig
 from marsseg.config.schema import dilation_rates as dilation_rates
 from marsseg.config.schema import loss_terms as loss_terms
-from marsseg.config.store import from_dict as from_dict
 from marsseg.config.store import load_config as load_config
 from marsseg.config.store import save_config as save_config
 from marsseg.config.store import to_dict as to_dict
-from marsseg.config.validation import Refusal as Refusal
-from marsseg.config.validation import validate_config as validate_config
+from marsseg.config.validation import validate_config
 
 
 def validate(cfg: Config) -> Config:

@@ -29,9 +29,9 @@ class Interval:
     def parse(cls, text: str) -> Interval:
         """'[2, 5]', '[0, 1)', '(0, inf)': brackets include the end, parentheses exclude it."""
         text = text.strip()
-        low, high = (float(part) for part in text[1:-1].split(","))
-        if text[0] not in "[(" or text[-1] not in "])":
+        if text[:1] not in ("[", "(") or text[-1:] not in ("]", ")"):
             raise ValueError(f"interval {text!r} needs [ or ( and ] or )")
+        low, high = (float(part) for part in text[1:-1].split(","))
         return cls(low, high, text[0] == "(", text[-1] == ")")
 
     def admits(self, value) -> bool:
@@ -62,7 +62,6 @@ class Rule:
     interval: Interval | None = None
     also: tuple = ()  # values allowed outside the interval, e.g. 0 meaning "off"
     form: str = ""  # the allowed values in words, where a parser decides
-    terms: tuple = ()  # the names a form may use (the loss terms)
 
     def admits(self, value) -> bool:
         """Whether a plain rule lets `value` through; a form rule always does (its parser decides)."""
@@ -93,9 +92,9 @@ class Rule:
         return f"{also}, or {text}" if self.also else text
 
 
-def setting(default, doc: str, *, choices=(), within: str | None = None, also=(), form: str = "", terms=()):
+def setting(default, doc: str, *, choices=(), within: str | None = None, also=(), form: str = ""):
     """A dataclass field with its rule: `within` an interval such as '[0, 1)', or one of `choices`."""
-    rule = Rule(doc, tuple(choices), Interval.parse(within) if within else None, tuple(also), form, tuple(terms))
+    rule = Rule(doc, tuple(choices), Interval.parse(within) if within else None, tuple(also), form)
     return field(default=default, metadata={RULE: rule})
 
 

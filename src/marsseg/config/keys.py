@@ -17,12 +17,11 @@ from marsseg.errors import ConfigError
 
 @dataclass(frozen=True)
 class Key:
-    """One leaf setting: its dotted name, type and rule, and the class that holds it."""
+    """One leaf setting: its dotted name, type, rule and default."""
 
     name: str
     kind: type
     rule: Rule
-    owner: type
     default: object
 
 
@@ -35,7 +34,7 @@ def keys(cls=Config, prefix: str = "") -> list[Key]:
         if dataclasses.is_dataclass(hints[f.name]):
             out += keys(hints[f.name], f"{name}.")
         else:
-            out.append(Key(name, hints[f.name], f.metadata[RULE], cls, f.default))
+            out.append(Key(name, hints[f.name], f.metadata[RULE], f.default))
     return out
 
 
@@ -62,7 +61,7 @@ def _walk(cls, path: list[str], full_key: str) -> Key:
     if dataclasses.is_dataclass(kind):
         first = dataclasses.fields(kind)[0].name
         raise ConfigError(f"setting {full_key!r} is a section; set one of its keys, e.g. {full_key}.{first}=…")
-    return Key(full_key, kind, fields[name].metadata[RULE], cls, fields[name].default)
+    return Key(full_key, kind, fields[name].metadata[RULE], fields[name].default)
 
 
 def assign(cfg, name: str, value):

@@ -47,7 +47,10 @@ def _plain(value) -> str:
 def show_text(cfg: Config, spec: Preset | None = None) -> str:
     """Aligned lines: key = value, type, allowed, meaning; the preset's reason indented below where it sets one."""
     table = rows(cfg, spec)
-    title = f"preset {spec.name}: {spec.description}" if spec else "the schema's defaults (no preset)"
+    default = f"`preset = {cfg.preset}` is only that field's default; --preset {cfg.preset} shows the preset"
+    title = (
+        f"preset {spec.name}: {spec.description}" if spec else f"the schema's defaults, no preset applied ({default})"
+    )
     width = min(44, max(len(r["key"]) + 3 + len(_plain(r["value"])) for r in table))  # a long value overflows
     lines = [title, ""]
     for r in table:

@@ -133,7 +133,6 @@ class LossConfig:
         "focal_tversky+focal",
         "the loss: terms summed with '+'",
         form=f"terms from {', '.join(LOSS_TERMS)} joined with '+', each optionally weighted like '0.5*focal'",
-        terms=LOSS_TERMS,
     )
     ignore_background: bool = setting(True, "background (class 0, not scored) gets weight 0")
     class_weights: str = setting(

@@ -29,9 +29,9 @@ def check_model_config(model_cfg: ModelConfig, input_channels: int, num_classes:
         value = getattr(model_cfg, name)
         if rule.checked and not rule.admits(value):
             allowed, example = rule.allowed(integer=isinstance(value, int)), getattr(defaults, name)
+            problem = "is not a choice" if rule.choices else "is out of range"
             raise ConfigError(
-                f"model {name} {value!r} is out of range; {name} must be {allowed} "
-                f"(e.g. --set stage1.model.{name}={example})"
+                f"model {name} {value!r} {problem}; {name} must be {allowed} (e.g. --set stage1.model.{name}={example})"
             )
     if model_cfg.residual and input_channels < 1 + num_classes:
         raise ConfigError(

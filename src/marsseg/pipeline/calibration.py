@@ -1,10 +1,10 @@
 """How stage 2's training inputs differ from what it sees at test time, and one temperature that narrows the gap.
 
     stats = Reliability(); stats.add(probs, masks); stats.nll, stats.ece
-    t = fit_temperature(s1.oof[rows], dev_masks[rows])     # on out-of-fold rows only
+    t = fit_temperature(stage1.oof[rows], dev_masks[rows])     # on out-of-fold rows only
     gap = InputGap(val_masks, tune, report, t); gap.add(p) for each fold model's hold-out probabilities p
     t, numbers = gap.finish(mean_probs)                     # t: kept only if it narrows the tuning part's gap
-    extras = temper(s1.oof[rows], t)
+    extras = temper(stage1.oof[rows], t)
 
 Stage 2 trains on single fold models' out-of-fold probabilities but is given the K-model mean at test time, which
 is less sure of itself and more often right than any one of them (on the cpu preset: NLL 0.574 against 0.598, ECE

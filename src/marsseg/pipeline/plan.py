@@ -144,15 +144,15 @@ class Stage1Plan:
         """What metrics.json keeps of the plan: its last figures and whether stage 2 was planned."""
         return {**self.figures, "stage2_planned": self.stage2_planned}
 
-    def stage2_time(self, s1, rows: int, rate: float) -> tuple[float, str]:
-        """After stage 1 (`stages.Stage1Outcome` s1, `rows` out-of-fold rows, prediction at `rate`): the seconds
+    def stage2_time(self, stage1, rows: int, rate: float) -> tuple[float, str]:
+        """After stage 1 (`stages.Stage1Outcome` stage1, `rows` out-of-fold rows, prediction at `rate`): the seconds
         stage 2 may train, and '' or why it is skipped (with the measured figures)."""
-        fold_train = max(len(f.train_index) for f in s1.folds)
+        fold_train = max(len(f.train_index) for f in stage1.folds)
         # The training part of the slowest fold's steady epochs (the first one traces the graph).
-        epoch = max(_steady_epoch(f.result) for f in s1.folds)
+        epoch = max(_steady_epoch(f.result) for f in stage1.folds)
         epoch2 = stage2_epoch_seconds(epoch, fold_train, rows) / self.speedup2
         reserve = stage2_reserve(
-            self.n_test, self.n_val, self.tta, rate, self.safety, len(s1.folds), rate * self.speedup2, self.choice()
+            self.n_test, self.n_val, self.tta, rate, self.safety, len(stage1.folds), rate * self.speedup2, self.choice()
         )
         available = self.budget.remaining() - reserve
         needed = stage2_needed(epoch2, self.residual)

@@ -1,7 +1,7 @@
 """What a run reports in metrics.json, and its closing log line, assembled from the run's results.
 
-metrics["stage1"] = stage1_metrics(s1, infer_rate1)
-metrics.update(final_metrics(metrics, final_stage, final_choice, choice1, choice2, reported))
+metrics["stage1"] = stage1_metrics(stage1, stage1_infer_rate)
+metrics.update(final_metrics(metrics, final_stage, final_choice, stage1_choice, stage2_choice, reported))
 metrics["seconds"] = phase_seconds(budget)
 budget.note(done_note(metrics, out_dir))
 """
@@ -11,20 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def stage1_metrics(s1, infer_rate: float) -> dict:
+def stage1_metrics(stage1, infer_rate: float) -> dict:
     """The stage-1 fold models (a `stages.Stage1Outcome`): how many trained, how far, how fast."""
     return {
-        "folds_planned": s1.planned_folds,
-        "folds_trained": len(s1.folds),
-        "oof_covered": int(s1.covered.sum()),
-        "fold_best_val_miou": [f.result.best_val_miou for f in s1.folds],
-        "fold_epochs": [f.result.epochs_run for f in s1.folds],
-        "fold_epoch_seconds": [[round(t, 1) for t in f.result.extra.get("epoch_seconds", [])] for f in s1.folds],
-        "fold_stop_reason": [f.result.stop_reason for f in s1.folds],
+        "folds_planned": stage1.planned_folds,
+        "folds_trained": len(stage1.folds),
+        "oof_covered": int(stage1.covered.sum()),
+        "fold_best_val_miou": [f.result.best_val_miou for f in stage1.folds],
+        "fold_epochs": [f.result.epochs_run for f in stage1.folds],
+        "fold_epoch_seconds": [[round(t, 1) for t in f.result.extra.get("epoch_seconds", [])] for f in stage1.folds],
+        "fold_stop_reason": [f.result.stop_reason for f in stage1.folds],
         # Which stage1.model_cycle network each fold trained (an index into model_variants; all 0 without a cycle).
-        "fold_model_variant": [f.variant for f in s1.folds],
-        "model_variants": list(s1.variants),  # each as stage1.model_cycle wrote it; "": stage1.model unchanged
-        "train_samples_per_s": float(np.median([f.result.train_samples_per_s for f in s1.folds])),
+        "fold_model_variant": [f.variant for f in stage1.folds],
+        "model_variants": list(stage1.variants),  # each as stage1.model_cycle wrote it; "": stage1.model unchanged
+        "train_samples_per_s": float(np.median([f.result.train_samples_per_s for f in stage1.folds])),
         "infer_samples_per_s": float(infer_rate),
     }
 
@@ -45,7 +45,7 @@ def stage2_metrics(result, residual: bool, infer_rate: float) -> dict:
 
 
 def final_metrics(
-    metrics: dict, final_stage: int, choice: dict, choice1: dict, choice2: dict | None, reported: dict
+    metrics: dict, final_stage: int, choice: dict, stage1_choice: dict, stage2_choice: dict | None, reported: dict
 ) -> dict:
     """The keys the final choice sets: its stage, its reporting-part scores (`holdout.reported`) and the tuning
     part's (labelled tuned), and each stage's post-processing choice (made on the tuning part)."""
@@ -60,7 +60,7 @@ def final_metrics(
         "val_miou_stage2": metrics.get("val_miou_stage2"),
         "post": {
             f"stage{s}": {"tta": c["tta"], "class_bias": c["class_bias"], "morphology": c["morphology"]}
-            for s, c in ((1, choice1), (2, choice2))
+            for s, c in ((1, stage1_choice), (2, stage2_choice))
             if c is not None
         },
     }

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from marsseg.files import atomic_write_json
 from marsseg.pipeline import outputs, report, testset
-from marsseg.pipeline.budget import fits, test_seconds
+from marsseg.pipeline.budget import fits, needed_seconds, test_seconds
 
 if TYPE_CHECKING:
     from marsseg.pipeline.run import Run
@@ -60,7 +60,9 @@ def add_stage1_tta(run: Run) -> None:
     estimate = flip_seconds(run)
     if not fits(estimate, run.budget.remaining(), run.safety):
         report_stage1_without_tta(
-            run, f"stage-1 flip TTA not added: it needs about {estimate:.0f}s, {run.budget.remaining():.0f}s left"
+            run,
+            f"stage-1 flip TTA not added: it needs about {needed_seconds(estimate, run.safety):.0f}s with its margin "
+            f"({estimate:.0f}s of work), {run.budget.remaining():.0f}s left",
         )
         return
     stage1_flip(run, "")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marsseg.config.fields import rule_of
+from marsseg.config.schema import AugmentConfig
 from marsseg.data.synth import make_synthetic
 from marsseg.errors import ConfigError
 from marsseg.prep.copypaste import bigrock_donors, paste_batch
@@ -186,8 +188,11 @@ def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=Non
     train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
     cls = __getattr__("SegmentationSequence")
     rate = float(getattr(augment_cfg, "copy_paste_rate", 0.0)) if augment_cfg is not None else 0.0
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"augment.copy_paste_rate {rate} is outside 0..1 (e.g. --set augment.copy_paste_rate=0.3)")
+    rule = rule_of(AugmentConfig, "copy_paste_rate")  # the schema's range; `validate` refuses it before any data
+    if not rule.admits(rate):
+        raise ConfigError(
+            f"augment.copy_paste_rate {rate} is outside {rule.allowed()} (e.g. --set augment.copy_paste_rate=0.3)"
+        )
     if not train:
         plain = BatchAugmentation(strength="none")
         return cls(images, masks, extras, batch_size=batch_size, augmentation=plain, shuffle=False, seed=seed)
