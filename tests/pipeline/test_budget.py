@@ -30,3 +30,19 @@ def test_stage_2_reserve_and_need():
     )
     assert budget.stage2_needed(20.0, residual=True) == pytest.approx(20.0 * budget.RESIDUAL_MIN_EPOCH)
     assert budget.stage2_needed(20.0, residual=False) == 20.0
+
+
+@pytest.mark.parametrize(
+    ("left", "runs", "says"),
+    [
+        (50.0, True, ""),  # 10 s of work needs 13 s with its margin (10 x 1.1 + 8 / 4): it fits
+        (5.0, True, "ends about 8s past the budget (up to 4%, 16s, is allowed rather than discard trained work)"),
+        (-4.0, False, "needs about 13s with its margin (10s of work), -4s left and 16s allowed past the budget"),
+    ],
+)
+def test_a_last_prediction_may_end_a_little_past_the_budget_rather_than_discard_trained_work(left, runs, says):
+    now = [0.0]
+    run_budget = budget.Budget(400.0, log=lambda *_: None, clock=lambda: now[0])
+    now[0] = 400.0 - left
+    ok, why = budget.last_prediction(10.0, run_budget, safety=8.0)
+    assert (ok, why) == (runs, says)

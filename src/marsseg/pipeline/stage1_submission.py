@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from marsseg.files import atomic_write_json
 from marsseg.pipeline import outputs, report, testset
-from marsseg.pipeline.budget import fits, needed_seconds, test_seconds
+from marsseg.pipeline.budget import last_prediction, test_seconds
 
 if TYPE_CHECKING:
     from marsseg.pipeline.run import Run
@@ -57,14 +57,12 @@ def stage1_flip(run: Run, why: str) -> None:
 def add_stage1_tta(run: Run) -> None:
     """Rewrite the stage-1 submission with the flip TTA the tuning part chose, if the budget allows; otherwise
     report the hold-out score of what was written (no TTA)."""
-    estimate = flip_seconds(run)
-    if not fits(estimate, run.budget.remaining(), run.safety):
-        report_stage1_without_tta(
-            run,
-            f"stage-1 flip TTA not added: it needs about {needed_seconds(estimate, run.safety):.0f}s with its margin "
-            f"({estimate:.0f}s of work), {run.budget.remaining():.0f}s left",
-        )
+    ok, why = last_prediction(flip_seconds(run), run.budget, run.safety)
+    if not ok:
+        report_stage1_without_tta(run, f"stage-1 flip TTA not added: it {why}")
         return
+    if why:
+        run.note(f"stage 1's flip TTA {why}")
     stage1_flip(run, "")
     labels = testset.stage1_tta_labels(run.loaded.test_images, run.stage1_test_tta, run.stage1_choice, run.cfg.post)
     run.write_submission(labels, "stage 1 with flip TTA")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from marsseg.pipeline import report, testset
-from marsseg.pipeline.budget import fits, needed_seconds, stage2_reserve, test_seconds
+from marsseg.pipeline.budget import last_prediction, stage2_reserve, test_seconds
 from marsseg.pipeline.canary import result_timing
 from marsseg.pipeline.figures import plot_curves
 from marsseg.pipeline.selftrain import pseudo_rows
@@ -118,11 +118,11 @@ def run_stage2(run: Run) -> str:
     tta2 = choice2["tta"]["used"]
     estimate = test_seconds(n_test, 1, tta2, stage2.infer_rate)
     estimate += flip_seconds(run) if run.tta_on else 0.0
-    if not fits(estimate, run.budget.remaining(), run.safety):
-        return (
-            f"skipped at test time: prediction needs about {needed_seconds(estimate, run.safety):.0f}s with its "
-            f"margin ({estimate:.0f}s of work), {run.budget.remaining():.0f}s left"
-        )
+    ok, why = last_prediction(estimate, run.budget, run.safety)
+    if not ok:
+        return f"skipped at test time: its prediction {why}"
+    if why:
+        run.note(f"stage 2's test prediction {why}")
     if run.tta_on:
         stage1_flip(run, ", stage 2's input")
     run.budget.phase("stage2 test prediction", note=f"{n_test} images{' x 2 (flip TTA)' * tta2}")
