@@ -46,3 +46,10 @@ def test_a_last_prediction_may_end_a_little_past_the_budget_rather_than_discard_
     now[0] = 400.0 - left
     ok, why = budget.last_prediction(10.0, run_budget, safety=8.0)
     assert (ok, why) == (runs, says)
+
+
+@pytest.mark.parametrize(("seconds", "factor"), [(45.0, 2.25), (10.0, 1.0), (20.0, 1.0), (600.0, 3.0)])
+def test_the_test_pass_scales_later_test_estimates_between_1_and_3(seconds, factor):
+    # 20 s estimated at the hold-out's rate: a pass that took 45 s (post-processing, a slower machine) makes every
+    # later test-time estimate 2.25x; a faster pass never shrinks them; a stall counts at most 3x.
+    assert budget.test_slowdown(20.0, seconds) == pytest.approx(factor)

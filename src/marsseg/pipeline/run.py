@@ -111,6 +111,9 @@ class Run:
         self.stage1_test_probs: np.ndarray | None = None  # plain test probabilities, until the flipped pass
         self.stage1_test_tta: np.ndarray | None = None  # flip-TTA'd test probabilities, once the flipped pass ran
         self.stage1_tta_pending = False  # the stage-1 submission was written without the TTA the tuning part chose
+        # How many times its hold-out-rate estimate stage 1's labelled test pass took (`budget.test_slowdown`);
+        # every later test-time estimate is scaled by it (`test_rate`)
+        self.test_slowdown = 1.0
         # stage2_phase
         self.stage2: Stage2Outcome | None = None
         # the submission that stands: its stage (1 or 2) and post-processing choice
@@ -124,6 +127,10 @@ class Run:
     @property
     def log(self):
         return self.context.log
+
+    def test_rate(self, rate: float | None = None) -> float:
+        """A hold-out-measured prediction rate (stage 1's per model by default) as the test set will see it."""
+        return (self.stage1_infer_rate if rate is None else rate) / self.test_slowdown
 
     def note(self, message: str) -> None:
         self.metrics["notes"].append(message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from marsseg.files import atomic_write_json
 from marsseg.pipeline import outputs, report, testset
-from marsseg.pipeline.budget import last_prediction, test_seconds
+from marsseg.pipeline.budget import last_prediction, test_seconds, test_slowdown
 
 if TYPE_CHECKING:
     from marsseg.pipeline.run import Run
@@ -32,9 +32,12 @@ def write_stage1_submission(run: Run) -> None:
         note=f"{len(test_images)} images x {len(models)} models"
         f"{' x 2 (flip TTA)' if tta else ''}, about {estimate:.0f}s",
     )
+    started = run.budget.clock()
     labels, run.stage1_test_probs = testset.stage1_labels(
         models, test_images, choice, run.cfg.post, tta=tta, keep_probs=run.cfg.two_stage
     )
+    run.test_slowdown = test_slowdown(estimate, run.budget.clock() - started)
+    run.metrics["test_slowdown"] = round(run.test_slowdown, 2)
     run.write_submission(labels, "stage 1" + (" without TTA for now" if run.stage1_tta_pending else ""))
     run.final_stage, run.final_choice = 1, choice
 
@@ -43,7 +46,7 @@ def flip_seconds(run: Run) -> float:
     """Seconds for stage 1's flipped test pass; 0 once it has run."""
     if run.stage1_test_tta is not None:
         return 0.0
-    return test_seconds(len(run.loaded.test_images), len(run.stage1.models), False, run.stage1_infer_rate)
+    return test_seconds(len(run.loaded.test_images), len(run.stage1.models), False, run.test_rate())
 
 
 def stage1_flip(run: Run, why: str) -> None:

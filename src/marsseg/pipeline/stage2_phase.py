@@ -80,7 +80,7 @@ def run_stage2(run: Run) -> str:
     if len(rows) < 4:
         return "skipped: too few out-of-fold predictions"
     n_test, n_val, models = len(test_images), len(split.holdout.images), len(stage1.models)
-    available, skip = run.plan.stage2_time(stage1, len(rows), run.stage1_infer_rate)
+    available, skip = run.plan.stage2_time(stage1, len(rows), run.test_rate())
     if skip:
         return skip
     pseudo = self_training_rows(run) if cfg.self_training.enabled else None
@@ -92,7 +92,7 @@ def run_stage2(run: Run) -> str:
         seconds=available,
         class_weights=split.class_weights["stage2"],
         reserve=lambda rate2: stage2_reserve(
-            n_test, n_val, run.plan.tta, run.stage1_infer_rate, run.safety, models, rate2, run.plan.choice()
+            n_test, n_val, run.plan.tta, run.test_rate(), run.safety, models, run.test_rate(rate2), run.plan.choice()
         ),
     )
     stage2 = run.stage2 = Stage2Outcome(result)
@@ -116,7 +116,7 @@ def run_stage2(run: Run) -> str:
             f"not used: tuning hold-out mIoU {choice2['miou_final']:.4f} is below stage 1's {choice1['miou_final']:.4f}"
         )
     tta2 = choice2["tta"]["used"]
-    estimate = test_seconds(n_test, 1, tta2, stage2.infer_rate)
+    estimate = test_seconds(n_test, 1, tta2, run.test_rate(stage2.infer_rate))
     estimate += flip_seconds(run) if run.tta_on else 0.0
     ok, why = last_prediction(estimate, run.budget, run.safety)
     if not ok:
