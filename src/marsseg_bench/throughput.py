@@ -31,6 +31,7 @@ COMPARISONS = {
     "dropout": ("kit_plain_loss", "kit_no_dropout", "kit network with its spatial dropout vs without, plain CE"),
     "feed": ("fit_feed", "fit_arrays", "fit on the kit's tf.data feed (flips) vs on in-memory arrays, kit network"),
     "callbacks": ("fit_callbacks", "fit_arrays", "fit with the kit's per-batch callbacks vs none, in-memory arrays"),
+    "workers": ("fit_feed_workers", "fit_feed", "the feed with the cpu preset's augment.workers vs one worker"),
 }
 
 
@@ -94,7 +95,7 @@ def build_variant(name: str, stage_cfg, class_weights=None, num_classes: int = 5
         model.compile(_optimizer(stage_cfg.train), loss=keras.losses.SparseCategoricalCrossentropy(),
                       jit_compile=fit.jit_setting())  # fmt: skip
         return model
-    if name in ("kit", "kit_counting", "fit_feed", "fit_arrays", "fit_callbacks"):
+    if name in ("kit", "kit_counting", "fit_feed", "fit_feed_workers", "fit_arrays", "fit_callbacks"):
         model, _ = fit._network(stage_cfg, 1, num_classes, class_weights, False, Replicas("single"), name, None)
         return model
     from dataclasses import replace
@@ -130,16 +131,18 @@ class StepRunner:
         self.data, self.callbacks = None, []
         if name != "kit_counting" and not name.startswith("fit_"):
             self._validation_only_metrics()
-        if name == "fit_feed":
-            from marsseg.config import AugmentConfig
+        if name in ("fit_feed", "fit_feed_workers"):
+            from marsseg.config import AugmentConfig, preset
             from marsseg.prep.augment import sequence_from_config
             from marsseg.training.feed import training_data
             from marsseg.training.reuse import FullBatches
 
-            # The cpu preset's augmentation (flips), without oversampling so each epoch has exactly `steps` batches.
-            augment = AugmentConfig(strength="flips", bigrock_oversample=1.0, bigrock_offline_copies=0, workers=1)
+            # The cpu preset's augmentation (flips), without oversampling so each epoch has exactly `steps` batches;
+            # one worker, or as many as the preset starts (`augment.workers`).
+            workers = preset("cpu").augment.workers if name == "fit_feed_workers" else 1
+            augment = AugmentConfig(strength="flips", bigrock_oversample=1.0, bigrock_offline_copies=0, workers=workers)
             source = FullBatches(sequence_from_config(images, masks, augment, batch, seed=0))
-            self.data, self.callbacks = training_data(source, None, workers=1)
+            self.data, self.callbacks = training_data(source, None, workers=workers)
         elif name == "fit_callbacks":
             from marsseg.training.callbacks import BatchDeadline, StageGuard
 

@@ -24,13 +24,18 @@ def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
 
     stage = preset("cpu").stage1
     stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
-    result = compare(stage, comparisons=("step", "metric"), bursts=2, steps=1, batch=2, warmup=1)
-    for key, (a, b) in {"step": ("kit", "plain"), "metric": ("kit_counting", "kit_no_metric")}.items():
+    result = compare(stage, comparisons=("step", "metric", "workers"), bursts=2, steps=1, batch=2, warmup=1)
+    pairs = {
+        "step": ("kit", "plain"),
+        "metric": ("kit_counting", "kit_no_metric"),
+        "workers": ("fit_feed_workers", "fit_feed"),
+    }
+    for key, (a, b) in pairs.items():
         r = result[key]
         assert (r["a"], r["b"], r["pairs"]) == (a, b, 2)
         assert len(r["a_img_s"]) == len(r["b_img_s"]) == len(r["ratios"]) == 2
         assert r["min"] <= r["median"] <= r["max"] and all(v > 0 for v in r["ratios"])
-    assert set(result["params"]) == {"kit", "plain", "kit_counting", "kit_no_metric"}
+    assert set(result["params"]) == {"kit", "plain", "kit_counting", "kit_no_metric", "fit_feed_workers", "fit_feed"}
     # Same depth and width: within a few percent (the plain net's biases, the kit's bias-free convolutions).
     assert abs(result["params"]["kit"] / result["params"]["plain"] - 1) < 0.1
-    assert len(describe(result)) == 2
+    assert len(describe(result)) == 3
