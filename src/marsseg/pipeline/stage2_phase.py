@@ -111,18 +111,13 @@ def run_stage2(run: Run) -> str:
         stage2=result_timing(result, len(rows)), stage2_rows=len(rows), stage2_rows_full=len(split.dev_images)
     )
     run.measured["infer2"] = stage2.infer_rate
-    if choice2["miou_final"] < choice1["miou_final"] and run.full_cfg is None:  # a canary goes on
-        return (
-            f"not used: tuning hold-out mIoU {choice2['miou_final']:.4f} is below stage 1's {choice1['miou_final']:.4f}"
-        )
+    if losing := below_stage1(run, choice2, choice1):
+        return f"not used: {losing}"
     ok, why, choice2 = prediction_that_fits(run, choice2)
     if not ok:
         return f"skipped at test time: its prediction {why}"
-    if choice2["miou_final"] < choice1["miou_final"] and run.full_cfg is None:
-        return (
-            f"not used: without its flip TTA (no time for it) tuning hold-out mIoU {choice2['miou_final']:.4f} is "
-            f"below stage 1's {choice1['miou_final']:.4f}"
-        )
+    if losing := below_stage1(run, choice2, choice1):
+        return f"not used: without its flip TTA (no time for it) {losing}"
     stage2.choice, tta2 = choice2, choice2["tta"]["used"]
     if why:
         run.note(f"stage 2's test prediction {why}")
@@ -135,19 +130,28 @@ def run_stage2(run: Run) -> str:
     return "ok"
 
 
+def below_stage1(run: Run, choice2: dict, choice1: dict) -> str:
+    """Why stage 2's choice loses to stage 1's on the tuning part, or "" (a canary goes on regardless)."""
+    if choice2["miou_final"] < choice1["miou_final"] and run.full_cfg is None:
+        return f"tuning hold-out mIoU {choice2['miou_final']:.4f} is below stage 1's {choice1['miou_final']:.4f}"
+    return ""
+
+
 def prediction_that_fits(run: Run, choice: dict) -> tuple[bool, str, dict]:
     """(whether stage 2's test prediction runs, what to say, the choice it runs with). Where the prediction with
     stage 2's own flip TTA would not fit, the one without it (half the stage-2 passes) runs rather than discard the
     trained stage 2: `choice` without its TTA, rescored on the tuning part. (In a paired run at 600 s, a stage 2
     worth +0.05 on the hold-out was dropped for a TTA pass worth about +0.001.)"""
     rate, flip = run.test_rate(run.stage2.infer_rate), flip_seconds(run) if run.tta_on else 0.0
+
+    def prediction(tta: bool) -> tuple[bool, str]:
+        return last_prediction(test_seconds(len(run.loaded.test_images), 1, tta, rate) + flip, run.budget, run.safety)
+
     tta = choice["tta"]["used"]
-    ok, why = last_prediction(test_seconds(len(run.loaded.test_images), 1, tta, rate) + flip, run.budget, run.safety)
+    ok, why = prediction(tta)
     if ok or not tta:
         return ok, why, choice
-    plain_ok, plain_why = last_prediction(
-        test_seconds(len(run.loaded.test_images), 1, False, rate) + flip, run.budget, run.safety
-    )
+    plain_ok, plain_why = prediction(False)
     if not plain_ok:
         return False, f"{why} (without its flip TTA it {plain_why})", choice
     plain = run.split.holdout.without_tta(choice, run.stage2.holdout_probs, run.cfg.post)
