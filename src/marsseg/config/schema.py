@@ -88,7 +88,7 @@ class AugmentConfig:
         "chance per image and batch that a big-rock component of another image is pasted in (stage 1)",
         within="[0, 1]",
     )
-    workers: int = setting(2, "threads that augment batches")
+    workers: int = setting(2, "threads that augment batches (at most one per core the process may use)")
 
 
 @dataclass(frozen=True)

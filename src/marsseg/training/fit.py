@@ -29,7 +29,7 @@ from marsseg.training import distribute
 from marsseg.training.callbacks import BatchDeadline, StageGuard, ValidationMetrics
 from marsseg.training.context import Deadline, StageContext, StageData
 from marsseg.training.distribute import accelerator_devices, distribution_scope
-from marsseg.training.feed import per_head, training_data
+from marsseg.training.feed import batch_builders, per_head, training_data
 from marsseg.training.losses import build_loss
 from marsseg.training.metrics import MeanIoU, validation_only
 from marsseg.training.reuse import FoldModel, FullBatches, keras_model, pad_rows, padded_length, setting_key
@@ -242,7 +242,7 @@ def fit_stage(
                 verbose=context.verbose,
                 shuffle=False,
             )
-            data, feeding = training_data(source, names, workers=(augment_cfg or plain).workers)
+            data, feeding = training_data(source, names, workers=batch_builders((augment_cfg or plain).workers))
             deadline_check = [BatchDeadline(guard)] if at is not None else []
             records = model.fit(
                 data,
