@@ -22,6 +22,7 @@ LABELS = {"miou_keras": "mIoU (Keras rule)", "miou_scored": "mIoU (classes 1-4)"
 }
 RUN_ROWS = {"seconds": ("seconds to test labels", 0), "train_samples_per_s": ("training samples/s", 1)}
 RUN_ROWS["train_samples"] = ("training samples seen (≈ rate × epoch seconds)", 0)
+EARLIER = " @ "  # in a series label: `PAIR @ COMMIT (earlier settings)`, run under settings since changed
 
 
 def run_value(record: dict, side: str, key: str) -> float | None:
@@ -111,7 +112,8 @@ def candidate_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> 
         verdict = f"close (a gain under {SPREAD_TARGET}): undecided until {CLOSE_SEEDS} seeds a stand-in"
     else:
         verdict = "**helps on both**"
-    return f"- candidate `{pair}` against today's kit: {verdict} ({'; '.join(parts)})"
+    against = "the kit of its commit" if EARLIER in pair else "today's kit"
+    return f"- candidate `{pair}` against {against}: {verdict} ({'; '.join(parts)})"
 
 
 def spread_line(identical: dict[tuple[str, str], list[dict]]) -> str:
@@ -192,19 +194,19 @@ def render_paired(records: list[dict], budget: float, preset_name: str, stand_in
     ]
     names = pairs if isinstance(pairs, dict) else {f"{a.spec}|{b.spec}": (a, b) for a, b in pairs}
     for pair, (a, b) in names.items():
-        if (a.kind, b.kind) == ("kit", "best") and " @ " not in pair:
+        if (a.kind, b.kind) == ("kit", "best") and EARLIER not in pair:
             by_stand_in = {s: found.get((s, pair), []) for s in stand_ins}
             lines += [lead_line(pair, by_stand_in, stand_ins), big_rock_line(pair, by_stand_in, stand_ins)]
     identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}
     lines += [spread_line(identical), budget_line(records)]
+    # A candidate measured under earlier settings keeps its verdict (the one a preset choice made then cites),
+    # worded against the kit of its commit; it decides nothing about today's kit.
     candidates = [
-        pair
-        for pair, (a, b) in names.items()
-        if a.kind == b.kind == "kit" and a.overrides and not b.overrides and " @ " not in pair
+        pair for pair, (a, b) in names.items() if a.kind == b.kind == "kit" and a.overrides and not b.overrides
     ]
     if candidates:
         lines += ["", "### Candidate settings (kept only where they help on both stand-ins)", ""]
-        for pair in candidates:
+        for pair in sorted(candidates, key=lambda p: EARLIER in p):
             lines.append(candidate_line(pair, {s: found.get((s, pair), []) for s in stand_ins}, stand_ins))
     for stand_in in stand_ins:
         for pair, (a, b) in names.items():

@@ -288,3 +288,18 @@ def test_render_rewrites_the_paired_block_from_stored_records_and_keeps_the_othe
         bench.run_benchmarks(out, only=["models"], render=True, log=lambda m: None)
     (tmp_path / "paired.jsonl").unlink()  # nothing stored: the block stays as it was
     assert bench.run_benchmarks(out, only=["paired"], render=True, log=lambda m: None).read_text() == text
+
+
+def test_a_candidate_run_under_earlier_settings_keeps_its_verdict_against_the_kit_of_then():
+    earlier = "kit[stage1_share=0.8]|kit"
+    stored = [
+        {**record(seed, 0.72, 0.70, pair=earlier, stand_in=stand_in), "data": paired.pair_data(stand_in, 2615, 2000)}
+        for stand_in in ("procedural", "photo")
+        for seed in (42, 43, 44)
+    ]  # no kit_config of today's settings: a series since changed
+    records, pairs, stand_ins = paired.current_series(stored, 600.0, "cpu", 2615, 2000)
+    label = f"{earlier} @ c1 (earlier settings)"
+    assert sorted(pairs) == [label]
+    (line,) = lines_with(render_paired(records, 600.0, "cpu", stand_ins, pairs), "candidate `")
+    assert line.startswith(f"- candidate `{label}` against the kit of its commit: **helps on both**")
+    assert "procedural: median +0.0200, ahead at 3 of 3" in line and "photo: median +0.0200, ahead at 3 of 3" in line
