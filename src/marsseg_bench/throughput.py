@@ -21,6 +21,12 @@ import time
 
 import numpy as np
 
+# The epoch-boundary comparisons split each burst's batches into this many epochs of one `fit` (the kit's stage 1
+# runs epochs of about 1,800 samples, the best-practice reference epochs of 6,675: the same fixed cost per epoch
+# weighs about 3.7 times as much per kit sample), validating on VALIDATION_ROWS rows (a fold's out-of-fold rows at
+# 2615 images) after each where asked.
+EPOCHS, VALIDATION_ROWS = 3, 570
+
 # Each comparison: (A, B, what the ratio A/B isolates).
 COMPARISONS = {
     "step": ("kit", "plain", "kit stage-1 train step (loss, metric, layers) vs a plain U-Net"),
@@ -32,6 +38,12 @@ COMPARISONS = {
     "feed": ("fit_feed", "fit_arrays", "fit on the kit's tf.data feed (flips) vs on in-memory arrays, kit network"),
     "callbacks": ("fit_callbacks", "fit_arrays", "fit with the kit's per-batch callbacks vs none, in-memory arrays"),
     "workers": ("fit_feed_workers", "fit_feed", "the feed with the cpu preset's augment.workers vs one worker"),
+    "epochs": (
+        "fit_epochs",
+        "fit_feed",
+        f"the same batches as {EPOCHS} epochs of one fit vs as one epoch, tf.data feed",
+    ),
+    "validation": ("fit_validated", "fit_epochs", f"{EPOCHS} epochs each with a validation pass vs without"),
 }
 
 
@@ -95,7 +107,7 @@ def build_variant(name: str, stage_cfg, class_weights=None, num_classes: int = 5
         model.compile(_optimizer(stage_cfg.train), loss=keras.losses.SparseCategoricalCrossentropy(),
                       jit_compile=fit.jit_setting())  # fmt: skip
         return model
-    if name in ("kit", "kit_counting", "fit_feed", "fit_feed_workers", "fit_arrays", "fit_callbacks"):
+    if name in ("kit", "kit_counting", "fit_arrays", "fit_callbacks") or name.startswith("fit_"):
         model, _ = fit._network(stage_cfg, 1, num_classes, class_weights, False, Replicas("single"), name, None)
         return model
     from dataclasses import replace
@@ -122,16 +134,24 @@ class StepRunner:
     """Runs `steps` training steps of one variant: `train_on_batch` on one fixed batch (the raw step), or one
     `fit` epoch of `steps` batches (the feed and callback variants)."""
 
-    def __init__(self, name, stage_cfg, images, masks, class_weights, batch: int, steps: int):
+    def __init__(self, name, stage_cfg, images, masks, class_weights, batch: int, steps: int, validation=None):
         from marsseg.training.feed import network_input
 
         self.name, self.batch, self.steps = name, batch, steps
         self.model = build_variant(name, stage_cfg, class_weights)
         self.x, self.y = network_input(images), masks.astype(np.int32)
-        self.data, self.callbacks = None, []
+        self.data, self.callbacks, self.epochs, self.fit_options = None, [], 1, {}
         if name != "kit_counting" and not name.startswith("fit_"):
             self._validation_only_metrics()
-        if name in ("fit_feed", "fit_feed_workers"):
+        if name in ("fit_epochs", "fit_validated"):
+            # The same `steps` batches a burst, as EPOCHS epochs over a third of them (each epoch a new pass of the
+            # feed, as the kit's are); "fit_validated" also validates after each epoch, as `fit_stage` does.
+            self.epochs = EPOCHS
+            images, masks = images[: len(images) // EPOCHS], masks[: len(masks) // EPOCHS]
+            if name == "fit_validated":
+                val_x, val_y = validation
+                self.fit_options = dict(validation_data=(network_input(val_x), val_y), validation_batch_size=2 * batch)
+        if name in ("fit_feed", "fit_feed_workers", "fit_epochs", "fit_validated"):
             from marsseg.config import AugmentConfig, preset
             from marsseg.prep.augment import sequence_from_config
             from marsseg.training.feed import training_data
@@ -169,7 +189,7 @@ class StepRunner:
         if self.name.startswith("fit_"):
             data = (self.data,) if self.data is not None else (self.x, self.y)
             kwargs = {} if self.data is not None else dict(batch_size=self.batch, shuffle=False)
-            self.model.fit(*data, epochs=1, verbose=0, callbacks=self.callbacks, **kwargs)
+            self.model.fit(*data, epochs=self.epochs, verbose=0, callbacks=self.callbacks, **kwargs, **self.fit_options)
         else:
             xb, yb = self.x[: self.batch], self.y[: self.batch]
             for _ in range(self.steps):
@@ -208,6 +228,7 @@ def compare(
     batch: int | None = None,
     warmup: int = 1,
     log=None,
+    validation_rows: int = VALIDATION_ROWS,
 ) -> dict:
     """Each named comparison of COMPARISONS, timed in `bursts` interleaved pairs of `steps` training steps.
 
@@ -227,12 +248,16 @@ def compare(
     masks = np.repeat(np.repeat(rng.integers(0, 5, (n, 8, 16), dtype=np.uint8), 8, axis=1), 8, axis=2)
     loss_cfg = stage_cfg.loss
     weights = weights_for(masks, power=loss_cfg.class_weight_power, max_ratio=loss_cfg.max_weight_ratio or None)
+    if {"epochs", "validation"} & set(comparisons) and steps % EPOCHS:
+        raise ValueError(f"the epochs and validation comparisons split a burst in {EPOCHS}: steps {steps} is not")
+    val_images = rng.integers(0, 256, (validation_rows, 64, 128), dtype=np.uint8)
+    val_masks = np.repeat(np.repeat(rng.integers(0, 5, (validation_rows, 8, 16), dtype=np.uint8), 8, 1), 8, 2)
     runners: dict[str, StepRunner] = {}
 
     def runner(name):
         if name not in runners:
             log(f"throughput: building {name}")
-            runners[name] = StepRunner(name, stage_cfg, images, masks, weights, batch, steps)
+            runners[name] = StepRunner(name, stage_cfg, images, masks, weights, batch, steps, (val_images, val_masks))
             for _ in range(max(0, warmup)):
                 runners[name].burst()
         return runners[name]

@@ -1,3 +1,6 @@
+import pytest
+
+
 def test_interleaved_bursts_pair_each_burst_with_its_neighbour():
     from marsseg_bench.throughput import interleaved
 
@@ -24,18 +27,47 @@ def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
 
     stage = preset("cpu").stage1
     stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
-    result = compare(stage, comparisons=("step", "metric", "workers"), bursts=2, steps=1, batch=2, warmup=1)
+    comparisons = ("step", "metric", "workers", "epochs", "validation")
+    result = compare(stage, comparisons=comparisons, bursts=2, steps=3, batch=2, warmup=1, validation_rows=4)
     pairs = {
         "step": ("kit", "plain"),
         "metric": ("kit_counting", "kit_no_metric"),
         "workers": ("fit_feed_workers", "fit_feed"),
+        "epochs": ("fit_epochs", "fit_feed"),
+        "validation": ("fit_validated", "fit_epochs"),
     }
     for key, (a, b) in pairs.items():
         r = result[key]
         assert (r["a"], r["b"], r["pairs"]) == (a, b, 2)
         assert len(r["a_img_s"]) == len(r["b_img_s"]) == len(r["ratios"]) == 2
         assert r["min"] <= r["median"] <= r["max"] and all(v > 0 for v in r["ratios"])
-    assert set(result["params"]) == {"kit", "plain", "kit_counting", "kit_no_metric", "fit_feed_workers", "fit_feed"}
+    assert set(result["params"]) == {v for pair in pairs.values() for v in pair}
     # Same depth and width: within a few percent (the plain net's biases, the kit's bias-free convolutions).
     assert abs(result["params"]["kit"] / result["params"]["plain"] - 1) < 0.1
-    assert len(describe(result)) == 3
+    assert len(describe(result)) == 5
+    with pytest.raises(ValueError, match="split a burst in 3"):
+        compare(stage, comparisons=("epochs",), bursts=1, steps=2, batch=2)
+
+
+def test_the_epoch_variants_train_the_same_batches_in_three_epochs_and_validate_only_where_asked():
+    from dataclasses import replace
+
+    import numpy as np
+
+    from marsseg.config import preset
+    from marsseg_bench.throughput import StepRunner
+
+    stage = preset("cpu").stage1
+    stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
+    images, masks = np.zeros((6, 64, 128), np.uint8), np.ones((6, 64, 128), np.uint8)
+    validation = (np.zeros((4, 64, 128), np.uint8), np.ones((4, 64, 128), np.uint8))
+    one, three, validated = (
+        StepRunner(name, stage, images, masks, None, 2, 3, validation)
+        for name in ("fit_feed", "fit_epochs", "fit_validated")
+    )
+    assert (one.epochs, len(one.data)) == (1, 3) and (three.epochs, len(three.data)) == (3, 1)
+    assert "validation_data" not in three.fit_options and len(validated.fit_options["validation_data"][0]) == 4
+    history = validated.model.fit(
+        validated.data, epochs=validated.epochs, verbose=0, callbacks=validated.callbacks, **validated.fit_options
+    ).history
+    assert len(history["val_loss"]) == 3

@@ -18,13 +18,23 @@ def test_stage_2_reserve_and_need():
     assert budget.stage2_reserve(100, 10, False, 50.0, safety=5.0) == pytest.approx(
         2.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
     )
+    # Stage 2's own flip TTA is reserved only on request: the plan reserves its prediction without it.
     assert budget.stage2_reserve(100, 10, True, 50.0, safety=5.0) == pytest.approx(
+        2.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
+    assert budget.stage2_reserve(100, 10, True, 50.0, safety=5.0, own_tta=True) == pytest.approx(
         4.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
     )
     # With TTA, stage 2's test input needs stage 1's flipped pass first: 3 models x 100 images at 50/s.
     assert budget.stage2_reserve(100, 10, True, 50.0, 5.0, stage1_models=3) == pytest.approx(
+        8.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
+    )
+    assert budget.stage2_reserve(100, 10, True, 50.0, 5.0, stage1_models=3, own_tta=True) == pytest.approx(
         10.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
     )
+    assert budget.stage2_reserve(100, 10, False, 50.0, 5.0, own_tta=True) == budget.stage2_reserve(
+        100, 10, False, 50.0, 5.0
+    ), "no TTA possible: nothing to reserve for it"
     assert budget.stage2_reserve(100, 10, False, 50.0, 5.0, stage1_models=3) == pytest.approx(
         2.0 * budget.PREDICTION_SLACK + 0.4 + 5.0
     )

@@ -69,3 +69,13 @@ def test_with_no_time_even_without_tta_stage_2_is_skipped_and_says_why(choice):
     assert not ok and kept is choice and notes == []
     assert why.startswith("needs about")
     assert ("without its flip TTA it needs about 13s" in why) is choice["tta"]["used"]
+
+
+def test_a_tta_that_ends_only_past_the_budget_gives_way_to_the_pass_without_it():
+    # With TTA: 20 s of work needs 24 s; 20 s left: it would end 4 s past (allowed for a last prediction), but the
+    # pass without it (13 s) ends within the budget, and that is the one stage 2's reserve was planned for.
+    run, notes = fake_run(left=20.0)
+    ok, why, choice = prediction_that_fits(run, WITH_TTA)
+    assert ok and why == "" and choice["tta"]["used"] is False
+    (note,) = notes
+    assert note.startswith("stage 2's flip TTA dropped at test time: with it the prediction ends about 4s past")
