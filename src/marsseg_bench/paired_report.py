@@ -88,7 +88,8 @@ def big_rock_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> s
 
 
 def candidate_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
-    """A `kit[...]|kit` series: the candidate's median gain over today's kit per stand-in, and whether it helps on
+    """A `kit[...]|kit` series: the candidate's median gain over the kit it ran against (today's, or its commit's
+    for a series under earlier settings) per stand-in, and whether it helps on
     both: a median gain > 0 on each stand-in over ≥ 3 seeds, or ≥ 5 where a gain is under the spread target."""
     parts, medians, counts = [], [], []
     for stand_in in stand_ins:

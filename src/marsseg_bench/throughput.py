@@ -1,14 +1,18 @@
 """The kit's stage-1 training step against a plain Keras U-Net of the same size, timed in interleaved bursts.
 
-    result = compare(preset("cpu").stage1, comparisons=("step",), bursts=8, steps=10)
+    result = compare(preset("cpu").stage1, comparisons=("step",), bursts=8, steps=12)
     result["step"]["median"]        # kit img/s over plain img/s, median of paired bursts
 
-    python -m marsseg_bench.throughput --bursts 8 --steps 10 [--components] [--json]
+    python -m marsseg_bench.throughput --bursts 8 --steps 12 [--only all|step,epochs,...] [--json]
 
 The machine's speed swings within minutes, so absolute rates say little: each burst of A is paired with its
 neighbouring burst of B (order alternating A B, B A, ... so a drift favours neither) and only the ratio of the pair
 is kept. The main run pins itself to one core with one TensorFlow thread (set before TensorFlow is imported), so
-both networks see the same single core.
+both networks see the same single core. The variants and their bursts: `throughput_variants`.
+
+"epochs" and "validation" time what the kit's short epochs cost beyond their steps, but not all of it: the kit's
+guard (a weight snapshot and a re-plan per epoch) and learning-rate schedule are not in them, and each burst's
+`fit` adapts its validation arrays anew (the kit's one `fit` does so once).
 """
 
 from __future__ import annotations
@@ -17,15 +21,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-# The epoch-boundary comparisons split each burst's batches into this many epochs of one `fit` (the kit's stage 1
-# runs epochs of about 1,800 samples, the best-practice reference epochs of 6,675: the same fixed cost per epoch
-# weighs about 3.7 times as much per kit sample), validating on VALIDATION_ROWS rows (a fold's out-of-fold rows at
-# 2615 images) after each where asked.
-EPOCHS, VALIDATION_ROWS = 3, 570
+from marsseg_bench.throughput_variants import EPOCHS, VALIDATION_ROWS, StepRunner, blocky_rows
 
 # Each comparison: (A, B, what the ratio A/B isolates).
 COMPARISONS = {
@@ -41,7 +40,7 @@ COMPARISONS = {
     "epochs": (
         "fit_epochs",
         "fit_feed",
-        f"the same batches as {EPOCHS} epochs of one fit vs as one epoch, tf.data feed",
+        f"as many batches as {EPOCHS} epochs of one fit vs as one epoch, tf.data feed",
     ),
     "validation": ("fit_validated", "fit_epochs", f"{EPOCHS} epochs each with a validation pass vs without"),
 }
@@ -57,144 +56,6 @@ def pin_one_core() -> bool:
         return True
     except (AttributeError, OSError):
         return False
-
-
-def plain_unet(depth: int, base: int, input_channels: int = 1, num_classes: int = 5, name: str = "plain"):
-    """The textbook U-Net: Conv3x3-BN-ReLU twice per level, max pooling, bilinear upsampling and concatenation,
-    a 1x1 softmax head. Keras defaults everywhere (biases included), no dropout."""
-    import keras
-    from keras import layers
-
-    def block(x, filters):
-        for _ in range(2):
-            x = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal")(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.ReLU()(x)
-        return x
-
-    inputs = keras.Input((64, 128, input_channels))
-    x, skips = inputs, []
-    for level in range(depth):
-        x = block(x, base * 2**level)
-        skips.append(x)
-        x = layers.MaxPooling2D(2)(x)
-    x = block(x, base * 2**depth)
-    for level in reversed(range(depth)):
-        x = layers.UpSampling2D(2, interpolation="bilinear")(x)
-        x = block(layers.Concatenate()([x, skips[level]]), base * 2**level)
-    outputs = layers.Conv2D(num_classes, 1, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _optimizer(train_cfg):
-    from marsseg.training.fit import make_optimizer
-
-    return make_optimizer(train_cfg)
-
-
-def build_variant(name: str, stage_cfg, class_weights=None, num_classes: int = 5):
-    """A compiled network for a variant of COMPARISONS. The kit ones are built and compiled as `fit_stage` does
-    (`fit._network`, one replica, float32); the others swap one thing."""
-    import keras
-
-    from marsseg.training import fit
-    from marsseg.training.distribute import Replicas
-    from marsseg.training.losses import build_loss
-
-    keras.utils.set_random_seed(0)
-    if name == "plain":
-        model = plain_unet(stage_cfg.model.depth, stage_cfg.model.base_filters, num_classes=num_classes)
-        model.compile(_optimizer(stage_cfg.train), loss=keras.losses.SparseCategoricalCrossentropy(),
-                      jit_compile=fit.jit_setting())  # fmt: skip
-        return model
-    if name in ("kit", "kit_counting", "fit_arrays", "fit_callbacks") or name.startswith("fit_"):
-        model, _ = fit._network(stage_cfg, 1, num_classes, class_weights, False, Replicas("single"), name, None)
-        return model
-    from dataclasses import replace
-
-    from marsseg.models import build_unet
-
-    model_cfg = replace(stage_cfg.model, dropout=0.0) if name == "kit_no_dropout" else stage_cfg.model
-    model = build_unet(model_cfg, 1, num_classes, name=name)
-    if name == "kit_no_metric":
-        loss = build_loss(stage_cfg.loss, class_weights=class_weights, num_classes=num_classes)
-    elif name in ("kit_plain_loss", "kit_no_dropout"):
-        loss = keras.losses.SparseCategoricalCrossentropy()
-    else:
-        raise ValueError(f"unknown variant {name!r}; choose from {sorted(_all_variants())}")
-    model.compile(_optimizer(stage_cfg.train), loss=loss, jit_compile=fit.jit_setting())
-    return model
-
-
-def _all_variants() -> set[str]:
-    return {v for a, b, _ in COMPARISONS.values() for v in (a, b)}
-
-
-class StepRunner:
-    """Runs `steps` training steps of one variant: `train_on_batch` on one fixed batch (the raw step), or one
-    `fit` epoch of `steps` batches (the feed and callback variants)."""
-
-    def __init__(self, name, stage_cfg, images, masks, class_weights, batch: int, steps: int, validation=None):
-        from marsseg.training.feed import network_input
-
-        self.name, self.batch, self.steps = name, batch, steps
-        self.model = build_variant(name, stage_cfg, class_weights)
-        self.x, self.y = network_input(images), masks.astype(np.int32)
-        self.data, self.callbacks, self.epochs, self.fit_options = None, [], 1, {}
-        if name != "kit_counting" and not name.startswith("fit_"):
-            self._validation_only_metrics()
-        if name in ("fit_epochs", "fit_validated"):
-            # The same `steps` batches a burst, as EPOCHS epochs over a third of them (each epoch a new pass of the
-            # feed, as the kit's are); "fit_validated" also validates after each epoch, as `fit_stage` does.
-            self.epochs = EPOCHS
-            images, masks = images[: len(images) // EPOCHS], masks[: len(masks) // EPOCHS]
-            if name == "fit_validated":
-                val_x, val_y = validation
-                self.fit_options = dict(validation_data=(network_input(val_x), val_y), validation_batch_size=2 * batch)
-        if name in ("fit_feed", "fit_feed_workers", "fit_epochs", "fit_validated"):
-            from marsseg.config import AugmentConfig, preset
-            from marsseg.prep.augment import sequence_from_config
-            from marsseg.training.feed import training_data
-            from marsseg.training.reuse import FullBatches
-
-            # The cpu preset's augmentation (flips), without oversampling so each epoch has exactly `steps` batches;
-            # one worker, or as many as the preset starts (`augment.workers`).
-            workers = preset("cpu").augment.workers if name == "fit_feed_workers" else 1
-            augment = AugmentConfig(strength="flips", bigrock_oversample=1.0, bigrock_offline_copies=0, workers=workers)
-            source = FullBatches(sequence_from_config(images, masks, augment, batch, seed=0))
-            self.data, self.callbacks = training_data(source, None, workers=workers)
-        elif name == "fit_callbacks":
-            from marsseg.training.callbacks import BatchDeadline, StageGuard
-
-            guard = StageGuard("val_miou", 5, deadline=time.monotonic() + 1e9)
-            self.callbacks = [BatchDeadline(guard)]
-        if name.startswith("fit_"):
-            from marsseg.training.callbacks import ValidationMetrics
-
-            self.callbacks.append(ValidationMetrics())  # as fit_stage trains
-
-    def _validation_only_metrics(self):
-        """As `fit_stage` trains (`callbacks.ValidationMetrics`): a test step first builds the compiled metrics
-        (counting), then the train step is traced with counting off."""
-        from marsseg.training.callbacks import ValidationMetrics
-
-        self.model.test_on_batch(self.x[: self.batch], self.y[: self.batch])
-        switch = ValidationMetrics()
-        switch.set_model(self.model)
-        switch.on_train_begin()
-
-    def burst(self) -> float:
-        """Seconds for `steps` training steps."""
-        started = time.perf_counter()
-        if self.name.startswith("fit_"):
-            data = (self.data,) if self.data is not None else (self.x, self.y)
-            kwargs = {} if self.data is not None else dict(batch_size=self.batch, shuffle=False)
-            self.model.fit(*data, epochs=self.epochs, verbose=0, callbacks=self.callbacks, **kwargs, **self.fit_options)
-        else:
-            xb, yb = self.x[: self.batch], self.y[: self.batch]
-            for _ in range(self.steps):
-                self.model.train_on_batch(xb, yb)
-        return time.perf_counter() - started
 
 
 def interleaved(burst_a, burst_b, bursts: int, samples: int) -> dict:
@@ -224,7 +85,7 @@ def compare(
     stage_cfg=None,
     comparisons=("step",),
     bursts: int = 8,
-    steps: int = 10,
+    steps: int = 12,
     batch: int | None = None,
     warmup: int = 1,
     log=None,
@@ -243,21 +104,18 @@ def compare(
     log = log or (lambda message: None)
     rng = np.random.default_rng(0)
     n = batch * steps
-    images = rng.integers(0, 256, (n, 64, 128), dtype=np.uint8)
-    # Blocky labels with every class, as the real masks are (and so the class weights have all classes).
-    masks = np.repeat(np.repeat(rng.integers(0, 5, (n, 8, 16), dtype=np.uint8), 8, axis=1), 8, axis=2)
+    images, masks = blocky_rows(rng, n)
     loss_cfg = stage_cfg.loss
     weights = weights_for(masks, power=loss_cfg.class_weight_power, max_ratio=loss_cfg.max_weight_ratio or None)
     if {"epochs", "validation"} & set(comparisons) and steps % EPOCHS:
         raise ValueError(f"the epochs and validation comparisons split a burst in {EPOCHS}: steps {steps} is not")
-    val_images = rng.integers(0, 256, (validation_rows, 64, 128), dtype=np.uint8)
-    val_masks = np.repeat(np.repeat(rng.integers(0, 5, (validation_rows, 8, 16), dtype=np.uint8), 8, 1), 8, 2)
+    validation = blocky_rows(rng, validation_rows) if "validation" in comparisons else None
     runners: dict[str, StepRunner] = {}
 
     def runner(name):
         if name not in runners:
             log(f"throughput: building {name}")
-            runners[name] = StepRunner(name, stage_cfg, images, masks, weights, batch, steps, (val_images, val_masks))
+            runners[name] = StepRunner(name, stage_cfg, images, masks, weights, batch, steps, validation)
             for _ in range(max(0, warmup)):
                 runners[name].burst()
         return runners[name]
@@ -285,7 +143,7 @@ def describe(result: dict) -> list[str]:
     return lines
 
 
-def run_pinned(comparisons=("step",), bursts: int = 8, steps: int = 10, timeout: float = 900) -> dict:
+def run_pinned(comparisons=("step",), bursts: int = 8, steps: int = 12, timeout: float = 900) -> dict:
     """`compare` in a fresh interpreter pinned to one core (this one's TensorFlow threads are already set)."""
     import subprocess
 
@@ -300,7 +158,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bursts", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=12, help="training steps a burst (a multiple of 3 for epochs)")
     parser.add_argument("--only", default="step", help="comma-separated comparisons, or 'all'")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--no-pin", action="store_true")

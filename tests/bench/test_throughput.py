@@ -49,13 +49,13 @@ def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
         compare(stage, comparisons=("epochs",), bursts=1, steps=2, batch=2)
 
 
-def test_the_epoch_variants_train_the_same_batches_in_three_epochs_and_validate_only_where_asked():
+def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_only_where_asked():
     from dataclasses import replace
 
     import numpy as np
 
     from marsseg.config import preset
-    from marsseg_bench.throughput import StepRunner
+    from marsseg_bench.throughput_variants import StepRunner
 
     stage = preset("cpu").stage1
     stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
@@ -71,3 +71,7 @@ def test_the_epoch_variants_train_the_same_batches_in_three_epochs_and_validate_
         validated.data, epochs=validated.epochs, verbose=0, callbacks=validated.callbacks, **validated.fit_options
     ).history
     assert len(history["val_loss"]) == 3
+    with pytest.raises(ValueError, match="not a multiple"):
+        StepRunner("fit_epochs", stage, images, masks, None, 2, 2, validation)
+    with pytest.raises(ValueError, match="unknown variant 'fit_typo'"):
+        StepRunner("fit_typo", stage, images, masks, None, 2, 3, validation)

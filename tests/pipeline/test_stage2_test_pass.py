@@ -9,7 +9,7 @@ from marsseg.pipeline import budget
 from marsseg.pipeline.stage2_phase import prediction_that_fits
 
 
-def fake_run(left: float, tta_on: bool = False):
+def fake_run(left: float, tta_on: bool = False, stage1_miou: float = 0.60):
     """100 test images; stage 2 predicts 10 images/s (10 s a pass, 20 s with flip TTA); stage 1 50 images/s;
     a 400 s budget with `left` seconds remaining; a margin of 8 s (so a pass of E s needs E x 1.1 + 2 s)."""
     now = [0.0]
@@ -30,6 +30,8 @@ def fake_run(left: float, tta_on: bool = False):
         split=SimpleNamespace(holdout=holdout),
         cfg=SimpleNamespace(post="post"),
         note=notes.append,
+        stage1_choice={"miou_final": stage1_miou},
+        full_cfg=None,
     )
     return run, notes
 
@@ -78,4 +80,11 @@ def test_a_tta_that_ends_only_past_the_budget_gives_way_to_the_pass_without_it()
     ok, why, choice = prediction_that_fits(run, WITH_TTA)
     assert ok and why == "" and choice["tta"]["used"] is False
     (note,) = notes
-    assert note.startswith("stage 2's flip TTA dropped at test time: with it the prediction ends about 4s past")
+    assert note.startswith("stage 2's flip TTA dropped to end within the budget (with it the prediction would end 4s")
+    assert note.endswith("tuning hold-out mIoU 0.7100 with it, 0.7000 without")
+
+
+def test_a_tta_that_fits_past_the_budget_stays_where_stage_2_without_it_would_lose_to_stage_1():
+    run, notes = fake_run(left=20.0, stage1_miou=0.705)  # stage 1 0.705: stage 2 0.71 with its TTA, 0.70 without
+    ok, why, choice = prediction_that_fits(run, WITH_TTA)
+    assert ok and choice is WITH_TTA and why.startswith("ends about 4s past the budget") and notes == []

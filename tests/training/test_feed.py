@@ -15,13 +15,17 @@ def test_no_more_batch_builders_than_the_process_has_cores(monkeypatch, workers,
     assert feed.batch_builders(workers) == builders
 
 
-def test_without_an_affinity_the_machines_core_count_decides(monkeypatch):
+@pytest.mark.parametrize("platform", ["refuses", "lacks"])  # Linux without the call, or macOS and Windows
+def test_without_an_affinity_the_machines_core_count_decides(monkeypatch, platform):
     from marsseg.training import feed
 
     def unsupported(pid):
         raise OSError("no affinity here")
 
-    monkeypatch.setattr(os, "sched_getaffinity", unsupported, raising=False)
+    if platform == "refuses":
+        monkeypatch.setattr(os, "sched_getaffinity", unsupported, raising=False)
+    else:
+        monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     assert feed.usable_cores() == 3 and feed.batch_builders(8) == 3
 

@@ -55,8 +55,10 @@ def usable_cores() -> int:
 def batch_builders(workers: int) -> int:
     """How many batches to build at once: the preset's `augment.workers`, at most one per usable core.
 
-    Pinned to one core, two parallel builders trained at 0.87x (0.73-1.28) the rate of one (the `workers`
-    comparison of `marsseg_bench.throughput`, docs/benchmarks.md); the batches are the same either way.
+    On one core a second builder only competes for it: pinned to one core, two builders trained at the rate of one
+    at the median but now and then at 0.70-0.87x (the `workers` comparison of `marsseg_bench.throughput`, 12 pairs;
+    docs/benchmarks.md). The batches are the same either way. (A container's CPU quota is not an affinity: there
+    the machine's cores count.)
     """
     return max(1, min(int(workers), usable_cores()))
 
