@@ -39,7 +39,7 @@ from marsseg.data.synth import STAND_INS
 from marsseg.errors import ConfigError, UserError
 from marsseg.files import atomic_save_npz
 from marsseg.stamps import git_commit
-from marsseg_bench.paired_report import render_paired
+from marsseg_bench.paired_report import EARLIER, render_paired
 from marsseg_bench.paired_side import SINGLE_THREAD, Side, parse_side, side_config
 from marsseg_bench.quality import N_TEST, N_TRAIN, quality_data, write_quality_data
 from marsseg_bench.quality_store import _canonical, config_fingerprint, read_results, results_path, store_result
@@ -279,7 +279,7 @@ def current_series(stored: list[dict], budget: float, preset_name: str, n_train:
         if stand_in not in STAND_INS or _canonical(r["data"]) != _canonical(pair_data(stand_in, n_train, n_test)):
             continue
         if r.get("kit_config") != record_fingerprint(*pair, preset_name):
-            r = {**r, "pair": f"{r['pair']} @ {r.get('commit', 'unknown')} (earlier settings)"}
+            r = {**r, "pair": f"{r['pair']}{EARLIER}{r.get('commit', 'unknown')} (earlier settings)"}
         records.append(r)
         pairs.setdefault(r["pair"], pair)
         stand_ins += [stand_in] if stand_in not in stand_ins else []

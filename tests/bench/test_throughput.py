@@ -19,6 +19,13 @@ def test_interleaved_bursts_pair_each_burst_with_its_neighbour():
     assert r["ratios"] == [2.0] * 3 and r["median"] == r["min"] == r["max"] == 2.0 and r["pairs"] == 3
 
 
+def test_every_variant_a_comparison_names_can_be_built_and_no_other():
+    from marsseg_bench.throughput import COMPARISONS
+    from marsseg_bench.throughput_variants import VARIANTS
+
+    assert VARIANTS == {variant for a, b, _ in COMPARISONS.values() for variant in (a, b)}
+
+
 def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
     from dataclasses import replace
 
