@@ -87,26 +87,26 @@ def chosen_pairs(preset_name: str = "cpu") -> list[tuple[Side, Side]]:
     return parse_pairs(os.environ.get(PAIRS_ENV, "").strip() or DEFAULT_PAIRS, preset_name)
 
 
-def chosen_stand_ins(text: str | None = None) -> list[str]:
-    from marsseg.data.synth import STAND_INS
-
+def chosen_stand_ins(text: str | None = None, variable: str = STAND_INS_ENV, default: str = DEFAULT_STAND_INS):
+    """The stand-ins named in `text` (else in the environment's `variable`, else `default`)."""
     if text is None:
-        text = os.environ.get(STAND_INS_ENV, "").strip() or DEFAULT_STAND_INS
+        text = os.environ.get(variable, "").strip() or default
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in STAND_INS]
     if unknown or not names:
-        raise UserError(f"{STAND_INS_ENV}={text!r}: choose stand-ins from {', '.join(STAND_INS)}")
+        raise UserError(f"{variable}={text!r}: choose stand-ins from {', '.join(STAND_INS)}")
     return names
 
 
-def paired_budget() -> float:
-    raw = os.environ.get(BUDGET_ENV, "").strip() or str(DEFAULT_BUDGET)
+def paired_budget(variable: str = BUDGET_ENV, default: float = DEFAULT_BUDGET) -> float:
+    """The seconds a side from the environment's `variable` (else `default`)."""
+    raw = os.environ.get(variable, "").strip() or str(default)
     try:
         budget = float(raw)
     except ValueError:
         budget = 0.0
     if budget <= 0:
-        raise UserError(f"{BUDGET_ENV}={raw!r}: give the seconds a side, e.g. 600")
+        raise UserError(f"{variable}={raw!r}: give the seconds a side, e.g. {default:.0f}")
     return budget
 
 
@@ -227,8 +227,18 @@ def section_paired(
     budget = paired_budget() if budget is None else float(budget)
     chosen = chosen_pairs(preset_name) if pairs is None else parse_pairs(pairs, preset_name)
     names = chosen_stand_ins(stand_ins)
-    seed = preset(preset_name).seed if seed is None else int(seed)
     path = Path(results) if results else results_path(name=RESULTS_NAME)
+    measure_series(chosen, names, seed, budget, preset_name, path, n_train, n_test, log)
+    records, pairs, stand_ins = current_series(read_results(path), budget, preset_name, n_train, n_test)
+    pairs = {f"{a.spec}|{b.spec}": (a, b) for a, b in chosen} | pairs
+    names += [s for s in stand_ins if s not in names]
+    return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=pairs)
+
+
+def measure_series(chosen, names, seed, budget: float, preset_name: str, path: Path, n_train: int, n_test: int, log):
+    """At `seed` (None: the preset's), every pair of `chosen` on every stand-in of `names`, each stored in `path`
+    as it ends."""
+    seed = preset(preset_name).seed if seed is None else int(seed)
     for stand_in in names:
         with tempfile.TemporaryDirectory(prefix="marsseg-paired-") as tmp:
             log(f"paired: {stand_in} stand-in, {n_train} train + {n_test} test images, seed {seed}")
@@ -245,10 +255,6 @@ def section_paired(
                 store_result(path, record, key=paired_key)
                 a, b = (record["scores"][name]["miou_keras"] for name in "ab")
                 log(f"paired: stored in {path}: {a:.4f} vs {b:.4f} (Keras rule)")
-    records, pairs, stand_ins = current_series(read_results(path), budget, preset_name, n_train, n_test)
-    pairs = {f"{a.spec}|{b.spec}": (a, b) for a, b in chosen} | pairs
-    names += [s for s in stand_ins if s not in names]
-    return render_paired(records, budget=budget, preset_name=preset_name, stand_ins=names, pairs=pairs)
 
 
 def render_stored(preset_name: str = "cpu", n_train: int = N_TRAIN, n_test: int = N_TEST, results=None) -> str | None:

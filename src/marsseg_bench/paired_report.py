@@ -12,6 +12,9 @@ from marsseg_bench.quality_report import CLASS_NAMES, cell, fmt, signed
 from marsseg_bench.quality_store import METRICS, spread, value
 
 LEAD_TARGET, LEAD_SEEDS = 0.03, 5  # kit − best-practice, Keras rule, median over at least this many seeds
+CONVERGED_TARGET, CONVERGED_SEEDS = 0.02, 2  # the same at the converged horizon (`converged`)
+# How a side's training may end at the converged horizon: its own rule, not the deadline (`fit.StageResult`).
+OWN_STOPS = ("patience", "epochs")
 SPREAD_TARGET = 0.01  # max |a − b| of an identical pair, Keras rule
 # A candidate setting (`kit[...]|kit`) is kept only where it helps on both stand-ins: decided at this many seeds a
 # stand-in, or CLOSE_SEEDS where a median gain is under the identical pairs' spread target (issue 27 item 5).
@@ -22,6 +25,11 @@ LABELS = {"miou_keras": "mIoU (Keras rule)", "miou_scored": "mIoU (classes 1-4)"
 }
 RUN_ROWS = {"seconds": ("seconds to test labels", 0), "train_samples_per_s": ("training samples/s", 1)}
 RUN_ROWS["train_samples"] = ("training samples seen (≈ rate × epoch seconds)", 0)
+HORIZON = (
+    " Here the budget is a ceiling, not the measure: each side trains until its own rule stops it (the kit's "
+    "patience or epoch cap, its cosine decay ending there; the reference's patience under reduce-on-plateau), as "
+    "on Kaggle, and a side the deadline cut is named below."
+)
 EARLIER = " @ "  # in a series label: `PAIR @ COMMIT (earlier settings)`, run under settings since changed
 
 
@@ -44,8 +52,10 @@ def groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return found
 
 
-def lead_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
-    """kit − best-practice ≥ +0.03 (Keras rule, median) over ≥ 5 seeds on each stand-in."""
+def lead_line(
+    pair: str, by_stand_in: dict[str, list[dict]], stand_ins, target: float = LEAD_TARGET, seeds: int = LEAD_SEEDS
+) -> str:
+    """kit − best-practice ≥ +`target` (Keras rule, median) over ≥ `seeds` seeds on each stand-in."""
     parts, met = [], True
     for stand_in in stand_ins:
         diffs = differences(by_stand_in.get(stand_in, []), "miou_keras")
@@ -54,17 +64,17 @@ def lead_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> str:
             met = False
             continue
         median, n = statistics.median(diffs), len(diffs)
-        ok = median >= LEAD_TARGET and n >= LEAD_SEEDS
+        ok = median >= target and n >= seeds
         met &= ok
-        short = [] if median >= LEAD_TARGET else [f"short by {LEAD_TARGET - median:.4f}"]
-        short += [] if n >= LEAD_SEEDS else [f"only {n} of {LEAD_SEEDS} seeds"]
+        short = [] if median >= target else [f"short by {target - median:.4f}"]
+        short += [] if n >= seeds else [f"only {n} of {seeds} seeds"]
         parts.append(
             f"{stand_in}: median {signed(median)} over {n} seed(s)" + (f", {', '.join(short)}" if short else "")
         )
     verdict = "met" if met else "NOT met"
     return (
-        f"- `{pair}`: kit − best-practice ≥ +{LEAD_TARGET:.2f} (Keras rule, median of paired seeds) over "
-        f"≥ {LEAD_SEEDS} seeds on each stand-in: **{verdict}** ({'; '.join(parts)})"
+        f"- `{pair}`: kit − best-practice ≥ +{target:.2f} (Keras rule, median of paired seeds) over "
+        f"≥ {seeds} seeds on each stand-in: **{verdict}** ({'; '.join(parts)})"
     )
 
 
@@ -147,6 +157,33 @@ def budget_line(records: list[dict]) -> str:
     )
 
 
+def side_stops(run: dict) -> list[str]:
+    """How each training of a side ended: the kit's stage-1 fold models and its stage 2 (where it trained), or a
+    reference's one network; empty where the record predates stop reasons."""
+    details = run.get("details") or {}
+    if run.get("kind") != "kit":
+        return [details["stop_reason"]] if details.get("stop_reason") else []
+    stage2 = (details.get("stage2") or {}).get("stop_reason")
+    return list(details.get("stage1_stop_reasons") or []) + ([stage2] if stage2 else [])
+
+
+def converged_line(records: list[dict]) -> str:
+    """Every side trained until its own rule stopped it (patience or its epoch cap), not the deadline: the
+    condition under which a converged-horizon pair measures what it says."""
+    runs = [(r, side, side_stops(r["runs"][side])) for r in records for side in "ab"]
+    cut = [(r, side, stops) for r, side, stops in runs if not stops or any(s not in OWN_STOPS for s in stops)]
+    listed = "; ".join(
+        f"seed {r['seed']} {r['stand_in']} side {side} ({r['runs'][side].get('kind')}): "
+        + (", ".join(stops) if stops else "no stop reason stored")
+        for r, side, stops in cut
+    )
+    verdict = "met" if runs and not cut else "NOT met"
+    return (
+        f"- every side stopped by its own rule ({' or '.join(OWN_STOPS)}), not the deadline: **{verdict}**, "
+        f"{len(runs) - len(cut)} of {len(runs)} sides" + (f" (cut or unknown: {listed})" if cut else "")
+    )
+
+
 def group_table(a: str, b: str, records: list[dict]) -> list[str]:
     """Medians (min – max) per side (specs `a`, `b`), paired differences and seeds ahead, then a row per seed."""
     lines = [f"| | `{a}` (a) | `{b}` (b) | a − b: median (min – max) | a ahead |", "|---|---|---|---|---|"]
@@ -171,21 +208,32 @@ def group_table(a: str, b: str, records: list[dict]) -> list[str]:
     return lines
 
 
-def render_paired(records: list[dict], budget: float, preset_name: str, stand_ins, pairs) -> str:
+def render_paired(
+    records: list[dict], budget: float, preset_name: str, stand_ins, pairs, converged: bool = False
+) -> str:
     """The block: protocol, target lines, then per stand-in and pair its table. `pairs`: {label: (Side, Side)} (or
-    a list of (Side, Side), labelled by their specs); a label with ' @ ' is a series under earlier settings."""
+    a list of (Side, Side), labelled by their specs); a label with ' @ ' is a series under earlier settings.
+    `converged`: the converged horizon's block (`converged`): its lead target, and whether every side stopped by
+    its own rule in place of the 5% budget window."""
     found = groups(records)
     commits = sorted({r.get("commit", "unknown") for r in records})
     sizes = ", ".join(sorted({f"{r['data']['n_train']} train / {r['data']['n_test']} test images" for r in records}))
     sizes = sizes or "no data yet"
+    title = f"## Paired runs: two sides at once, one core each ({budget:.0f} s a side, `{preset_name}` preset)"
+    if converged:
+        title = (
+            f"## Converged horizon: paired runs until every side stops improving (at most {budget:.0f} s a side, "
+            f"`{preset_name}` preset)"
+        )
     lines = [
-        f"## Paired runs: two sides at once, one core each ({budget:.0f} s a side, `{preset_name}` preset)",
+        title,
         "",
         "Each pair starts two processes together, each pinned to its own core with one thread pool (which side gets "
         "the first core alternates with the seed), and gives both the same wall clock, counted from each side's own "
         "start (after its imports) to test labels, so the machine's speed swings hit both alike. Differences are "
         "side a − side b at the same seed on the quality sections' synthetic test set (data seed 5) under the Keras "
-        "rule, over classes 1-4 and per class; identical pairs (one side on both cores) measure the protocol's noise.",
+        "rule, over classes 1-4 and per class; identical pairs (one side on both cores) measure the protocol's noise."
+        + (HORIZON if converged else ""),
         "",
         f"{len(records)} stored pair(s) on {sizes}; stand-ins {', '.join(stand_ins)}; "
         f"commits {', '.join(commits) or 'none'}.",
@@ -197,9 +245,13 @@ def render_paired(records: list[dict], budget: float, preset_name: str, stand_in
     for pair, (a, b) in names.items():
         if (a.kind, b.kind) == ("kit", "best") and EARLIER not in pair:
             by_stand_in = {s: found.get((s, pair), []) for s in stand_ins}
-            lines += [lead_line(pair, by_stand_in, stand_ins), big_rock_line(pair, by_stand_in, stand_ins)]
+            target = (CONVERGED_TARGET, CONVERGED_SEEDS) if converged else (LEAD_TARGET, LEAD_SEEDS)
+            lines += [lead_line(pair, by_stand_in, stand_ins, *target), big_rock_line(pair, by_stand_in, stand_ins)]
     identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}
-    lines += [spread_line(identical), budget_line(records)]
+    if converged:
+        lines += [converged_line(records)] + ([spread_line(identical)] if identical else [])
+    else:
+        lines += [spread_line(identical), budget_line(records)]
     # A candidate measured under earlier settings keeps its verdict (the one a preset choice made then cites),
     # worded against the kit of its commit; it decides nothing about today's kit.
     candidates = [

@@ -110,6 +110,7 @@ def _kit_summary(metrics: dict, seconds: float) -> dict:
         "folds_trained": s1["folds_trained"],
         "folds_planned": s1["folds_planned"],
         "fold_epochs": s1["fold_epochs"],
+        "stage1_stop_reasons": s1.get("fold_stop_reason", []),  # patience, epochs or budget, per fold model
         "stage2_status": metrics["stage2_status"],
         "final_stage": metrics["final_stage"],
         "val_miou_stage1": metrics.get("val_miou_stage1"),
@@ -117,7 +118,9 @@ def _kit_summary(metrics: dict, seconds: float) -> dict:
         "val_miou_final": metrics.get("val_miou_final"),
         "stage1_train_samples_per_s": s1.get("train_samples_per_s"),
         "stage1_infer_samples_per_s": s1.get("infer_samples_per_s"),
-        "stage2": {k: s2.get(k) for k in (*keys, "train_samples_per_s", "infer_samples_per_s")} if s2 else {},
+        "stage2": {k: s2.get(k) for k in (*keys, "stop_reason", "train_samples_per_s", "infer_samples_per_s")}
+        if s2
+        else {},
         "post": metrics.get("post") or {},
     }
 

@@ -126,6 +126,7 @@ def reference_run(
         "labels": labels,
         "val_miou": result.best_val_miou,
         "epochs": result.epochs_run,
+        "stop_reason": result.stop_reason,  # patience, epochs or budget (the deadline)
         "train_images": len(train_images),
         "val_images": len(val),
         "class_weights": None if weights is None else [float(w) for w in weights],

@@ -3,7 +3,7 @@
 Each section measures in one run and reports medians and ratios, never a single timing: the machine is shared
 and noisy. Each block is stamped with when, at which commit, in how long and on which machine it was measured,
 and the command that re-measures it; blocks of sections not run (`--only NAME`) stay as they were. The sections
-live in `sections_io`, `sections_models`, `sections_tracking`, `quality`, `paired`, `stage2_screen`,
+live in `sections_io`, `sections_models`, `sections_tracking`, `quality`, `paired`, `converged`, `stage2_screen`,
 `recipe`, `ensemble_bench` and `gpu`.
 
 Sections that take a `seed` (the quality sections) run `repeat` times, at seeds `seed`, `seed + 1`, ...; each run
@@ -26,7 +26,7 @@ from marsseg.config import Config
 from marsseg.errors import UserError
 from marsseg.files import atomic_write_text
 from marsseg.stamps import git_commit
-from marsseg_bench import ensemble_bench, gpu, paired, quality, recipe, stage2_screen
+from marsseg_bench import converged, ensemble_bench, gpu, paired, quality, recipe, stage2_screen
 from marsseg_bench.sections_io import section_augment, section_kaggle, section_submission
 from marsseg_bench.sections_models import section_compile, section_models
 from marsseg_bench.sections_tracking import section_tracking
@@ -44,6 +44,7 @@ SECTIONS = {
     "quality": quality.section_quality,
     "quality_long": quality.section_quality_long,
     "paired": paired.section_paired,
+    "converged": converged.section_converged,
     "stage2": stage2_screen.section_stage2,
     "recipe": recipe.section_recipe,
     "ensemble": ensemble_bench.section_ensemble,
@@ -51,16 +52,20 @@ SECTIONS = {
     "quality_gpu": quality.section_quality_gpu,
 }
 
+# Sections a plain `make bench` leaves out, run only when named (`--only converged`): hours of both cores.
+OPT_IN = ("converged",)
+
 # What chooses what a section runs: its variable (the stamp's command names it where it is set) and its check.
 SECTION_CHOICES = {
     "recipe": (recipe.ITEMS_ENV, recipe.chosen_items),
     "ensemble": (ensemble_bench.NETWORK_ENV, ensemble_bench.chosen_network),
     "paired": (paired.PAIRS_ENV, paired.chosen_pairs),
+    "converged": (converged.STAND_INS_ENV, converged.chosen_stand_ins_converged),
 }
 
 
 # Sections whose block can be written again from their stored records alone (`marsseg bench --render`).
-RENDERERS = {"paired": paired.render_stored}
+RENDERERS = {"paired": paired.render_stored, "converged": converged.render_stored}
 
 
 def run_benchmarks(
@@ -83,7 +88,7 @@ def run_benchmarks(
         raise UserError(f"--repeat {repeat}: run each seeded section at least once (e.g. --repeat 3)")
     if render:
         return render_blocks(out, only or list(RENDERERS), log)
-    names = only or list(SECTIONS)
+    names = only or [name for name in SECTIONS if name not in OPT_IN]
     for name in names:  # the sections' own choices, checked before hours of other sections run
         if name in SECTION_CHOICES:
             SECTION_CHOICES[name][1]()

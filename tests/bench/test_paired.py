@@ -7,7 +7,7 @@ import pytest
 
 import marsseg_bench.runner as bench
 from marsseg.errors import ConfigError, UserError
-from marsseg_bench import paired
+from marsseg_bench import paired, paired_report
 from marsseg_bench.paired_report import render_paired
 from marsseg_bench.paired_side import Side, parse_side, within_budget
 from marsseg_bench.quality_store import read_results, store_result
@@ -223,6 +223,11 @@ def test_a_tiny_pair_runs_both_sides_in_subprocesses_and_stores_one_record(tmp_p
     cores = stored["cores"]
     assert cores["parallel"] == (cores["a"] != cores["b"])
     assert "folds_trained" in stored["runs"]["a"]["details"] and "epochs" in stored["runs"]["b"]["details"]
+    # How each training ended, which the converged horizon's block reads (`paired_report.side_stops`).
+    reasons = {"patience", "epochs", "budget"}
+    assert set(paired_report.side_stops(stored["runs"]["a"])) <= reasons
+    assert len(paired_report.side_stops(stored["runs"]["a"])) >= 1
+    assert paired_report.side_stops(stored["runs"]["b"])[0] in reasons
     assert "### procedural stand-in (version 2): `kit|best`, 1 seed(s) (3)" in text
 
 
