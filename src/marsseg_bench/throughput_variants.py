@@ -133,7 +133,9 @@ class StepRunner:
             workers = preset("cpu").augment.workers if name == "fit_feed_workers" else 1
             augment = AugmentConfig(strength="flips", bigrock_oversample=1.0, bigrock_offline_copies=0, workers=workers)
             source = FullBatches(sequence_from_config(images, masks, augment, batch, seed=0))
-            self.data, self.callbacks = training_data(source, None, workers=workers)
+            feed = training_data(source, None, workers=workers, epochs=self.epochs)
+            self.data, self.callbacks = feed.data, feed.callbacks
+            self.fit_options = {**self.fit_options, **feed.fit_options}
         elif name == "fit_callbacks":
             from marsseg.training.callbacks import BatchDeadline, StageGuard
 

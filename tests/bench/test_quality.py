@@ -101,7 +101,7 @@ def test_reference_runs_feed_fit_stage_what_each_recipe_says(monkeypatch):
     seen = {}
 
     class Result:
-        model, best_val_miou, epochs_run, train_samples_per_s = "model", 0.5, 3, 100.0
+        model, best_val_miou, epochs_run, train_samples_per_s, stop_reason = "model", 0.5, 3, 100.0, "patience"
 
     def fake_fit(stage, data, **kw):
         seen.update(stage=stage, n=len(data.train_images), masks=data.train_masks, **kw)
@@ -123,7 +123,7 @@ def test_reference_runs_feed_fit_stage_what_each_recipe_says(monkeypatch):
     assert seen["n"] == 3 * n_train and best["train_images"] == seen["n"]
     assert seen["stage"] == refs.best_practice_stage(cfg) and seen["augment_cfg"] is None
     assert seen["class_weights"][0] == 0.0 and max(seen["class_weights"]) / min(seen["class_weights"][1:]) <= 10
-    assert best["labels"].min() >= 1
+    assert best["labels"].min() >= 1 and best["stop_reason"] == "patience"  # what the converged horizon reads
     naive = refs.reference_run("naive", cfg, images, masks, images[:5], 100.0, log=lambda m: None)
     assert seen["n"] == n_train and seen["class_weights"] is None and seen["stage"] == refs.naive_stage(cfg)
     assert (naive["labels"] == 0).all()

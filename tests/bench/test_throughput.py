@@ -72,7 +72,9 @@ def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_o
         StepRunner(name, stage, images, masks, None, 2, 3, validation)
         for name in ("fit_feed", "fit_epochs", "fit_validated")
     )
-    assert (one.epochs, len(one.data)) == (1, 3) and (three.epochs, len(three.data)) == (3, 1)
+    # One pipeline over all of a fit's epochs (`feed.training_data`): 3 batches, in 1 epoch of 3 or 3 epochs of 1.
+    assert (one.epochs, len(one.data), one.fit_options["steps_per_epoch"]) == (1, 3, 3)
+    assert (three.epochs, len(three.data), three.fit_options["steps_per_epoch"]) == (3, 3, 1)
     assert "validation_data" not in three.fit_options and len(validated.fit_options["validation_data"][0]) == 4
     history = validated.model.fit(
         validated.data, epochs=validated.epochs, verbose=0, callbacks=validated.callbacks, **validated.fit_options

@@ -39,9 +39,9 @@ def test_fit_stage_feeds_with_the_capped_number_of_builders(monkeypatch, small_s
 
     seen = []
 
-    def spy(source, names, workers=1):
+    def spy(source, names, workers=1, epochs=1):
         seen.append(workers)
-        return training_data(source, names, workers=workers)
+        return training_data(source, names, workers, epochs)
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
     monkeypatch.setattr(fit, "training_data", spy)

@@ -248,7 +248,8 @@ def test_a_residual_stage_2_starts_scored_as_stage_1_and_never_ends_below_it(sma
     assert final["miou"] == pytest.approx(result.best_val_miou, abs=1e-4)
 
 
-def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_the_next_epoch(small_synthetic):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_tensorflow_input_pipeline_is_every_epochs_batches_in_one_pass(small_synthetic, workers):
     import keras
 
     from marsseg.config import AugmentConfig
@@ -259,22 +260,45 @@ def test_the_tensorflow_input_pipeline_yields_the_sequence_batches_and_moves_to_
     if keras.backend.backend() != "tensorflow":
         pytest.skip("the tf.data path is TensorFlow's")
     s = small_synthetic
-    cfg = AugmentConfig(strength="light", bigrock_oversample=1.0, workers=2)
+    cfg = AugmentConfig(strength="light", bigrock_oversample=2.0, workers=workers)
     source = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
     reference = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
-    data, callbacks = training_data(source, ["main", "aux1"], workers=2)
-    assert len(callbacks) == 1 and isinstance(callbacks[0], NextEpoch)
+    feed = training_data(source, ["main", "aux1"], workers=workers, epochs=2)
+    steps = len(reference)
+    assert feed.fit_options == {"steps_per_epoch": steps} and isinstance(feed.callbacks[0], NextEpoch)
+    # One pass over the pipeline is epoch 0's batches then epoch 1's, whatever epoch the source is at meanwhile
+    # (a pipeline runs ahead of fit's epoch callbacks).
+    batches = [(x.numpy(), {k: v.numpy() for k, v in y.items()}) for x, y in feed.data]
+    assert len(batches) == 2 * steps
     for epoch in range(2):
-        batches = [(x.numpy(), {k: v.numpy() for k, v in y.items()}) for x, y in data]
-        assert len(batches) == len(reference) == 3, "40 images in batches of 16"
-        for index, (x, y) in enumerate(batches):
+        for index in range(steps):
+            x, y = batches[epoch * steps + index]
             want_x, want_y = reference[index]
             np.testing.assert_array_equal(x, want_x)
             np.testing.assert_array_equal(y["main"], want_y)
             np.testing.assert_array_equal(y["aux1"], want_y)
-        callbacks[0].on_epoch_end(epoch)
         reference.on_epoch_end()
-    assert source.epoch == 2
+    assert not np.array_equal(batches[0][0], batches[steps][0]), "a new order and new flips each epoch"
+    feed.callbacks[0].on_epoch_end(0)
+    assert source.epoch == 1
+
+
+def test_a_batch_of_any_epoch_is_the_one_that_epoch_gives(small_synthetic):
+    from marsseg.config import AugmentConfig
+    from marsseg.prep.augment import sequence_from_config
+    from marsseg.training.reuse import FullBatches
+
+    s = small_synthetic
+    cfg = AugmentConfig(strength="light", bigrock_oversample=2.0, workers=1)
+    source = FullBatches(sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4))
+    at_three = [source.batch_at(3, i) for i in range(len(source))]
+    for _ in range(3):
+        source.on_epoch_end()
+    for index, (x, y) in enumerate(at_three):  # the same batches, asked ahead of the epoch or in it
+        np.testing.assert_array_equal(source[index][0], x)
+        np.testing.assert_array_equal(source.batch_at(3, index)[1], y)
+    with pytest.raises(IndexError):
+        source.batch_at(0, len(source))
 
 
 def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(small_synthetic, monkeypatch):
@@ -289,9 +313,9 @@ def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(sm
     cfg = AugmentConfig(strength="light", bigrock_oversample=1.0, workers=3)
     source = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
     reference = sequence_from_config(s.images[:40], s.masks[:40], cfg, 16, seed=4)
-    data, callbacks = training_data(source, ["main", "aux1"], workers=3)
+    data, callbacks, options = training_data(source, ["main", "aux1"], workers=3, epochs=5)
     # Keras builds batches in parallel only if the dataset it is handed says so.
-    assert callbacks == [] and data.workers == 3 and len(data) == len(reference) == 3
+    assert callbacks == [] and options == {} and data.workers == 3 and len(data) == len(reference) == 3
     x, y = data[1]
     want_x, want_y = reference[1]
     np.testing.assert_array_equal(x, want_x)

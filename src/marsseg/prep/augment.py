@@ -111,6 +111,7 @@ def _sequence_class():
             self.weights = None if weights is None else np.asarray(weights, float)
             self.shuffle, self.seed = shuffle, int(seed)
             self._local = threading.local()
+            self._orders, self._orders_lock = {}, threading.Lock()  # other epochs' orders (`batch_at`)
             build_transforms(self.strength, self.elastic)  # fail early on a bad strength
             # Stage 2's extra channels are stage-1 probabilities of the original image: a pasted rock would have
             # none, so copy-paste is for inputs without extras only.
@@ -120,11 +121,14 @@ def _sequence_class():
 
         def set_epoch(self, epoch: int):
             self.epoch = int(epoch)
-            rng = np.random.default_rng([self.seed, self.epoch])
+            self.order = self.order_of(self.epoch)
+
+        def order_of(self, epoch: int) -> np.ndarray:
+            """The image indices of `epoch`, in its order: a function of (seed, epoch) alone."""
+            rng = np.random.default_rng([self.seed, int(epoch)])
             if self.weights is not None:
-                self.order = epoch_order(self.weights, rng) if self.shuffle else np.sort(epoch_order(self.weights, rng))
-            else:
-                self.order = rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
+                return epoch_order(self.weights, rng) if self.shuffle else np.sort(epoch_order(self.weights, rng))
+            return rng.permutation(len(self.images)) if self.shuffle else np.arange(len(self.images))
 
         def __len__(self):
             return int(np.ceil(len(self.order) / self.batch_size))
@@ -136,35 +140,52 @@ def _sequence_class():
             return augmenter
 
         def __getitem__(self, index):
+            return self.batch_at(self.epoch, index)
+
+        def batch_at(self, epoch: int, index: int):
+            """Batch `index` of `epoch`, whichever epoch the sequence is at: a feed that runs ahead into the next
+            epoch (`feed.training_data`) gets that epoch's batches. Safe from several threads."""
             if index < 0 or index >= len(self):
                 raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
-            idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+            order = self._cached_order(int(epoch))  # not self.order: `set_epoch` may be replacing it meanwhile
+            idx = order[index * self.batch_size : (index + 1) * self.batch_size]
             images, masks = paste_batch(
                 self.images[idx],
                 self.masks[idx],
                 self.donors,
                 self.copy_paste_rate,
-                np.random.default_rng(batch_seed(self.seed, self.epoch, index, stream=2)),
+                np.random.default_rng(batch_seed(self.seed, epoch, index, stream=2)),
             )
             x, y = self._augmenter().batch(
                 images,
                 masks,
                 None if self.extras is None else self.extras[idx],
-                seed=batch_seed(self.seed, self.epoch, index),
+                seed=batch_seed(self.seed, epoch, index),
             )
             return x, y.astype(np.int32)
+
+        def _cached_order(self, epoch: int) -> np.ndarray:
+            with self._orders_lock:
+                order = self._orders.get(epoch)
+                if order is None:
+                    # A feed is at most an epoch or two ahead of the oldest batch still being built.
+                    for old in sorted(self._orders)[: max(0, len(self._orders) - 3)]:
+                        del self._orders[old]
+                    order = self._orders[epoch] = self.order_of(epoch)
+                return order
 
         def on_epoch_end(self):
             self.set_epoch(self.epoch + 1)
 
-        def __getstate__(self):  # thread-locals do not pickle (multiprocessing workers)
+        def __getstate__(self):  # thread-locals and locks do not pickle (multiprocessing workers)
             state = self.__dict__.copy()
-            state.pop("_local", None)
+            for name in ("_local", "_orders_lock"):
+                state.pop(name, None)
             return state
 
         def __setstate__(self, state):
             self.__dict__.update(state)
-            self._local = threading.local()
+            self._local, self._orders_lock = threading.local(), threading.Lock()
 
     SegmentationSequence.__qualname__ = "SegmentationSequence"  # picklable by name (spawned workers)
     SegmentationSequence.__module__ = __name__

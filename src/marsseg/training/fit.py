@@ -242,15 +242,18 @@ def fit_stage(
                 verbose=context.verbose,
                 shuffle=False,
             )
-            data, feeding = training_data(source, names, workers=batch_builders((augment_cfg or plain).workers))
+            epoch_cap = max(1, train_cfg.epochs)
+            feed = training_data(source, names, batch_builders((augment_cfg or plain).workers), epoch_cap)
             deadline_check = [BatchDeadline(guard)] if at is not None else []
             records = model.fit(
-                data,
-                epochs=max(1, train_cfg.epochs),
+                feed.data,
+                epochs=epoch_cap,
                 # With EMA, the averaged weights are in the model from each epoch's validation to the next epoch:
                 # the guard scores and keeps them (it restores its best at the end, after Keras's own finalize).
-                callbacks=[*ema_swap(train_cfg), lr_callback, guard, *deadline_check, *feeding, ValidationMetrics()],
+                callbacks=[*ema_swap(train_cfg), lr_callback, guard, *deadline_check, *feed.callbacks]
+                + [ValidationMetrics()],
                 **common,
+                **feed.fit_options,
             ).history
     finally:
         keras.config.set_dtype_policy(previous_policy)

@@ -125,6 +125,12 @@ class FullBatches:
             raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
         return self.source[index]
 
+    def batch_at(self, epoch: int, index: int):
+        """Batch `index` of `epoch` (`SegmentationSequence.batch_at`)."""
+        if index >= len(self):
+            raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
+        return self.source.batch_at(epoch, index)
+
     def on_epoch_end(self):
         self.source.on_epoch_end()
 
