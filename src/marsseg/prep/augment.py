@@ -121,7 +121,7 @@ def _sequence_class():
 
         def set_epoch(self, epoch: int):
             self.epoch = int(epoch)
-            self.order = self.order_of(self.epoch)
+            self.order = self._cached_order(self.epoch)  # the order `batch_at` uses for this epoch, computed once
 
         def order_of(self, epoch: int) -> np.ndarray:
             """The image indices of `epoch`, in its order: a function of (seed, epoch) alone."""

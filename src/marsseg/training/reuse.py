@@ -121,9 +121,7 @@ class FullBatches:
         return max(1, len(self.source.order) // self.batch_size)
 
     def __getitem__(self, index):
-        if index >= len(self):
-            raise IndexError(f"batch {index} out of range 0..{len(self) - 1}")
-        return self.source[index]
+        return self.batch_at(self.source.epoch, index)
 
     def batch_at(self, epoch: int, index: int):
         """Batch `index` of `epoch` (`SegmentationSequence.batch_at`)."""
