@@ -195,6 +195,24 @@ def test_fit_stage_trains_evaluates_the_main_head_and_predicts_probabilities(sma
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows", [1, 5, 8, 13, 16])
+def test_predict_probs_goes_batch_by_batch_and_matches_keras_predict_row_for_row(rows, monkeypatch):
+    import keras
+
+    from marsseg.config import preset
+    from marsseg.models.unet import build_unet, main_head
+    from marsseg.training import fit
+
+    model = build_unet(preset("smoke").stage1.model, 1, 5, name="s1")
+    x = np.random.default_rng(rows).normal(size=(rows, 64, 128, 1)).astype("float32")
+    expected = main_head(model).predict(x, batch_size=8, verbose=0)
+    # Keras's `predict` builds a tf.data iterator per call (half speed on a pinned core beside a busy one).
+    monkeypatch.setattr(keras.Model, "predict", lambda *a, **k: pytest.fail("predict_probs called Model.predict"))
+    probs = fit.predict_probs(model, x, batch_size=8)
+    assert probs.shape == (rows, 64, 128, 5) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+
 def test_fit_stage_with_extra_channels_and_a_past_deadline_stops_after_one_batch(small_synthetic):
     import time
 
