@@ -21,13 +21,15 @@ from dataclasses import replace
 import numpy as np
 
 from marsseg.config import Config, LossConfig, StageConfig
+from marsseg.pipeline.budget import PREDICTION_SLACK, safety_seconds
 from marsseg.pipeline.postprocess import labels_from_probs
 from marsseg.prep.analysis import class_weights
 from marsseg.prep.folds import holdout_split
 
 REFERENCES = {"best": "best-practice U-Net", "naive": "naive U-Net"}
 MAX_WEIGHT_RATIO = 10.0
-# Kept back from training for predicting the test set (the share the plain reference always used).
+# Kept back from training for predicting the test set until the reference's own prediction rate is measured (the
+# share the plain reference always used); then its deadline is planned from that rate (`TestPassDeadline`).
 PREDICT_RESERVE = 0.12
 
 
@@ -82,6 +84,22 @@ def labels_over_scored(probs: np.ndarray) -> np.ndarray:
     return labels_from_probs(probs, allow_background=False)
 
 
+class TestPassDeadline:
+    """A reference's training deadline from its own measured prediction rate, as the kit plans its passes: `end`
+    less the test pass (`n_test` images, `PREDICTION_SLACK` over) and the `safety` margin. A fixed share left
+    40-55 s unused at 600 s once prediction ran at the network's rate; a reference gets the kit's care. A rate
+    guessed from training batches (`steady` None) counts only until a validation pass is measured."""
+
+    def __init__(self, end: float, n_test: int, safety: float):
+        self.end, self.n_test, self.safety, self.measured = end, n_test, safety, False
+
+    def __call__(self, rate: float, epoch_train_seconds, steady) -> float | None:
+        if steady is None and self.measured:
+            return None
+        self.measured = self.measured or steady is not None
+        return self.end - self.safety - self.n_test / max(rate, 1e-6) * PREDICTION_SLACK
+
+
 def reference_run(
     kind: str, cfg: Config, images, masks, test_images, budget_seconds: float, log=print, name: str | None = None
 ) -> dict:
@@ -110,7 +128,10 @@ def reference_run(
         seed=cfg.seed,
         name=name or f"{kind}_unet",
         class_weights=weights,
-        deadline=Deadline(started + budget_seconds * (1 - PREDICT_RESERVE)),
+        deadline=Deadline(
+            started + budget_seconds * (1 - PREDICT_RESERVE),
+            replan=TestPassDeadline(started + budget_seconds, len(test_images), safety_seconds(budget_seconds)),
+        ),
         context=StageContext(verbose=0, log=log),
     )
     t = time.monotonic()

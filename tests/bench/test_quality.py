@@ -124,9 +124,21 @@ def test_reference_runs_feed_fit_stage_what_each_recipe_says(monkeypatch):
     assert seen["stage"] == refs.best_practice_stage(cfg) and seen["augment_cfg"] is None
     assert seen["class_weights"][0] == 0.0 and max(seen["class_weights"]) / min(seen["class_weights"][1:]) <= 10
     assert best["labels"].min() >= 1 and best["stop_reason"] == "patience"  # what the converged horizon reads
+    # Its deadline: 12% kept back until its own prediction rate is measured, then planned from that rate.
+    deadline = seen["deadline"]
+    assert isinstance(deadline.replan, refs.TestPassDeadline) and deadline.replan.n_test == 5
     naive = refs.reference_run("naive", cfg, images, masks, images[:5], 100.0, log=lambda m: None)
     assert seen["n"] == n_train and seen["class_weights"] is None and seen["stage"] == refs.naive_stage(cfg)
     assert (naive["labels"] == 0).all()
+
+
+def test_reference_deadline_is_planned_from_its_measured_prediction_rate():
+    plan = refs.TestPassDeadline(end=1000.0, n_test=2000, safety=12.0)
+    # A guess from training batches counts while nothing is measured: 2000 images at 50/s, 10% slack.
+    assert plan(50.0, 30.0, None) == pytest.approx(1000 - 12 - 44)
+    assert plan(100.0, 30.0, False) == pytest.approx(1000 - 12 - 22)  # the tracing validation pass: measured
+    assert plan(400.0, 30.0, None) is None  # a later guess does not override a measured rate
+    assert plan(80.0, 30.0, True) == pytest.approx(1000 - 12 - 27.5)  # a slower pass reserves more
 
 
 def record(seed, kit, best, naive, section="quality", budget=600.0, data=DATA, commit="abc1234"):
