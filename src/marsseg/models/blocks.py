@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from marsseg.models.dropout import ChannelDropout
+
 
 @keras.saving.register_keras_serializable(package="marsseg")
 class GlobalBatchNormalization(layers.BatchNormalization):
@@ -64,9 +66,8 @@ class ConvBlock(keras.layers.Layer):
         norm = dict(momentum=self.norm_momentum, dtype=self.dtype_policy)
         self.norm1 = norm_layer(self.sync_norm, name="norm1", **norm) if self.batch_norm else None
         self.norm2 = norm_layer(self.sync_norm, name="norm2", **norm) if self.batch_norm else None
-        self.drop = (
-            layers.SpatialDropout2D(self.dropout, name="drop", dtype=self.dtype_policy) if self.dropout > 0 else None
-        )
+        # Spatial dropout in one multiply (`ChannelDropout`; Keras's SpatialDropout2D makes two passes).
+        self.drop = ChannelDropout(self.dropout, name="drop", dtype=self.dtype_policy) if self.dropout > 0 else None
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
