@@ -1,7 +1,7 @@
 """Spatial dropout as one multiply by a per-sample channel mask (keras.ops only, any backend).
 
-Keras's `SpatialDropout2D` (under TensorFlow `tf.nn.experimental.stateless_dropout`) scales the whole tensor and
-then selects between it and zeros: two passes over the activations forward and two back. Here the scale goes into
+Keras's `SpatialDropout2D` (under TensorFlow, its stateless dropout op) scales the whole tensor and then selects
+between it and zeros: two passes over the activations forward and two back. Here the scale goes into
 the (B, 1, 1, C) mask and the activations are touched once. The same distribution: each sample's channel is kept
 with probability 1 - rate and scaled by 1 / (1 - rate); only the random draws differ.
 """
