@@ -34,6 +34,11 @@ COMPARISONS = {
     "loss": ("kit_no_metric", "kit_plain_loss", "kit loss vs plain sparse CE, same kit network, no metric"),
     "layers": ("kit_plain_loss", "plain", "kit network vs plain network, same plain CE, no metric"),
     "dropout": ("kit_plain_loss", "kit_no_dropout", "kit network with its spatial dropout vs without, plain CE"),
+    "keras_dropout": (
+        "kit_plain_loss",
+        "kit_keras_dropout",
+        "kit network with its one-multiply spatial dropout vs Keras's SpatialDropout2D, plain CE",
+    ),
     "feed": ("fit_feed", "fit_arrays", "fit on the kit's tf.data feed (flips) vs on in-memory arrays, kit network"),
     "callbacks": ("fit_callbacks", "fit_arrays", "fit with the kit's per-batch callbacks vs none, in-memory arrays"),
     "workers": ("fit_feed_workers", "fit_feed", "the feed with the cpu preset's augment.workers vs one worker"),

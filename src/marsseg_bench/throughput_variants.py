@@ -7,6 +7,7 @@ U-Net of the same size, and versions of either with one thing swapped; `StepRunn
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 # images) after each where asked.
 EPOCHS, VALIDATION_ROWS = 3, 570
 VARIANTS = {
-    "kit", "plain", "kit_counting", "kit_no_metric", "kit_plain_loss", "kit_no_dropout",
+    "kit", "plain", "kit_counting", "kit_no_metric", "kit_plain_loss", "kit_no_dropout", "kit_keras_dropout",
     "fit_feed", "fit_feed_workers", "fit_arrays", "fit_callbacks", "fit_epochs", "fit_validated",
 }  # fmt: skip
 
@@ -88,13 +89,33 @@ def build_variant(name: str, stage_cfg, class_weights=None, num_classes: int = 5
     from marsseg.models import build_unet
 
     model_cfg = replace(stage_cfg.model, dropout=0.0) if name == "kit_no_dropout" else stage_cfg.model
-    model = build_unet(model_cfg, 1, num_classes, name=name)
+    if name == "kit_keras_dropout":
+        with _keras_dropout():
+            model = build_unet(model_cfg, 1, num_classes, name=name)
+    else:
+        model = build_unet(model_cfg, 1, num_classes, name=name)
     if name == "kit_no_metric":
         loss = build_loss(stage_cfg.loss, class_weights=class_weights, num_classes=num_classes)
-    elif name in ("kit_plain_loss", "kit_no_dropout"):
+    elif name in ("kit_plain_loss", "kit_no_dropout", "kit_keras_dropout"):
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(_optimizer(stage_cfg.train), loss=loss, jit_compile=fit.jit_setting())
     return model
+
+
+@contextlib.contextmanager
+def _keras_dropout():
+    """Conv blocks built inside get Keras's SpatialDropout2D in place of the kit's `ChannelDropout`: the dropout
+    the kit used before (a built layer's sub-layers cannot be swapped afterwards)."""
+    import keras
+
+    from marsseg.models import blocks
+
+    kit_dropout = blocks.ChannelDropout
+    blocks.ChannelDropout = lambda rate, **kwargs: keras.layers.SpatialDropout2D(rate, **kwargs)
+    try:
+        yield
+    finally:
+        blocks.ChannelDropout = kit_dropout
 
 
 class StepRunner:

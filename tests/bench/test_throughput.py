@@ -84,3 +84,28 @@ def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_o
         StepRunner("fit_epochs", stage, images, masks, None, 2, 2, validation)
     with pytest.raises(ValueError, match="unknown variant 'fit_typo'"):
         StepRunner("fit_typo", stage, images, masks, None, 2, 3, validation)
+
+
+def test_the_keras_dropout_variant_builds_every_block_with_keras_dropout_and_trains():
+    from dataclasses import replace
+
+    import keras
+    import numpy as np
+
+    from marsseg.config import preset
+    from marsseg.models import blocks
+    from marsseg.models.dropout import ChannelDropout
+    from marsseg_bench.throughput_variants import build_variant
+
+    stage = preset("cpu").stage1
+    assert stage.model.dropout > 0
+    stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
+    drops = {}
+    for name in ("kit_plain_loss", "kit_keras_dropout"):
+        model = build_variant(name, stage)
+        convs = [layer for layer in model._flatten_layers() if isinstance(layer, blocks.ConvBlock)]
+        drops[name] = {type(b.drop) for b in convs if b.drop is not None}
+        x = np.zeros((2, 64, 128, 1), np.float32)
+        model.train_on_batch(x, [np.ones((2, 64, 128), np.int32)] * len(model.outputs))
+    assert drops == {"kit_plain_loss": {ChannelDropout}, "kit_keras_dropout": {keras.layers.SpatialDropout2D}}
+    assert blocks.ChannelDropout is ChannelDropout  # the kit's layer is back
