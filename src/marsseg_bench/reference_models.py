@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from marsseg.config import Config, LossConfig, StageConfig
-from marsseg.pipeline.budget import PREDICTION_SLACK, safety_seconds
+from marsseg.pipeline.budget import PREDICTION_SLACK, safety_seconds, test_seconds
 from marsseg.pipeline.postprocess import labels_from_probs
 from marsseg.prep.analysis import class_weights
 from marsseg.prep.folds import holdout_split
@@ -97,7 +97,7 @@ class TestPassDeadline:
         if steady is None and self.measured:
             return None
         self.measured = self.measured or steady is not None
-        return self.end - self.safety - self.n_test / max(rate, 1e-6) * PREDICTION_SLACK
+        return self.end - self.safety - test_seconds(self.n_test, 1, False, rate) * PREDICTION_SLACK
 
 
 def reference_run(
