@@ -79,13 +79,17 @@ def main(argv=None):
 
 # ------------------------------------------------------------------------------------------ bootstrap
 def unpack_package():
-    """Unzip the embedded marsseg package into a fresh temporary folder and import from there first."""
+    """Unzip the embedded marsseg package into a fresh temporary folder, removed when Python exits, and import from
+    there first."""
+    import atexit
     import base64
     import io
+    import shutil
     import tempfile
     import zipfile
 
     target = tempfile.mkdtemp(prefix="marsseg_kernel_")
+    atexit.register(shutil.rmtree, target, ignore_errors=True)  # `make train` runs it locally, run after run
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(PACKAGE_ZIP_BASE64))) as archive:
         archive.extractall(target)
     sys.path.insert(0, target)

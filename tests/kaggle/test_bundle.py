@@ -172,7 +172,7 @@ def test_cli_bundle_check_fails_in_one_line_when_stale(tmp_path):
     assert "make bundle" in line
 
 
-def test_kernel_imports_its_own_package_not_the_working_tree(tmp_path, small_data_file):
+def test_kernel_imports_its_own_package_and_removes_it_at_exit(tmp_path, small_data_file):
     data, _ = small_data_file
     kernel = tmp_path / "kernel.py"
     kernel.write_text(build_kernel(PACKAGE).text)
@@ -194,6 +194,7 @@ def test_kernel_imports_its_own_package_not_the_working_tree(tmp_path, small_dat
     files = lines[lines.index("FILES") + 1 :]
     assert len(files) >= 5 and all(f.startswith(unpacked) for f in files), files
     assert not any(str(ROOT) in f for f in files)
+    assert not Path(unpacked).exists()  # the unpacked package goes when the process ends
 
 
 def test_kernel_runs_end_to_end_and_writes_a_valid_submission(tmp_path, small_data_file):
