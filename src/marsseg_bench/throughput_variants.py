@@ -59,7 +59,7 @@ def plain_unet(depth: int, base: int, input_channels: int = 1, num_classes: int 
 
 
 def _optimizer(train_cfg):
-    from marsseg.training.fit import make_optimizer
+    from marsseg.training.optimizer import make_optimizer
 
     return make_optimizer(train_cfg)
 

@@ -152,15 +152,6 @@ def test_a_baseline_stands_until_an_epoch_beats_it():
     assert guard.best_epoch == 2 and guard.model.weights[0][0] == 0.7
 
 
-def test_warmup_cosine_ramps_up_then_decays_to_the_floor():
-    from marsseg.training.fit import warmup_cosine
-
-    lrs = [warmup_cosine(e, 1e-3, warmup=2, total=10) for e in range(12)]
-    assert lrs[0] < lrs[1] < lrs[2] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
-    assert lrs[10] == pytest.approx(1e-5) and lrs[11] == pytest.approx(1e-5)
-
-
 def test_budget_logs_one_line_per_phase_and_accounts_seconds():
     clock, lines = FakeClock(), []
     budget = Budget(100, lines.append, clock)
@@ -341,105 +332,6 @@ def test_other_backends_get_the_sequence_with_its_workers_and_labels_per_head(sm
     np.testing.assert_array_equal(y["aux1"], want_y)
     data.on_epoch_end()
     assert source.epoch == 1
-
-
-def test_bad_training_settings_are_config_errors():
-    from marsseg.config import TrainConfig
-    from marsseg.errors import ConfigError
-    from marsseg.training.fit import make_optimizer, mixed_precision_wanted, schedule_callbacks
-
-    with pytest.raises(ConfigError):
-        make_optimizer(TrainConfig(optimizer="sgd"))
-    with pytest.raises(ConfigError):
-        schedule_callbacks(TrainConfig(schedule="step"), "val_miou")
-    with pytest.raises(ConfigError):
-        mixed_precision_wanted("sometimes")
-    assert mixed_precision_wanted("off") is False and mixed_precision_wanted("on") is True
-
-
-def test_runtime_line_names_backend_devices_and_precision():
-    import keras
-
-    from marsseg.training.fit import runtime_line
-
-    line = runtime_line("off")
-    assert f"Keras {keras.__version__} on {keras.backend.backend()}" in line
-    assert "devices: CPU only" in line and line.endswith("precision float32 (mixed_precision=off)")
-    assert runtime_line("on").endswith("precision mixed_float16 (mixed_precision=on)")
-    assert runtime_line("auto").endswith("precision float32 (no GPU)")
-
-
-def _fake_gpus(monkeypatch, *capabilities):
-    """GPUs with these compute capabilities, as the device queries would describe them."""
-    from marsseg.training import distribute
-
-    names = [f"/device:GPU:{i}" for i in range(len(capabilities))]
-    monkeypatch.setattr(distribute, "accelerator_devices", lambda: names)
-    monkeypatch.setattr(distribute, "gpu_compute_capabilities", lambda: list(capabilities))
-
-
-@pytest.mark.parametrize(
-    "capabilities, mixed, why",
-    [
-        ([(6, 0)], False, "mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"),  # a Pascal GPU
-        ([(7, 5), (7, 5)], True, "GPU compute capability 7.5 >= 7.0"),  # Kaggle's two T4s
-        ([(7, 0)], True, "GPU compute capability 7.0 >= 7.0"),
-        ([(8, 0), (6, 1)], False, "mixed float16 off: GPU compute capability 6.1 < 7.0 (no tensor cores)"),
-        ([None], True, "GPU compute capability unknown; assumed to have tensor cores"),
-    ],
-)
-def test_auto_mixed_precision_follows_the_gpus_compute_capability(monkeypatch, capabilities, mixed, why):
-    from marsseg.training.fit import precision_choice, runtime_line
-
-    _fake_gpus(monkeypatch, *capabilities)
-    assert precision_choice("auto") == (mixed, why)
-    assert precision_choice("on") == (True, "mixed_precision=on")  # "on" forces it, even on a Pascal GPU
-    assert precision_choice("off") == (False, "mixed_precision=off")
-    assert runtime_line("auto").endswith(f"precision {'mixed_float16' if mixed else 'float32'} ({why})")
-
-
-@pytest.mark.parametrize("capability, policy", [((6, 0), "float32"), ((7, 5), "mixed_float16")])
-def test_fit_stage_trains_in_the_precision_the_device_earns(monkeypatch, small_synthetic, capability, policy):
-    import time
-
-    import keras
-
-    from marsseg.config import preset
-    from marsseg.training.context import Deadline, StageContext, StageData
-    from marsseg.training.feed import network_input
-    from marsseg.training.fit import fit_stage
-
-    _fake_gpus(monkeypatch, capability)
-    cfg, s, lines = preset("smoke"), small_synthetic, []
-    extras = np.full((20, 64, 128, 5), 0.2, np.float32)
-    result = fit_stage(
-        cfg.stage2,  # single head, full resolution
-        StageData(
-            s.images[:16], s.masks[:16], network_input(s.images[16:20], extras[16:]), s.masks[16:20], extras[:16]
-        ),
-        seed=2,
-        deadline=Deadline(time.monotonic() - 1),  # one batch is enough to build and run the model
-        context=StageContext(verbose=0, log=lines.append),
-    )
-    assert result.extra["mixed_precision"] is (policy == "mixed_float16")
-    assert result.model.get_layer("enc0").dtype_policy.name == policy
-    assert result.model.get_layer("main").compute_dtype == "float32"  # the heads stay float32 either way
-    assert keras.config.dtype_policy().name == "float32", "the global policy is restored after the fit"
-    said = [line for line in lines if "compute capability" in line]
-    assert said == (
-        ["[marsseg] stage: float32, mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"]
-        if policy == "float32"
-        else []
-    )
-
-
-@pytest.mark.parametrize(
-    "reported, parsed", [((7, 5), (7, 5)), ("7.5", (7, 5)), ("8.0", (8, 0)), ("", None), (None, None), ("sm_90", None)]
-)
-def test_both_backends_spellings_of_a_compute_capability_parse(reported, parsed):
-    from marsseg.training.distribute import parse_capability
-
-    assert parse_capability(reported) == parsed
 
 
 def test_this_machines_gpus_report_their_compute_capability():

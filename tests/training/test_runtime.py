@@ -3,10 +3,20 @@
 import re
 import time
 
+import numpy as np
 import pytest
 
 from marsseg.config import override, preset
-from marsseg.training.runtime import GpuMissing, describe_devices, require_gpu, runtime_facts, runtime_line
+from marsseg.errors import ConfigError
+from marsseg.training.runtime import (
+    GpuMissing,
+    describe_devices,
+    mixed_precision_wanted,
+    precision_choice,
+    require_gpu,
+    runtime_facts,
+    runtime_line,
+)
 from tests.conftest import one_line_error, run_cli
 
 T4S = {
@@ -76,3 +86,94 @@ def test_the_kernel_with_the_kaggle_preset_on_a_cpu_exits_2_with_the_gpu_message
     assert result.returncode == 2, result.stderr[-2000:]
     assert "preset kaggle needs a GPU" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "metrics.json").exists() and "[marsseg] 00:" not in result.stdout
+
+
+def _line(mixed_precision: str) -> str:
+    return runtime_line(runtime_facts(mixed_precision))
+
+
+def test_an_unknown_precision_setting_is_a_config_error():
+    with pytest.raises(ConfigError):
+        mixed_precision_wanted("sometimes")
+    assert mixed_precision_wanted("off") is False and mixed_precision_wanted("on") is True
+
+
+def test_the_runtime_line_of_this_machine_names_backend_devices_and_precision():
+    import keras
+
+    line = _line("off")
+    assert f"Keras {keras.__version__} on {keras.backend.backend()}" in line
+    assert "devices: CPU only" in line and line.endswith("precision float32 (mixed_precision=off)")
+    assert _line("on").endswith("precision mixed_float16 (mixed_precision=on)")
+    assert _line("auto").endswith("precision float32 (no GPU)")
+
+
+def _fake_gpus(monkeypatch, *capabilities):
+    """GPUs with these compute capabilities, as the device queries would describe them."""
+    from marsseg.training import distribute
+
+    names = [f"/device:GPU:{i}" for i in range(len(capabilities))]
+    monkeypatch.setattr(distribute, "accelerator_devices", lambda: names)
+    monkeypatch.setattr(distribute, "gpu_compute_capabilities", lambda: list(capabilities))
+
+
+@pytest.mark.parametrize(
+    "capabilities, mixed, why",
+    [
+        ([(6, 0)], False, "mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"),  # a Pascal GPU
+        ([(7, 5), (7, 5)], True, "GPU compute capability 7.5 >= 7.0"),  # Kaggle's two T4s
+        ([(7, 0)], True, "GPU compute capability 7.0 >= 7.0"),
+        ([(8, 0), (6, 1)], False, "mixed float16 off: GPU compute capability 6.1 < 7.0 (no tensor cores)"),
+        ([None], True, "GPU compute capability unknown; assumed to have tensor cores"),
+    ],
+)
+def test_auto_mixed_precision_follows_the_gpus_compute_capability(monkeypatch, capabilities, mixed, why):
+    _fake_gpus(monkeypatch, *capabilities)
+    assert precision_choice("auto") == (mixed, why)
+    assert precision_choice("on") == (True, "mixed_precision=on")  # "on" forces it, even on a Pascal GPU
+    assert precision_choice("off") == (False, "mixed_precision=off")
+    assert _line("auto").endswith(f"precision {'mixed_float16' if mixed else 'float32'} ({why})")
+
+
+@pytest.mark.parametrize("capability, policy", [((6, 0), "float32"), ((7, 5), "mixed_float16")])
+def test_fit_stage_trains_in_the_precision_the_device_earns(monkeypatch, small_synthetic, capability, policy):
+    import time
+
+    import keras
+
+    from marsseg.config import preset
+    from marsseg.training.context import Deadline, StageContext, StageData
+    from marsseg.training.feed import network_input
+    from marsseg.training.fit import fit_stage
+
+    _fake_gpus(monkeypatch, capability)
+    cfg, s, lines = preset("smoke"), small_synthetic, []
+    extras = np.full((20, 64, 128, 5), 0.2, np.float32)
+    result = fit_stage(
+        cfg.stage2,  # single head, full resolution
+        StageData(
+            s.images[:16], s.masks[:16], network_input(s.images[16:20], extras[16:]), s.masks[16:20], extras[:16]
+        ),
+        seed=2,
+        deadline=Deadline(time.monotonic() - 1),  # one batch is enough to build and run the model
+        context=StageContext(verbose=0, log=lines.append),
+    )
+    assert result.extra["mixed_precision"] is (policy == "mixed_float16")
+    assert result.model.get_layer("enc0").dtype_policy.name == policy
+    assert result.model.get_layer("main").compute_dtype == "float32"  # the heads stay float32 either way
+    assert keras.config.dtype_policy().name == "float32", "the global policy is restored after the fit"
+    said = [line for line in lines if "compute capability" in line]
+    assert said == (
+        ["[marsseg] stage: float32, mixed float16 off: GPU compute capability 6.0 < 7.0 (no tensor cores)"]
+        if policy == "float32"
+        else []
+    )
+
+
+@pytest.mark.parametrize(
+    "reported, parsed", [((7, 5), (7, 5)), ("7.5", (7, 5)), ("8.0", (8, 0)), ("", None), (None, None), ("sm_90", None)]
+)
+def test_both_backends_spellings_of_a_compute_capability_parse(reported, parsed):
+    from marsseg.training.distribute import parse_capability
+
+    assert parse_capability(reported) == parsed

@@ -14,25 +14,25 @@ is given (the run's shared context, its images, its deadline) in `context`.
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
-from marsseg.config import AugmentConfig, StageConfig, TrainConfig, either, rule_of
+from marsseg.config import AugmentConfig, StageConfig
 from marsseg.errors import ConfigError
 from marsseg.models import aux_loss_weights, build_unet, main_head
 from marsseg.prep.augment import sequence_from_config
-from marsseg.training import distribute
 from marsseg.training.callbacks import BatchDeadline, StageGuard, ValidationMetrics
 from marsseg.training.context import Deadline, StageContext, StageData
 from marsseg.training.distribute import accelerator_devices, distribution_scope
 from marsseg.training.feed import batch_builders, per_head, training_data
 from marsseg.training.losses import build_loss
 from marsseg.training.metrics import MeanIoU, validation_only
+from marsseg.training.optimizer import ema_swap, make_optimizer, schedule_callbacks
 from marsseg.training.reuse import FoldModel, FullBatches, keras_model, pad_rows, padded_length, setting_key
+from marsseg.training.runtime import precision_choice
 
 
 @dataclass
@@ -47,89 +47,6 @@ class StageResult:
     stop_reason: str  # "epochs" | "patience" | "budget"
     monitor: str = "val_miou"
     extra: dict = field(default_factory=dict)
-
-
-# Tensor cores, which make float16 pay, came with compute capability 7.0 (V100, then T4 7.5). A Pascal GPU (6.0) has
-# none: float16 there only adds casts and loss scaling (shared/kaggle-api.md, "More facts").
-MIXED_MIN_CAPABILITY = (7, 0)
-
-
-def precision_choice(setting: str) -> tuple[bool, str]:
-    """(mixed float16 or not, why) for a `train.mixed_precision` setting: "on" and "off" decide; "auto" means
-    mixed float16 where every GPU has compute capability >= 7.0, float32 on CPUs and older GPUs."""
-    choices = rule_of(TrainConfig, "mixed_precision").choices
-    if setting not in choices:
-        raise ConfigError(f"train mixed_precision {setting!r} is not {either(choices)}")
-    if setting != "auto":
-        return setting == "on", f"mixed_precision={setting}"
-    if not distribute.accelerator_devices():
-        return False, "no GPU"
-    capabilities = distribute.gpu_compute_capabilities()
-    known = [c for c in capabilities if c is not None]
-    if not known:
-        return True, "GPU compute capability unknown; assumed to have tensor cores"
-    lowest = min(known)
-    shown = ".".join(map(str, lowest))
-    if lowest < MIXED_MIN_CAPABILITY:
-        return False, f"mixed float16 off: GPU compute capability {shown} < 7.0 (no tensor cores)"
-    return True, f"GPU compute capability {shown} >= 7.0"
-
-
-def mixed_precision_wanted(setting: str) -> bool:
-    return precision_choice(setting)[0]
-
-
-def runtime_line(mixed_precision: str) -> str:
-    """The one start-up line a run keeps (`runtime.runtime_line`): Keras, its backend, the devices, the replica
-    count and the precision training will use (and why)."""
-    from marsseg.training import runtime
-
-    return runtime.runtime_line(runtime.runtime_facts(mixed_precision))
-
-
-def make_optimizer(train_cfg: TrainConfig):
-    ema = {"use_ema": True, "ema_momentum": train_cfg.ema_momentum} if train_cfg.ema_momentum > 0 else {}
-    if train_cfg.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay, **ema)
-    if train_cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=train_cfg.learning_rate, **ema)
-    raise ConfigError(
-        f"train optimizer {train_cfg.optimizer!r} is not {either(rule_of(TrainConfig, 'optimizer').choices)}"
-    )
-
-
-def ema_swap(train_cfg: TrainConfig) -> list:
-    """Keras's swap of the averaged weights into the model for validation and epoch ends, where EMA is on."""
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_cfg.ema_momentum > 0 else []
-
-
-def warmup_cosine(epoch: int, base_lr: float, warmup: int, total: int, floor: float = 0.01) -> float:
-    """Linear warm-up over `warmup` epochs, then cosine decay to `floor * base_lr` at epoch `total`."""
-    if epoch < warmup:
-        return base_lr * (epoch + 1) / (warmup + 1)
-    progress = min(1.0, (epoch - warmup) / max(1, total - warmup))
-    return base_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def schedule_callbacks(train_cfg: TrainConfig, monitor: str):
-    """The learning-rate callback, and a function the guard calls with the epoch count the budget allows."""
-    if train_cfg.schedule == "plateau":
-        return keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="max", factor=0.5, patience=max(1, train_cfg.patience // 3), min_lr=1e-5, verbose=0
-        ), None
-    if train_cfg.schedule == "cosine":
-        plan = {"total": train_cfg.epochs}
-
-        def update(affordable: int):
-            plan["total"] = max(1, min(train_cfg.epochs, affordable))
-
-        callback = keras.callbacks.LearningRateScheduler(
-            lambda epoch: warmup_cosine(epoch, train_cfg.learning_rate, train_cfg.warmup_epochs, plan["total"])
-        )
-        return callback, update
-    raise ConfigError(
-        f"train schedule {train_cfg.schedule!r} is not {either(rule_of(TrainConfig, 'schedule').choices)}"
-    )
 
 
 def jit_setting():

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import importlib
 
-from marsseg.errors import UserError
+from marsseg.config import TrainConfig, either, rule_of
+from marsseg.errors import ConfigError, UserError
 from marsseg.training import distribute
 
 # How a user checks what the backend sees, per backend (for the refusal's one line).
@@ -22,6 +23,36 @@ CHECK_COMMANDS = {
     "jax": 'python -c "import jax; print(jax.devices())"',
     "torch": 'python -c "import torch; print(torch.cuda.is_available())"',
 }
+
+
+# Tensor cores, which make float16 pay, came with compute capability 7.0 (V100, then T4 7.5). A Pascal GPU (6.0) has
+# none: float16 there only adds casts and loss scaling (shared/kaggle-api.md, "More facts").
+MIXED_MIN_CAPABILITY = (7, 0)
+
+
+def precision_choice(setting: str) -> tuple[bool, str]:
+    """(mixed float16 or not, why) for a `train.mixed_precision` setting: "on" and "off" decide; "auto" means
+    mixed float16 where every GPU has compute capability >= 7.0, float32 on CPUs and older GPUs."""
+    choices = rule_of(TrainConfig, "mixed_precision").choices
+    if setting not in choices:
+        raise ConfigError(f"train mixed_precision {setting!r} is not {either(choices)}")
+    if setting != "auto":
+        return setting == "on", f"mixed_precision={setting}"
+    if not distribute.accelerator_devices():
+        return False, "no GPU"
+    capabilities = distribute.gpu_compute_capabilities()
+    known = [c for c in capabilities if c is not None]
+    if not known:
+        return True, "GPU compute capability unknown; assumed to have tensor cores"
+    lowest = min(known)
+    shown = ".".join(map(str, lowest))
+    if lowest < MIXED_MIN_CAPABILITY:
+        return False, f"mixed float16 off: GPU compute capability {shown} < 7.0 (no tensor cores)"
+    return True, f"GPU compute capability {shown} >= 7.0"
+
+
+def mixed_precision_wanted(setting: str) -> bool:
+    return precision_choice(setting)[0]
 
 
 class GpuMissing(UserError):
@@ -50,10 +81,8 @@ def _gpu_names() -> list[str]:
 
 def runtime_facts(mixed_precision: str = "auto") -> dict:
     """Keras, its backend and version, the GPUs (name and compute capability), how many replicas training uses
-    (`distribute.distribution_scope`: every GPU when there are at least two) and the precision (`fit`'s rule)."""
+    (`distribute.distribution_scope`: every GPU when there are at least two) and the precision (`precision_choice`)."""
     import keras
-
-    from marsseg.training.fit import precision_choice
 
     backend = keras.backend.backend()
     try:
