@@ -156,7 +156,8 @@ class StepRunner:
             source = FullBatches(sequence_from_config(images, masks, augment, batch, seed=0))
             feed = training_data(source, None, workers=workers, epochs=self.epochs)
             self.data, self.callbacks = feed.data, feed.callbacks
-            self.fit_options = {**self.fit_options, **feed.fit_options}
+            # shuffle=False as `fit_stage` passes it: the feed shuffles where it is built (Keras warns otherwise)
+            self.fit_options = {**self.fit_options, **feed.fit_options, "shuffle": False}
         elif name == "fit_callbacks":
             from marsseg.training.callbacks import BatchDeadline, StageGuard
 

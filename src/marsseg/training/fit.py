@@ -167,8 +167,14 @@ def fit_stage(
                 epochs=epoch_cap,
                 # With EMA, the averaged weights are in the model from each epoch's validation to the next epoch:
                 # the guard scores and keeps them (it restores its best at the end, after Keras's own finalize).
-                callbacks=[*ema_swap(train_cfg), lr_callback, guard, *deadline_check, *feed.callbacks]
-                + [ValidationMetrics()],
+                callbacks=[
+                    *ema_swap(train_cfg),
+                    lr_callback,
+                    guard,
+                    *deadline_check,
+                    *feed.callbacks,
+                    ValidationMetrics(),
+                ],
                 **common,
                 **feed.fit_options,
             ).history
