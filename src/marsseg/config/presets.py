@@ -93,7 +93,11 @@ CPU = Preset(
             "ahead of 0.65 on both stand-ins (BENCHMARKS paired: +0.021 on each, seeds 42-44)",
         ),
         "data.folds": (4, "the one stage-1 model trains on three quarters of the development rows"),
-        "data.fold_models": (1, "one model with all of stage 1's time beat two half-data fold models"),
+        "data.fold_models": (
+            1,
+            "one model with all of stage 1's time: two fold models lost 0.10-0.12 on both stand-ins (BENCHMARKS "
+            "paired, seed 42)",
+        ),
         "augment.strength": ("flips", "flips, as the public write-ups: ahead of medium on stand-in version 2"),
         "augment.bigrock_offline_copies": (0, "offline copies would lengthen every epoch; oversampling stays"),
         "stage1.model.base_filters": (16, "the best-practice network's size (depth 4, base 16) at full resolution"),
