@@ -96,7 +96,7 @@ CPU = Preset(
         "data.fold_models": (
             1,
             "one model with all of stage 1's time: two fold models lost 0.10-0.12 on both stand-ins (BENCHMARKS "
-            "paired, seed 42)",
+            "paired, seeds 42-43 on procedural, 42 on photo)",
         ),
         "augment.strength": ("flips", "flips, as the public write-ups: ahead of medium on stand-in version 2"),
         "augment.bigrock_offline_copies": (0, "offline copies would lengthen every epoch; oversampling stays"),
