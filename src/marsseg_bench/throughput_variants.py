@@ -89,10 +89,7 @@ def build_variant(name: str, stage_cfg, class_weights=None, num_classes: int = 5
     from marsseg.models import build_unet
 
     model_cfg = replace(stage_cfg.model, dropout=0.0) if name == "kit_no_dropout" else stage_cfg.model
-    if name == "kit_keras_dropout":
-        with _keras_dropout():
-            model = build_unet(model_cfg, 1, num_classes, name=name)
-    else:
+    with _keras_dropout() if name == "kit_keras_dropout" else contextlib.nullcontext():
         model = build_unet(model_cfg, 1, num_classes, name=name)
     if name == "kit_no_metric":
         loss = build_loss(stage_cfg.loss, class_weights=class_weights, num_classes=num_classes)

@@ -11,7 +11,6 @@ from marsseg.errors import ConfigError
 from marsseg.training.runtime import (
     GpuMissing,
     describe_devices,
-    mixed_precision_wanted,
     precision_choice,
     require_gpu,
     runtime_facts,
@@ -94,8 +93,8 @@ def _line(mixed_precision: str) -> str:
 
 def test_an_unknown_precision_setting_is_a_config_error():
     with pytest.raises(ConfigError):
-        mixed_precision_wanted("sometimes")
-    assert mixed_precision_wanted("off") is False and mixed_precision_wanted("on") is True
+        precision_choice("sometimes")
+    assert precision_choice("off")[0] is False and precision_choice("on")[0] is True
 
 
 def test_the_runtime_line_of_this_machine_names_backend_devices_and_precision():

@@ -51,10 +51,6 @@ def precision_choice(setting: str) -> tuple[bool, str]:
     return True, f"GPU compute capability {shown} >= 7.0"
 
 
-def mixed_precision_wanted(setting: str) -> bool:
-    return precision_choice(setting)[0]
-
-
 class GpuMissing(UserError):
     """A preset that needs a GPU found none: refused before any data is loaded."""
 
