@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from marsseg.errors import UserError
+from marsseg.kaggle.answers import JSON_MARK, LIST_SUBMISSIONS, TRANSIENT, UNAUTHORIZED, json_rows, summarise
 from marsseg.kaggle.auth import HOW_TO_CREDENTIALS, Credentials, CredentialsError, KaggleError, find_credentials
 
 __all__ = [  # the credentials part lives in auth.py; callers import it from here as before
@@ -46,13 +47,6 @@ __all__ = [  # the credentials part lives in auth.py; callers import it from her
 ]
 
 ENDPOINT_VAR = "MARSSEG_KAGGLE_ENDPOINT"
-_TRANSIENT = re.compile(
-    r"\b(429|500|502|503|504)\b|Too Many Requests|Internal Server Error|Service Unavailable|Bad Gateway|"
-    r"Gateway Time-?out|ConnectionError|Connection refused|Connection aborted|Connection reset|RemoteDisconnected|"
-    r"Max retries exceeded|ProxyError|timed out|Temporary failure in name resolution",
-    re.I,
-)
-_UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|authenticate|API credentials", re.I)
 
 
 def routing_env(endpoint: str | None, base: dict | None = None) -> dict:
@@ -144,16 +138,16 @@ class KaggleSession:
                 output, ok = f"timed out after {self.timeout:.0f} s", False
             if ok:
                 return proc.stdout
-            summary = self.mask(_summarise(output))
-            if _TRANSIENT.search(output) and not retry:
+            summary = self.mask(summarise(output))
+            if TRANSIENT.search(output) and not retry:
                 raise KaggleError(f"kaggle {what}: {summary}", retryable=True)
-            if _TRANSIENT.search(output) and attempt < self.retries:
+            if TRANSIENT.search(output) and attempt < self.retries:
                 delay = min(self.max_backoff, self.backoff * 2**attempt)
                 attempt += 1
                 self.log(f"[kaggle] {what}: {summary}; retry {attempt}/{self.retries} in {delay:.1f} s")
                 self.sleep(delay)
                 continue
-            if _UNAUTHORIZED.search(output) and not _TRANSIENT.search(output):
+            if UNAUTHORIZED.search(output) and not TRANSIENT.search(output):
                 raise CredentialsError(
                     f"{self.where} rejected the credentials from {self.credentials().source} "
                     f"during {what}; {HOW_TO_CREDENTIALS}"
@@ -195,7 +189,7 @@ class KaggleSession:
             raise KaggleError(f"kaggle kernels push: {self.mask(error.group(1).strip())}")
         pushed = re.search(r"Kernel version (\d+)? ?successfully pushed", out)
         if not pushed:
-            raise KaggleError(f"kaggle kernels push: unexpected answer: {self.mask(_summarise(out))}")
+            raise KaggleError(f"kaggle kernels push: unexpected answer: {self.mask(summarise(out))}")
         return int(pushed.group(1)) if pushed.group(1) else None
 
     def kernel_status(self, ref: str) -> tuple[str, str]:
@@ -203,7 +197,7 @@ class KaggleSession:
         out = self.kaggle("kernels", "status", ref, what="kernels status")
         found = re.search(r'has status "(?:[A-Za-z]+\.)?([A-Z_]+)"', out)
         if not found:
-            raise KaggleError(f"kaggle kernels status: unexpected answer: {self.mask(_summarise(out))}")
+            raise KaggleError(f"kaggle kernels status: unexpected answer: {self.mask(summarise(out))}")
         failure = re.search(r'Failure message: "(.*)"', out)
         return found.group(1), (failure.group(1) if failure else "")
 
@@ -231,18 +225,18 @@ class KaggleSession:
             retry=False,
         )
         if "Could not submit" in out:
-            raise KaggleError(f"kaggle competitions submit: the upload failed ({self.mask(_summarise(out))})")
+            raise KaggleError(f"kaggle competitions submit: the upload failed ({self.mask(summarise(out))})")
         return out.strip()
 
     def submissions(self, competition: str, page_size: int = 20) -> list[dict]:
         """The newest submissions, with Kaggle's `errorDescription` (which the CLI's table drops): read through
         the client's public `KaggleApi.competition_submissions` in a child Python, routed like the CLI."""
-        command = [sys.executable, "-c", _LIST_SUBMISSIONS, competition, str(page_size)]
+        command = [sys.executable, "-c", LIST_SUBMISSIONS, competition, str(page_size)]
         out = self._run(command, "competitions submissions")
-        line = next((ln for ln in reversed(out.splitlines()) if ln.startswith(_JSON_MARK)), None)
+        line = next((ln for ln in reversed(out.splitlines()) if ln.startswith(JSON_MARK)), None)
         if line is None:
-            raise KaggleError(f"kaggle competitions submissions: unexpected answer: {self.mask(_summarise(out))}")
-        return json.loads(line[len(_JSON_MARK) :])
+            raise KaggleError(f"kaggle competitions submissions: unexpected answer: {self.mask(summarise(out))}")
+        return json.loads(line[len(JSON_MARK) :])
 
     def gpu_quota(self) -> tuple[float, float]:
         """(hours used, hours allowed) of this week's GPU quota, from `kaggle quota` (GetAcceleratorQuotaStatistics);
@@ -252,7 +246,7 @@ class KaggleSession:
             gpu = next(r for r in json_rows(out, "quota") if str(r.get("resource", "")).upper() == "GPU")
             return float(str(gpu["used"]).rstrip("h")), float(str(gpu["total"]).rstrip("h"))
         except (KaggleError, ValueError, StopIteration, KeyError, TypeError):
-            raise KaggleError(f"kaggle quota: no GPU quota in the answer ({self.mask(_summarise(out))})") from None
+            raise KaggleError(f"kaggle quota: no GPU quota in the answer ({self.mask(summarise(out))})") from None
 
     def leaderboard(self, competition: str) -> list[dict]:
         out = self.kaggle(
@@ -285,47 +279,3 @@ class KaggleSession:
             archive.unlink()
             raise KaggleError(f"kaggle competitions download: got an error page instead of a zip ({head!r})")
         return archive
-
-
-_JSON_MARK = "MARSSEG-SUBMISSIONS "
-# Run as `python -c CODE COMPETITION PAGE_SIZE`; attribute names from kagglesdk's ApiSubmission (2.2.4 / 0.1.37).
-_LIST_SUBMISSIONS = """
-import json, sys
-from kaggle.api.kaggle_api_extended import KaggleApi
-api = KaggleApi()
-api.authenticate()
-rows = []
-for s in api.competition_submissions(sys.argv[1], page_size=int(sys.argv[2])) or []:
-    if s is None:
-        continue
-    rows.append({
-        "ref": s.ref, "fileName": s.file_name or "", "date": s.date.isoformat() if s.date else "",
-        "description": s.description or "", "status": getattr(s.status, "name", str(s.status or "")),
-        "publicScore": s.public_score or "", "privateScore": s.private_score or "",
-        "errorDescription": s.error_description or "", "totalBytes": s.total_bytes,
-    })
-print("MARSSEG-SUBMISSIONS " + json.dumps(rows))
-"""
-
-
-def json_rows(out: str, what: str) -> list[dict]:
-    """The rows of a `kaggle … --format json` answer: the JSON list after whatever the CLI prints first (e.g.
-    'Next Page Token = …'), non-object rows dropped; [] for 'No … found'; KaggleError for anything else."""
-    start = out.find("[")
-    if start < 0:
-        if re.search(r"No \w+ found", out):
-            return []
-        raise KaggleError(f"kaggle {what}: unexpected answer: {_summarise(out)}")
-    try:
-        value = json.loads(out[start:])
-    except json.JSONDecodeError:
-        raise KaggleError(f"kaggle {what}: unreadable JSON answer: {_summarise(out)}") from None
-    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
-
-
-def _summarise(output: str) -> str:
-    """The informative last line of a CLI answer (not a traceback frame), shortened."""
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(('File "', "Traceback", "^", "~"))]
-    line = (useful or lines or ["no output"])[-1]
-    return line if len(line) <= 300 else line[:300] + "…"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 import sys
 
-from marsseg.kaggle.client import KaggleSession, json_rows
+from marsseg.kaggle.answers import json_rows
+from marsseg.kaggle.client import KaggleSession
 
 
 class PagedKaggle:
