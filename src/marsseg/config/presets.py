@@ -95,8 +95,8 @@ CPU = Preset(
         "data.folds": (4, "the one stage-1 model trains on three quarters of the development rows"),
         "data.fold_models": (
             1,
-            "one model with all of stage 1's time: two fold models lost 0.10-0.12 on both stand-ins (BENCHMARKS "
-            "paired, seeds 42-43 on procedural, 42 on photo)",
+            "one model with all of stage 1's time: two fold models lost 0.10 and 0.12 (medians) on the two "
+            "stand-ins, behind at each of seeds 42-44 (BENCHMARKS paired)",
         ),
         "augment.strength": ("flips", "flips, as the public write-ups: ahead of medium on stand-in version 2"),
         "augment.bigrock_offline_copies": (0, "offline copies would lengthen every epoch; oversampling stays"),
