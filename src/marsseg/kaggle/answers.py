@@ -19,7 +19,9 @@ UNAUTHORIZED = re.compile(r"\b401\b|Unauthorized|authenticate|API credentials", 
 
 JSON_MARK = "MARSSEG-SUBMISSIONS "
 # Run as `python -c CODE COMPETITION PAGE_SIZE`; attribute names from kagglesdk's ApiSubmission (2.2.4 / 0.1.37).
-LIST_SUBMISSIONS = """
+# It prints JSON_MARK itself, so the marker the parent looks for is written once.
+LIST_SUBMISSIONS = (
+    """
 import json, sys
 from kaggle.api.kaggle_api_extended import KaggleApi
 api = KaggleApi()
@@ -34,8 +36,9 @@ for s in api.competition_submissions(sys.argv[1], page_size=int(sys.argv[2])) or
         "publicScore": s.public_score or "", "privateScore": s.private_score or "",
         "errorDescription": s.error_description or "", "totalBytes": s.total_bytes,
     })
-print("MARSSEG-SUBMISSIONS " + json.dumps(rows))
 """
+    + f"print({JSON_MARK!r} + json.dumps(rows))\n"
+)
 
 
 def json_rows(out: str, what: str) -> list[dict]:
