@@ -272,8 +272,9 @@ def current_series(stored: list[dict], budget: float, preset_name: str, n_train:
     """The stored pairs at this budget, preset and data size: (records, {label: (Side, Side)}, stand-ins). Every
     series shows, not only the pairs this invocation ran. A pair run under settings since changed keeps its own
     table, labelled `PAIR @ COMMIT (earlier settings)`, and decides no target but the protocol's (its spread and
-    its budget window): a preset choice cites the runs it was made from."""
-    records, pairs, stand_ins = [], {}, []
+    its budget window): a preset choice cites the runs it was made from. Runs of one pair under the same earlier
+    settings stay one series however many commits they span (`PAIR @ C1, C2 (earlier settings)`)."""
+    kept, commits = [], {}
     for r in stored:
         if r.get("section") != "paired" or float(r.get("budget", -1)) != budget or r.get("preset") != preset_name:
             continue
@@ -284,8 +285,16 @@ def current_series(stored: list[dict], budget: float, preset_name: str, n_train:
         stand_in = r.get("stand_in", "procedural")
         if stand_in not in STAND_INS or _canonical(r["data"]) != _canonical(pair_data(stand_in, n_train, n_test)):
             continue
-        if r.get("kit_config") != record_fingerprint(*pair, preset_name):
-            r = {**r, "pair": f"{r['pair']}{EARLIER}{r.get('commit', 'unknown')} (earlier settings)"}
+        earlier = r.get("kit_config") != record_fingerprint(*pair, preset_name)
+        if earlier:
+            seen = commits.setdefault((r["pair"], r.get("kit_config")), [])
+            seen += [r.get("commit", "unknown")] if r.get("commit", "unknown") not in seen else []
+        kept.append((r, pair, stand_in, earlier))
+    records, pairs, stand_ins = [], {}, []
+    for r, pair, stand_in, earlier in kept:
+        if earlier:
+            label = ", ".join(commits[r["pair"], r.get("kit_config")])
+            r = {**r, "pair": f"{r['pair']}{EARLIER}{label} (earlier settings)"}
         records.append(r)
         pairs.setdefault(r["pair"], pair)
         stand_ins += [stand_in] if stand_in not in stand_ins else []

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from marsseg_bench.throughput_variants import EPOCHS, VALIDATION_ROWS, StepRunner, blocky_rows
+from marsseg_bench.throughput_variants import DROPOUT_PROBE, EPOCHS, VALIDATION_ROWS, StepRunner, blocky_rows
 
 # Each comparison: (A, B, what the ratio A/B isolates).
 COMPARISONS = {
@@ -33,9 +33,13 @@ COMPARISONS = {
     "metric_now": ("kit", "kit_no_metric", "kit with MeanIoU counted on validation only vs no metric"),
     "loss": ("kit_no_metric", "kit_plain_loss", "kit loss vs plain sparse CE, same kit network, no metric"),
     "layers": ("kit_plain_loss", "plain", "kit network vs plain network, same plain CE, no metric"),
-    "dropout": ("kit_plain_loss", "kit_no_dropout", "kit network with its spatial dropout vs without, plain CE"),
+    "dropout": (
+        "kit_dropout",
+        "kit_no_dropout",
+        f"kit network with spatial dropout (its rate, or {DROPOUT_PROBE} where it has none) vs without, plain CE",
+    ),
     "keras_dropout": (
-        "kit_plain_loss",
+        "kit_dropout",
         "kit_keras_dropout",
         "kit network with its one-multiply spatial dropout vs Keras's SpatialDropout2D, plain CE",
     ),

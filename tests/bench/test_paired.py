@@ -180,7 +180,8 @@ def test_the_spread_of_identical_pairs_is_the_largest_gap_against_0_01():
     text = block(tight, pairs="kit|kit", stand_ins=("procedural",))
     (line,) = lines_with(text, "spread of identical pairs")
     assert "**met**" in line and "max 0.0040" in line and "median 0.0020" in line
-    assert not lines_with(text, "≥ +0.03")  # no kit|best pair: no lead line
+    (lead,) = lines_with(text, "≥ +0.03")  # no kit|best pair: the target shows, unmeasured
+    assert "**NOT met** (procedural: not measured under today's settings)" in lead
     loose = tight + [record(9, 0.675, 0.70, pair="kit|kit")]
     (line,) = lines_with(block(loose, pairs="kit|kit", stand_ins=("procedural",)), "spread of identical pairs")
     assert "**NOT met by 0.0150**" in line and "max 0.0250" in line
@@ -250,6 +251,12 @@ def test_the_block_shows_every_current_series_and_drops_pairs_run_under_other_se
     assert "`kit|best @ c1 (earlier settings)`, 1 seed(s) (43)" in block
     # The earlier series decides no target: the lead line counts the current seed alone.
     assert "median -0.1000 over 1 seed(s)" in block
+    # With no `kit|best` under today's settings, the targets still show, as not measured rather than met.
+    records, pairs, stand_ins = paired.current_series(stored[2:], 600.0, "cpu", 2615, 2000)
+    block = render_paired(records, 600.0, "cpu", stand_ins, pairs)
+    (lead,) = lines_with(block, "≥ +0.03")
+    assert "**NOT met** (photo: not measured under today's settings)" in lead
+    assert "`kit|best @ c1 (earlier settings)`, 1 seed(s) (43)" in block
 
 
 CANDIDATE = "kit[stage1.train.batch_size=32]|kit"
@@ -302,9 +309,14 @@ def test_a_candidate_run_under_earlier_settings_keeps_its_verdict_against_the_ki
         for stand_in in ("procedural", "photo")
         for seed in (42, 43, 44)
     ]  # no kit_config of today's settings: a series since changed
+    # Its last seed ran at a later commit under the same settings; a run under other earlier settings stays apart.
+    stored = [{**r, "commit": "c2"} if r["seed"] == 44 else r for r in stored]
+    stored.append({**stored[0], "seed": 45, "kit_config": "xyz|xyz", "commit": "c3"})
     records, pairs, stand_ins = paired.current_series(stored, 600.0, "cpu", 2615, 2000)
-    label = f"{earlier} @ c1 (earlier settings)"
-    assert sorted(pairs) == [label]
+    label = f"{earlier} @ c1, c2 (earlier settings)"
+    assert sorted(pairs) == [label, f"{earlier} @ c3 (earlier settings)"]
+    pairs.pop(f"{earlier} @ c3 (earlier settings)")
+    records = [r for r in records if r["pair"] == label]
     (line,) = lines_with(render_paired(records, 600.0, "cpu", stand_ins, pairs), "candidate `")
     assert line.startswith(f"- candidate `{label}` against the kit of its commit: **helps on both**")
     assert "procedural: median +0.0200, ahead at 3 of 3" in line and "photo: median +0.0200, ahead at 3 of 3" in line

@@ -86,7 +86,8 @@ def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_o
         StepRunner("fit_typo", stage, images, masks, None, 2, 3, validation)
 
 
-def test_the_keras_dropout_variant_builds_every_block_with_keras_dropout_and_trains():
+@pytest.mark.parametrize("rate", [0.0, 0.2])
+def test_the_dropout_variants_time_a_dropout_even_where_the_stage_has_none_and_train(rate):
     from dataclasses import replace
 
     import keras
@@ -95,17 +96,34 @@ def test_the_keras_dropout_variant_builds_every_block_with_keras_dropout_and_tra
     from marsseg.config import preset
     from marsseg.models import blocks
     from marsseg.models.dropout import ChannelDropout
-    from marsseg_bench.throughput_variants import build_variant
+    from marsseg_bench.throughput_variants import DROPOUT_PROBE, build_variant
 
     stage = preset("cpu").stage1
-    assert stage.model.dropout > 0
-    stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4))
-    drops = {}
-    for name in ("kit_plain_loss", "kit_keras_dropout"):
+    stage = replace(stage, model=replace(stage.model, depth=2, base_filters=4, dropout=rate))
+    drops, rates = {}, {}
+    for name in ("kit_dropout", "kit_keras_dropout", "kit_no_dropout"):
         model = build_variant(name, stage)
         convs = [layer for layer in model._flatten_layers() if isinstance(layer, blocks.ConvBlock)]
         drops[name] = {type(b.drop) for b in convs if b.drop is not None}
+        rates[name] = {b.drop.rate for b in convs if b.drop is not None}
         x = np.zeros((2, 64, 128, 1), np.float32)
         model.train_on_batch(x, [np.ones((2, 64, 128), np.int32)] * len(model.outputs))
-    assert drops == {"kit_plain_loss": {ChannelDropout}, "kit_keras_dropout": {keras.layers.SpatialDropout2D}}
+    assert drops == {
+        "kit_dropout": {ChannelDropout},
+        "kit_keras_dropout": {keras.layers.SpatialDropout2D},
+        "kit_no_dropout": set(),
+    }
+    expected = rate or DROPOUT_PROBE
+    assert rates["kit_dropout"] == rates["kit_keras_dropout"] == {expected}
     assert blocks.ChannelDropout is ChannelDropout  # the kit's layer is back
+
+
+@pytest.mark.parametrize(("median", "verdict"), [(0.996, "**NOT met by 0.004**"), (1.004, "**met**")])
+def test_the_models_block_states_the_step_target_without_rounding_it_into_met(monkeypatch, median, verdict):
+    from marsseg_bench import sections_models, throughput
+
+    result = {"step": {"median": median, "min": 0.9, "max": 1.01, "pairs": 12}, "pinned": True}
+    result["params"] = {"kit": 1966821, "plain": 1968293}
+    monkeypatch.setattr(throughput, "run_pinned", lambda *args, **kwargs: result)
+    (line,) = [line for line in sections_models._plain_unet_lines(lambda m: None) if "target" in line]
+    assert f"**{median:.3f}x** (0.90-1.01), 12 pairs" in line and verdict in line
