@@ -12,6 +12,7 @@ from marsseg_bench.quality_report import CLASS_NAMES, cell, fmt, signed
 from marsseg_bench.quality_store import METRICS, spread, value
 
 LEAD_TARGET, LEAD_SEEDS = 0.03, 5  # kit − best-practice, Keras rule, median over at least this many seeds
+NOT_MEASURED_TODAY = "not measured under today's settings"  # a target with no kit|best pair under today's settings
 CONVERGED_TARGET, CONVERGED_SEEDS = 0.02, 2  # the same at the converged horizon (`converged`)
 # How a side's training may end at the converged horizon: its own rule, not the deadline (`fit.StageResult`).
 OWN_STOPS = ("patience", "epochs")
@@ -60,7 +61,7 @@ def lead_line(
     for stand_in in stand_ins:
         diffs = differences(by_stand_in.get(stand_in, []), "miou_keras")
         if not diffs:
-            parts.append(f"{stand_in}: not measured under today's settings")
+            parts.append(f"{stand_in}: {NOT_MEASURED_TODAY}")
             met = False
             continue
         median, n = statistics.median(diffs), len(diffs)
@@ -84,7 +85,7 @@ def big_rock_line(pair: str, by_stand_in: dict[str, list[dict]], stand_ins) -> s
     for stand_in in stand_ins:
         diffs = differences(by_stand_in.get(stand_in, []), BIG_ROCK)
         if not diffs:
-            parts.append(f"{stand_in}: not measured under today's settings")
+            parts.append(f"{stand_in}: {NOT_MEASURED_TODAY}")
             met = False
             continue
         median = statistics.median(diffs)

@@ -61,7 +61,9 @@ def _plain_unet_lines(log, bursts: int = 12, steps: int = 12) -> list[str]:
         return f"**{r['median']:.3f}x** ({r['min']:.2f}-{r['max']:.2f}), {r['pairs']} pairs"
 
     step = result["step"]["median"]
-    verdict = "met" if step >= STEP_TARGET else f"NOT met by {STEP_TARGET - step:.3f}"
+    shortfall = STEP_TARGET - step
+    # A shortfall under 0.0005 would print as "by 0.000": say how small it is instead of rounding it away.
+    verdict = "met" if shortfall <= 0 else f"NOT met by {shortfall:.3f}" if shortfall >= 0.0005 else "NOT met by <0.001"
 
     cores = "one core, one TensorFlow thread" if result.get("pinned") else "all cores (could not pin)"
     rate = preset("cpu").stage1.model.dropout

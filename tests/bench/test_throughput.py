@@ -118,7 +118,10 @@ def test_the_dropout_variants_time_a_dropout_even_where_the_stage_has_none_and_t
     assert blocks.ChannelDropout is ChannelDropout  # the kit's layer is back
 
 
-@pytest.mark.parametrize(("median", "verdict"), [(0.996, "**NOT met by 0.004**"), (1.004, "**met**")])
+@pytest.mark.parametrize(
+    ("median", "verdict"),
+    [(0.996, "**NOT met by 0.004**"), (0.9996, "**NOT met by <0.001**"), (1.0, "**met**"), (1.004, "**met**")],
+)
 def test_the_models_block_states_the_step_target_without_rounding_it_into_met(monkeypatch, median, verdict):
     from marsseg_bench import sections_models, throughput
 
