@@ -246,9 +246,9 @@ def render_paired(
     # The lead targets always show: where no `kit|best` ran under today's settings they read "not measured" (a
     # series since changed keeps its table below, and decides nothing about today's kit).
     leads = [p for p, (a, b) in names.items() if (a.kind, b.kind) == ("kit", "best") and EARLIER not in p]
+    target = (CONVERGED_TARGET, CONVERGED_SEEDS) if converged else (LEAD_TARGET, LEAD_SEEDS)
     for pair in leads or ["kit|best"]:
         by_stand_in = {s: found.get((s, pair), []) for s in stand_ins}
-        target = (CONVERGED_TARGET, CONVERGED_SEEDS) if converged else (LEAD_TARGET, LEAD_SEEDS)
         lines += [lead_line(pair, by_stand_in, stand_ins, *target), big_rock_line(pair, by_stand_in, stand_ins)]
     identical = {key: rs for key, rs in found.items() if rs[0].get("identical")}
     if converged:
