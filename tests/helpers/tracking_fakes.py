@@ -8,8 +8,14 @@ tests): `python tracking_fakes.py STEPS.json STEP HISTORY_DIR`.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sys
+from pathlib import Path
+
+COMP = "test-comp"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def board(scores: dict[str, float], day: int = 1) -> list[dict]:
@@ -46,6 +52,33 @@ def submission(
         "privateScore": "",
         "teamName": team,
     }
+
+
+def subprocess_env(**extra) -> dict:
+    """This environment plus `extra`, with the kit's sources and the tests importable in a child process."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
+    return env
+
+
+def rows(path: Path) -> list[dict]:
+    """The rows of a history CSV file."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def take(fake, directory, day):
+    """One snapshot of `fake` into `directory`, dated 2025-01-DAY."""
+    from marsseg.tracking.snapshot import snapshot
+
+    return snapshot(fake, COMP, directory, now=f"2025-01-{day:02d}T00:00:00Z")
+
+
+def board_state(entries):
+    """A read-back leaderboard as (team, score) pairs, for comparing boards."""
+    return [(e.team_name, round(e.score, 5)) for e in entries]
 
 
 def _team_id(name: str) -> int:
@@ -101,5 +134,5 @@ if __name__ == "__main__":
     steps = json.loads(open(sys.argv[1]).read())
     fake = ScriptedKaggle(steps)
     fake.index = int(sys.argv[2])
-    result = snapshot(fake, "test-comp", sys.argv[3], now=f"2025-01-0{fake.index + 1}T00:00:00Z")
+    result = snapshot(fake, COMP, sys.argv[3], now=f"2025-01-0{fake.index + 1}T00:00:00Z")
     print(describe_snapshot(result), flush=True)

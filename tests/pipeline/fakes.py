@@ -1,6 +1,16 @@
 """Stand-ins for training, shared by the pipeline tests."""
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class FitResult(NamedTuple):
+    """What `stage1_folds` reads from a fit: the model (any stand-in), its seconds and epochs."""
+
+    model: object = None
+    seconds: float = 0.0
+    epochs_run: int = 1
 
 
 def seeded_fake_fit(monkeypatch, calls=None):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.pipeline.fakes import capture_state, flip_tta, seeded_fake_fit
+from tests.pipeline.fakes import FitResult, capture_state, flip_tta, seeded_fake_fit
 
 
 def _softmax(z):
@@ -43,10 +43,6 @@ def test_out_of_fold_rows_are_each_fold_models_tta_prediction():
     masks = rng.integers(0, 5, (12, 8, 12), dtype=np.uint8)
     fold_of = np.arange(12) % 2
 
-    class Result:
-        def __init__(self, seed):
-            self.model, self.seconds, self.epochs_run = seed, 0.0, 1
-
     def predict(model, x):  # model: the fold's seed, 42 + f
         return _lopsided(x, shift=0.5 * (model - 42))
 
@@ -56,7 +52,7 @@ def test_out_of_fold_rows_are_each_fold_models_tta_prediction():
             masks,
             fold_of,
             override(preset("smoke"), [f"post.tta={tta}"]),
-            StageContext(log=lambda m: None, fit=lambda *args, **kw: Result(kw["seed"]), predict=predict),
+            StageContext(log=lambda m: None, fit=lambda *args, **kw: FitResult(kw["seed"]), predict=predict),
             stage_end=time.monotonic() + 60,
         )
         for run in outcome.folds:
