@@ -129,10 +129,10 @@ def three_steps() -> list[dict]:
 
 if __name__ == "__main__":
     sys.path.insert(0, sys.argv[4]) if len(sys.argv) > 4 else None
-    from marsseg.tracking.snapshot import describe_snapshot, snapshot
+    from marsseg.tracking.snapshot import describe_snapshot
 
     steps = json.loads(open(sys.argv[1]).read())
     fake = ScriptedKaggle(steps)
     fake.index = int(sys.argv[2])
-    result = snapshot(fake, COMP, sys.argv[3], now=f"2025-01-0{fake.index + 1}T00:00:00Z")
+    result = take(fake, sys.argv[3], fake.index + 1)
     print(describe_snapshot(result), flush=True)
