@@ -46,7 +46,7 @@ def run_key(record: dict) -> tuple:
 
 
 # Opt-in configuration sections added after stored series began; `enabled` false changes nothing in a run.
-OFF_BY_DEFAULT = ("self_training",)
+OFF_BY_DEFAULT = ("self_training", "stage2_focus")
 
 
 def config_fingerprint(settings: dict) -> str:

@@ -323,12 +323,13 @@ def test_runs_on_another_stand_in_version_do_not_count_with_todays():
     assert [r["seed"] for r in on_quality_data(records)] == [2]
 
 
-def test_an_opt_in_section_that_is_off_does_not_start_a_new_series():
+@pytest.mark.parametrize("section", ["self_training", "stage2_focus"])
+def test_an_opt_in_section_that_is_off_does_not_start_a_new_series(section):
     from marsseg.config import override, preset, to_dict
     from marsseg_bench.quality_store import config_fingerprint
 
     settings = to_dict(preset("cpu"))
-    before = {k: v for k, v in settings.items() if k != "self_training"}  # a record from before the section existed
+    before = {k: v for k, v in settings.items() if k != section}  # a record from before the section existed
     assert config_fingerprint(settings) == config_fingerprint(before)
-    on = to_dict(override(preset("cpu"), ["self_training.enabled=true"]))
+    on = to_dict(override(preset("cpu"), [f"{section}.enabled=true"]))
     assert config_fingerprint(on) != config_fingerprint(settings)

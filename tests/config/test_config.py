@@ -116,6 +116,12 @@ def test_validate_passes_every_preset(name):
     assert validate(preset(name)) is preset(name)
 
 
+@pytest.mark.parametrize("section", ["self_training", "stage2_focus"])
+def test_opt_in_sections_are_off_in_every_preset(section):
+    """Self-training is transductive; stage 2's focus is not yet measured: a user turns either on knowingly."""
+    assert not any(getattr(cfg, section).enabled for cfg in PRESETS.values())
+
+
 def test_a_bad_set_fails_before_any_data_is_loaded_and_without_tensorflow(tmp_path):
     """`marsseg train --set submission.format=csv` once trained all of stage 1 before failing."""
     import subprocess

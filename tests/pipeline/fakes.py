@@ -24,7 +24,15 @@ def seeded_fake_fit(monkeypatch, calls=None):
 
     def fit(stage_cfg, data, **kwargs):
         if calls is not None:
-            calls.append({"train_images": data.train_images, "val_x": data.val_x, "train_extras": data.train_extras})
+            calls.append(
+                {
+                    "train_images": data.train_images,
+                    "train_masks": data.train_masks,
+                    "val_x": data.val_x,
+                    "train_extras": data.train_extras,
+                    "train_weights": data.train_weights,
+                }
+            )
             calls[-1].update(kwargs)
         keras.utils.set_random_seed(kwargs["seed"])
         model = build_unet(stage_cfg.model, data.val_x.shape[-1], name=kwargs.get("name", "stage"))

@@ -48,12 +48,6 @@ def test_a_run_with_self_training_adds_pseudo_labelled_test_images_to_stage_2(sm
     assert any(f"+ {summary['images']} pseudo-labelled test images" in line for line in lines)
 
 
-def test_self_training_is_off_in_every_preset():
-    from marsseg.config import PRESETS
-
-    assert not any(cfg.self_training.enabled for cfg in PRESETS.values())
-
-
 def test_a_bad_threshold_is_one_line_before_any_data(tmp_path):
     message = one_line_error(
         run_cli("train", "--preset", "smoke", "--out", tmp_path / "r", "--set", "self_training.threshold=2")

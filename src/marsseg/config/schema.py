@@ -233,6 +233,20 @@ class SelfTrainConfig:
 
 
 @dataclass(frozen=True)
+class Stage2FocusConfig:
+    """Stage 2 samples more often the training images where stage 1's out-of-fold prediction confuses big rock with
+    another class (`pipeline.focus`): missed big rock or big rock where there is none. Off in every preset."""
+
+    enabled: bool = setting(False, "stage 2 oversamples the images where stage 1 confuses big rock")
+    oversample: float = setting(
+        3.0, "sampling weight of such an image (times its big-rock oversampling)", within="[1, inf)"
+    )
+    min_pixels: int = setting(
+        16, "labelled pixels stage 1 must get wrong about big rock for an image to count", within="[1, inf)"
+    )
+
+
+@dataclass(frozen=True)
 class CanaryConfig:
     """A canary run (`make canary`): the full run's networks and code paths on the full data, cut to minutes, to
     learn whether the kernel runs on its machine and how fast, before hours of GPU quota go into it."""
@@ -267,3 +281,6 @@ class Config:
     submission: SubmissionConfig = section(SubmissionConfig, "the submission copy")
     canary: CanaryConfig = section(CanaryConfig, "canary runs")
     self_training: SelfTrainConfig = section(SelfTrainConfig, "pseudo-labels from the test images")
+    stage2_focus: Stage2FocusConfig = section(
+        Stage2FocusConfig, "stage 2's sampling of the images where stage 1 confuses big rock"
+    )

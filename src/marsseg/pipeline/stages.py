@@ -21,6 +21,7 @@ import numpy as np
 
 from marsseg.config import Config, model_variants
 from marsseg.pipeline.calibration import temper
+from marsseg.pipeline.focus import focus_weights
 from marsseg.pipeline.postprocess import predict_tta
 from marsseg.prep.folds import holdout_split
 from marsseg.training.context import Deadline, StageContext, StageData
@@ -182,7 +183,8 @@ def stage2_fit(
     reserve=None,
 ):
     """Train stage 2 on the development rows stage 1 predicted out of fold (image + those probabilities), for at
-    most `seconds` from now; early stopping on a split of those rows that keeps each group on one side.
+    most `seconds` from now; early stopping on a split of those rows that keeps each group on one side. With
+    `cfg.stage2_focus` on, the training rows where stage 1 confuses big rock are sampled more often (`focus`).
     `reserve(images/s)`: the seconds to leave at the budget's end once stage 2's own inference speed is measured;
     training may then run later (or stop sooner) than `seconds`. `context.budget` (required) gets the phase line
     and the deadlines; `context.fit` trains. Returns the `fit.StageResult`."""
@@ -207,21 +209,27 @@ def stage2_fit(
         masks[train_rows],
         temper(oof[train_rows], temperature),
     )
+    weights = focus_weights(train_masks, oof[train_rows], cfg.stage2_focus)
     added = ""
     if pseudo is not None and len(pseudo[0]):
         train_images = np.concatenate([train_images, pseudo[0]])
         train_masks = np.concatenate([train_masks, pseudo[1]])
         train_extras = np.concatenate([train_extras, temper(pseudo[2], temperature)])
+        weights = np.concatenate([weights, np.ones(len(pseudo[0]))])  # no truth to find stage 1's confusions in
         added = f" + {len(pseudo[0])} pseudo-labelled test images"
+    focus = cfg.stage2_focus
+    focused = f"; {np.count_nonzero(weights > 1)} where stage 1 confuses big rock sampled x{focus.oversample:g}"
     budget.phase(
         "stage2",
         note=f"{len(train_rows)} train{added} / {len(stop_rows)} early-stopping images (out-of-fold inputs), "
-        f"{seconds:.0f}s",
+        f"{seconds:.0f}s{focused if focus.enabled else ''}",
     )
     stop_x = network_input(images[stop_rows], temper(oof[stop_rows], temperature))
     result = fit(
         cfg.stage2,
-        StageData(train_images, train_masks, stop_x, masks[stop_rows], train_extras),
+        StageData(
+            train_images, train_masks, stop_x, masks[stop_rows], train_extras, weights if focus.enabled else None
+        ),
         augment_cfg=cfg.augment,
         seed=cfg.seed + 1000,
         name="stage2",

@@ -102,8 +102,8 @@ def _sequence_class():
             **dataset_options,
         ):
             super().__init__(workers=workers, **dataset_options)
-            if len(images) != len(masks) or (extras is not None and len(extras) != len(images)):
-                raise ValueError("images, masks and extras must have the same length")
+            if len(images) != len(masks) or any(a is not None and len(a) != len(images) for a in (extras, weights)):
+                raise ValueError("images, masks, extras and weights must have the same length")
             augmentation = augmentation or BatchAugmentation()
             self.images, self.masks, self.extras = images, masks, extras
             self.batch_size = int(batch_size)
@@ -204,15 +204,22 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0, train: bool = True):
+def sequence_from_config(
+    images, masks, augment_cfg, batch_size: int, extras=None, seed: int = 0, train: bool = True, image_weights=None
+):
     """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
-    train=False, a plain validation one (no augmentation, no oversampling, fixed order)."""
+    train=False, a plain validation one (no augmentation, no oversampling, fixed order). `image_weights` (N,):
+    per-image factors on the sampling weights (stage 2's focus on stage 1's big-rock confusions, `pipeline.focus`)."""
     cls = __getattr__("SegmentationSequence")
     rate = float(getattr(augment_cfg, "copy_paste_rate", 0.0)) if augment_cfg is not None else 0.0
     rule = rule_of(AugmentConfig, "copy_paste_rate")  # the schema's range; `validate` refuses it before any data
     if not rule.admits(rate):
         raise ConfigError(
             f"augment.copy_paste_rate {rate} is outside {rule.allowed()} (e.g. --set augment.copy_paste_rate=0.3)"
+        )
+    if image_weights is not None and len(image_weights) != len(images):
+        raise ValueError(
+            f"image_weights has {len(image_weights)} entries for {len(images)} images: not the same length"
         )
     if not train:
         plain = BatchAugmentation(strength="none")
@@ -223,7 +230,8 @@ def sequence_from_config(images, masks, augment_cfg, batch_size: int, extras=Non
         extras,
         batch_size=batch_size,
         augmentation=BatchAugmentation(augment_cfg.strength, augment_cfg.elastic, rate),
-        weights=sampling_weights(masks, augment_cfg.bigrock_oversample),
+        weights=sampling_weights(masks, augment_cfg.bigrock_oversample)
+        * (1.0 if image_weights is None else np.asarray(image_weights, float)),
         shuffle=True,
         seed=seed,
         workers=max(1, int(augment_cfg.workers)),

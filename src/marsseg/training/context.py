@@ -47,13 +47,15 @@ class StageContext:
 @dataclass(frozen=True)
 class StageData:
     """One stage's images: uint8 training images and their masks, with optional float32 extra channels per
-    training image (stage 2's probabilities); the float32 validation network input and its masks."""
+    training image (stage 2's probabilities) and optional per-image factors on their sampling weights (stage 2's
+    focus); the float32 validation network input and its masks."""
 
     train_images: np.ndarray
     train_masks: np.ndarray
     val_x: np.ndarray
     val_y: np.ndarray
     train_extras: np.ndarray | None = None
+    train_weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

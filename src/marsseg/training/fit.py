@@ -130,7 +130,13 @@ def fit_stage(
             names = list(model.output_names) if len(model.output_names) > 1 else None
             plain = AugmentConfig(strength="none", bigrock_oversample=1.0, workers=1)
             batches = sequence_from_config(
-                train_images, train_masks, augment_cfg or plain, train_cfg.batch_size, extras=train_extras, seed=seed
+                train_images,
+                train_masks,
+                augment_cfg or plain,
+                train_cfg.batch_size,
+                extras=train_extras,
+                seed=seed,
+                image_weights=data.train_weights,
             )
             source = FullBatches(batches)  # one training-step shape: see `reuse`
             val_x, val_y = _steady_validation(val_x, val_y, 2 * train_cfg.batch_size)
