@@ -9,7 +9,8 @@ import shutil
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.child_process import ROOT, with_sources
+
 DUMMY_KEY = "feedfacefeedfacefeedfacefeedface"
 # Fast tests run the emulator and the kit with the 32-image profile; a full-size test passes profile="mars".
 TEST_PROFILE = "mars-mini"
@@ -44,10 +45,10 @@ def kit_env(tmp: Path, endpoint: str | None, credentials: bool = True, **extra) 
         for k, v in os.environ.items()
         if not k.startswith(("KAGGLE_", "MARSSEG_")) and k.lower() not in {"http_proxy", "https_proxy", "no_proxy"}
     }
+    env = with_sources(env)
     env.update(
         HOME=str(home),
         KAGGLE_CONFIG_DIR=str(home / ".kaggle"),
-        PYTHONPATH=str(ROOT / "src"),
         MARSSEG_KAGGLE_POLL="0.2",
         MARSSEG_KAGGLE_BACKOFF="0.05",
         MARSSEG_KAGGLE_RETRIES="3",

@@ -14,8 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from tests.helpers.child_process import with_sources
+
 COMP = "test-comp"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def board(scores: dict[str, float], day: int = 1) -> list[dict]:
@@ -56,11 +57,7 @@ def submission(
 
 def subprocess_env(**extra) -> dict:
     """This environment plus `extra`, with the kit's sources and the tests importable in a child process."""
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "src"), str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
-    )
-    return env
+    return with_sources({**os.environ, **extra}, tests=True)
 
 
 def rows(path: Path) -> list[dict]:

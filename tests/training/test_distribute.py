@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.child_process import ROOT, with_sources
 
 FIT_ONE_STEP = textwrap.dedent("""
     import json, sys
@@ -57,8 +56,7 @@ def _run(backend: str, setup: str, variables: str, extra_env=None):
 
 def _run_script(backend: str, script: str, extra_env=None, python: str = sys.executable) -> dict:
     """Run `script` in a fresh interpreter (`python`) under `backend`; its last stdout line is JSON."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    env = with_sources({**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(extra_env or {})})
     result = subprocess.run([python, "-c", script], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

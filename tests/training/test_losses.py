@@ -7,6 +7,7 @@ import pytest
 
 from marsseg.config import LossConfig
 from marsseg.errors import ConfigError
+from tests.helpers.child_process import with_sources
 
 keras = pytest.importorskip("keras")
 from marsseg.training import functional as F  # noqa: E402
@@ -394,16 +395,10 @@ def test_losses_give_the_same_values_and_train_under_jax():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     if not _jax_importable():
         pytest.skip("jax is not installed (optional: the GPU image and Kaggle have it)")
-    src = str(Path(__file__).resolve().parents[2] / "src")
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-    }
+    env = with_sources({**os.environ, "KERAS_BACKEND": "jax"})
     result = subprocess.run([sys.executable, "-c", JAX_LOSSES], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
