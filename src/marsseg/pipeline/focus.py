@@ -7,8 +7,8 @@ Stage 2 already sees stage 1's probabilities; what it does not get by itself is 
 those probabilities are wrong about the class that decides the mean. An image counts when at least `min_pixels` of
 its labelled pixels are big rock that stage 1 called another class, or another class that stage 1 called big rock.
 Its sampling weight is multiplied, so a big-rock image stage 1 gets wrong is drawn `oversample` times as often as
-a big-rock image it gets right. Sampling by image keeps flips and copy-paste as they are: they move pixels, not
-weights.
+a big-rock image it gets right. Sampling whole images keeps stage 2's flips as they are: a per-pixel loss weight
+would have to be flipped with its image and its stage-1 channels. (Copy-paste is stage 1's only.)
 """
 
 from __future__ import annotations
