@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from marsseg.config import override, preset
-from marsseg.pipeline.focus import bigrock_confusion, focus_weights, stage1_labels
+from marsseg.pipeline.focus import bigrock_confusion, focus_weights
+from marsseg.pipeline.postprocess import labels_from_probs
 from tests.conftest import one_line_error, run_cli
 from tests.pipeline.fakes import seeded_fake_fit
 
@@ -36,7 +37,7 @@ TRUTH = np.array([[[4, 4, 1, 0], [2, 2, 3, 4]]], np.uint8)
 )
 def test_confusions_count_labelled_pixels_wrong_about_big_rock(stage1, confused):
     probs = _probs_for(np.array([stage1], np.uint8))
-    assert stage1_labels(probs).tolist() == [stage1], "the stand-in probabilities must give these labels"
+    assert labels_from_probs(probs).tolist() == [stage1], "the stand-in probabilities must give these labels"
     assert bigrock_confusion(TRUTH, probs).tolist() == [confused]
 
 

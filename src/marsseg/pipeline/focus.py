@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BIG_ROCK = 4
-
-
-def stage1_labels(probs: np.ndarray) -> np.ndarray:
-    """Stage 1's label per pixel as the scorer sees it: the argmax over classes 1-4 (background is never scored)."""
-    return (np.argmax(probs[..., 1:], axis=-1) + 1).astype(np.uint8)
+from marsseg.pipeline.postprocess import labels_from_probs
+from marsseg.prep.augment import BIG_ROCK
 
 
 def bigrock_confusion(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -29,7 +25,7 @@ def bigrock_confusion(masks: np.ndarray, probs: np.ndarray) -> np.ndarray:
     if masks.shape != probs.shape[:-1]:
         raise ValueError(f"masks {masks.shape} and probabilities {probs.shape} do not describe the same pixels")
     labelled = masks > 0
-    wrong = (masks == BIG_ROCK) != (stage1_labels(probs) == BIG_ROCK)
+    wrong = (masks == BIG_ROCK) != (labels_from_probs(probs) == BIG_ROCK)  # the submission's labels, classes 1-4
     return np.count_nonzero(labelled & wrong, axis=(1, 2))
 
 
