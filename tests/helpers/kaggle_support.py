@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -73,3 +75,10 @@ def make_project(tmp: Path) -> Path:
 
 def endpoint_of(server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def kaggle_cli(env: dict, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real `kaggle` client as a user runs it, in env."""
+    return subprocess.run(
+        [sys.executable, "-m", "kaggle", *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
+    )

@@ -5,8 +5,6 @@ weekly GPU quota, through the real `kaggle` 2.2.4 CLI where a client would see t
 import base64
 import io
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,16 +23,10 @@ from marsseg.kaggle.emulator.server import print_env
 from marsseg.kaggle.emulator.state import default_profile, stored_rows
 from marsseg.submission.formats import decode, encode
 from marsseg.submission.scoring import score_masks
-from tests.helpers.kaggle_support import DUMMY_KEY, kit_env, running_emulator
+from tests.helpers.kaggle_support import DUMMY_KEY, kaggle_cli, kit_env, running_emulator
 
 COMPETITION = MARS.slug
 BASIC = "Basic " + base64.b64encode(f"tester:{DUMMY_KEY}".encode()).decode()
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    with running_emulator(tmp_path / "emulator") as server:
-        yield server
 
 
 def routed_env(tmp_path, server) -> dict:
@@ -44,12 +36,6 @@ def routed_env(tmp_path, server) -> dict:
         if line.startswith("export "):
             env.update(pair.partition("=")[::2] for pair in line[len("export ") :].split())
     return env
-
-
-def kaggle_cli(env, *args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "kaggle", *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def api(server, method, body=None, service="competitions.CompetitionApiService"):

@@ -212,12 +212,6 @@ LIST = "POST /api/v1/competitions.CompetitionApiService/ListSubmissions"
 PUSH = "POST /api/v1/kernels.KernelsApiService/SaveKernel"
 
 
-@pytest.fixture
-def emulator(tmp_path):
-    with running_emulator(tmp_path / "emulator") as server:  # the 32-image profile, synthetic data and truth
-        yield server
-
-
 def truth_csv(server, path, images=None):
     """A pixels submission of the emulator's own test labels (public score 1), made without training."""
     path.parent.mkdir(parents=True, exist_ok=True)
