@@ -8,6 +8,7 @@ import pytest
 
 from marsseg.config import PRESETS, ModelConfig
 from marsseg.errors import ConfigError
+from tests.helpers.models import TINY, forward, images
 
 keras = pytest.importorskip("keras")
 from marsseg.models.unet import (  # noqa: E402
@@ -20,22 +21,6 @@ from marsseg.models.unet import (  # noqa: E402
 )
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "marsseg"
-TINY = dict(depth=2, base_filters=4)
-
-
-def _forward(model, x):
-    """Inference outputs as numpy (a list under deep supervision); eager, so tiny tests skip tracing."""
-    out = model(x, training=False)
-    return (
-        [keras.ops.convert_to_numpy(o) for o in out]
-        if isinstance(out, (list, tuple))
-        else keras.ops.convert_to_numpy(out)
-    )
-
-
-def _images(n=3, channels=1, seed=0):
-    return np.random.default_rng(seed).random((n, 64, 128, channels), dtype=np.float32)
-
 
 VARIANTS = (
     [
@@ -68,7 +53,7 @@ def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, a
         **TINY, attention=attention, deep_supervision=deep, dropout=0.2, residual=residual, input_stride=stride
     )
     model = build_unet(cfg, input_channels=channels, name=f"stage{1 if channels == 1 else 2}")
-    x = _images(channels=channels)
+    x = images(channels=channels)
     # Every weight (batch-norm statistics included) moved off its initial value, so reload is tested on weights
     # that the initialiser could not reproduce.
     rng = np.random.default_rng(1)
@@ -76,7 +61,7 @@ def test_keras_file_round_trip_gives_identical_predictions(tmp_path, channels, a
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.models.load_model(path, compile=False)
-    before, after = _forward(model, x), _forward(reloaded, x)
+    before, after = forward(model, x), forward(reloaded, x)
     if deep:
         assert isinstance(after, list) and len(after) == len(before) == num_aux_heads(cfg) + 1
         for a, b in zip(before, after):
@@ -93,7 +78,7 @@ def test_outputs_are_named_softmax_maps_of_full_size(deep):
     model = build_unet(cfg, input_channels=1, num_classes=5)
     assert model.inputs[0].shape == (None, 64, 128, 1)
     assert model.output_names == (["main", "aux1", "aux2"] if deep else ["main"])
-    outputs = _forward(model, _images(2))
+    outputs = forward(model, images(2))
     outputs = outputs if deep else [outputs]
     for probs in outputs:
         assert probs.shape == (2, 64, 128, 5) and probs.dtype == np.float32
@@ -104,11 +89,11 @@ def test_outputs_are_named_softmax_maps_of_full_size(deep):
 
 def test_main_head_and_predict_main_share_weights_with_the_training_model():
     model = build_unet(ModelConfig(**TINY), input_channels=6, num_classes=5)
-    x = _images(2, channels=6)
-    full = _forward(model, x)
+    x = images(2, channels=6)
+    full = forward(model, x)
     single = main_head(model)
     assert len(single.outputs) == 1 and single.count_params() < model.count_params()
-    np.testing.assert_allclose(_forward(single, x), full[0], atol=1e-6)
+    np.testing.assert_allclose(forward(single, x), full[0], atol=1e-6)
     np.testing.assert_allclose(predict_main(model, x, batch_size=1), full[0], atol=1e-6)
     plain = build_unet(ModelConfig(**TINY, deep_supervision=False), input_channels=1)
     assert main_head(plain) is plain
@@ -121,7 +106,7 @@ def test_every_depth_from_2_to_5_builds_and_predicts(depth):
     # depth d pools d times: the bottleneck works at (64 / 2**d, 128 / 2**d).
     assert model.get_layer("bottleneck").output.shape[1:3] == (64 // 2**depth, 128 // 2**depth)
     assert model.get_layer(f"enc{depth - 1}").output.shape[-1] == 2 * 2 ** (depth - 1)
-    assert all(o.shape == (1, 64, 128, 5) for o in _forward(model, _images(1)))
+    assert all(o.shape == (1, 64, 128, 5) for o in forward(model, images(1)))
 
 
 @pytest.mark.parametrize("deep", [True, False])
@@ -131,7 +116,7 @@ def test_a_strided_stem_halves_every_level_and_the_heads_return_full_size(deep):
     assert model.get_layer("stem").output.shape[1:3] == (32, 64)
     assert model.get_layer("enc0").output.shape[1:3] == (32, 64)
     assert model.get_layer("bottleneck").output.shape[1:3] == (64 // 2 ** (depth + 1), 128 // 2 ** (depth + 1))
-    outputs = _forward(model, _images(2))
+    outputs = forward(model, images(2))
     for probs in outputs if deep else [outputs]:
         assert probs.shape == (2, 64, 128, 5)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
@@ -198,14 +183,14 @@ def test_a_model_saved_under_mixed_precision_reloads_under_float32(tmp_path):
     keras.mixed_precision.set_dtype_policy("mixed_float16")
     try:
         model = build_unet(ModelConfig(**TINY), input_channels=6)
-        x = _images(2, channels=6)
-        before = _forward(model, x)
+        x = images(2, channels=6)
+        before = forward(model, x)
         model.save(tmp_path / "mixed.keras")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     reloaded = keras.models.load_model(tmp_path / "mixed.keras", compile=False)
     assert reloaded.get_layer("gate0").theta_x.compute_dtype == "float16"
-    for a, b in zip(before, _forward(reloaded, x)):
+    for a, b in zip(before, forward(reloaded, x)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -240,7 +225,7 @@ def _stage2_input(n=3, seed=0):
     probs = rng.dirichlet(np.full(5, 0.7), size=(n, 64, 128)).astype(np.float32)
     probs = np.maximum(probs, 1e-3)
     probs /= probs.sum(-1, keepdims=True)
-    return np.concatenate([_images(n, 1, seed), probs], axis=-1), probs
+    return np.concatenate([images(n, 1, seed), probs], axis=-1), probs
 
 
 @pytest.mark.parametrize("deep,stride", [(True, 1), (False, 1), (False, 2)])
@@ -248,7 +233,7 @@ def test_an_untrained_residual_stage_2_returns_the_stage_1_probabilities(deep, s
     cfg = ModelConfig(**TINY, deep_supervision=deep, residual=True, input_stride=stride)
     model = build_unet(cfg, input_channels=6)
     x, probs = _stage2_input()
-    main = main_output(_forward(model, x))
+    main = main_output(forward(model, x))
     np.testing.assert_allclose(main, probs, rtol=1e-4, atol=1e-6)
 
 
@@ -270,71 +255,3 @@ def test_a_trained_residual_head_moves_away_from_the_prior():
 def test_a_residual_head_needs_the_probability_channels():
     with pytest.raises(ConfigError, match="stage 2 only"):
         build_unet(ModelConfig(**TINY, residual=True), input_channels=1)
-
-
-def _norms(model):
-    """Every batch-norm layer of a U-Net: top-level ones and those inside the blocks."""
-    found = []
-    for layer in model.layers:
-        inner = [getattr(layer, name, None) for name in ("norm1", "norm2", "norm")] + list(getattr(layer, "norms", []))
-        found += [n for n in [layer, *inner] if isinstance(n, keras.layers.BatchNormalization)]
-    return found
-
-
-SYNC_CFG = ModelConfig(**TINY, input_stride=2, context="aspp", attention=True, deep_supervision=True)
-
-
-def test_sync_norm_makes_every_batch_norm_global_and_survives_config_and_file(tmp_path):
-    from marsseg.models.blocks import GlobalBatchNormalization
-
-    model = build_unet(SYNC_CFG, input_channels=1, sync_norm=True)
-    norms = _norms(model)
-    # stem, 2 in each of enc0, enc1, bottleneck, dec1, dec0, one per gate, 4 in the context block (1x1, 2 rates, global)
-    assert len(norms) == 1 + 2 * 5 + 2 + 4
-    assert all(isinstance(n, GlobalBatchNormalization) for n in norms)
-    # Keras accepts `synchronized` under TensorFlow only; elsewhere the batch is global by itself.
-    assert all(n.synchronized == (keras.backend.backend() == "tensorflow") for n in norms)
-    twin = keras.Model.from_config(model.get_config())
-    assert all(isinstance(n, GlobalBatchNormalization) for n in _norms(twin))
-    rng = np.random.default_rng(1)
-    model.set_weights([w + rng.uniform(0.1, 0.2, w.shape).astype(w.dtype) for w in model.get_weights()])
-    model.save(tmp_path / "sync.keras")
-    reloaded = keras.models.load_model(tmp_path / "sync.keras", compile=False)  # on one device
-    assert all(isinstance(n, GlobalBatchNormalization) for n in _norms(reloaded))
-    x = _images(2)
-    for a, b in zip(_forward(model, x), _forward(reloaded, x)):
-        np.testing.assert_array_equal(a, b)
-    plain = build_unet(SYNC_CFG, input_channels=1)
-    assert not any(isinstance(n, GlobalBatchNormalization) for n in _norms(plain))
-    assert plain.get_layer("enc0").get_config()["sync_norm"] is False
-
-
-def test_a_file_saved_before_sync_norm_existed_reloads(tmp_path):
-    import zipfile
-
-    model = build_unet(SYNC_CFG, input_channels=1)
-    model.save(tmp_path / "new.keras")
-    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
-        for item in new.infolist():
-            data = new.read(item)
-            if item.filename == "config.json":
-                text = data.decode()
-                data = re.sub(r',\s*"sync_norm": (true|false)', "", text).encode()
-                assert "sync_norm" in text and b"sync_norm" not in data
-            old.writestr(item, data)
-    reloaded = keras.models.load_model(tmp_path / "old.keras", compile=False)
-    assert reloaded.get_layer("enc0").sync_norm is False and reloaded.get_layer("context").sync_norm is False
-    x = _images(2)
-    for a, b in zip(_forward(model, x), _forward(reloaded, x)):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_global_batch_norm_on_one_device_is_plain_batch_norm():
-    from marsseg.models.blocks import GlobalBatchNormalization
-
-    x = np.random.default_rng(0).normal(2.0, 3.0, (4, 8, 16, 3)).astype(np.float32)
-    plain, synced = keras.layers.BatchNormalization(momentum=0.5), GlobalBatchNormalization(momentum=0.5)
-    outs = [keras.ops.convert_to_numpy(layer(x, training=True)) for layer in (plain, synced)]
-    np.testing.assert_allclose(outs[0], outs[1], atol=1e-4)
-    for a, b in zip(plain.non_trainable_weights, synced.non_trainable_weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
