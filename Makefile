@@ -13,7 +13,7 @@ PRESET ?= gpu
 DATA ?=
 RUN ?= runs/$(PRESET)-$(shell date +%Y%m%d-%H%M%S)
 # pytest-xdist on both cores; `make test PYTEST_ARGS=` runs serially.
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist worksteal
 
 .PHONY: help setup lint format test test-all test-kaggle-image demo data bench clean-venv
 .PHONY: bundle check-rules canary submit submit-csv status emulator

@@ -2,8 +2,10 @@
 run shows up here, not as a silently broken benchmark."""
 
 import numpy as np
+import pytest
 
 
+@pytest.mark.slow  # runs the pipeline and trains a design for the benchmark tool: `make test-all`
 def test_the_screen_caches_stage_1_from_the_run_and_trains_a_design_on_it(tmp_path, monkeypatch):
     from marsseg.config import override, preset
     from marsseg_bench import stage2_screen

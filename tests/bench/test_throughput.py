@@ -26,6 +26,7 @@ def test_every_variant_a_comparison_names_can_be_built_and_no_other():
     assert VARIANTS == {variant for a, b, _ in COMPARISONS.values() for variant in (a, b)}
 
 
+@pytest.mark.slow  # trains tiny networks for the benchmark tool: `make test-all`
 def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
     from dataclasses import replace
 
@@ -56,6 +57,7 @@ def test_compare_times_the_kit_against_a_plain_unet_on_a_tiny_network():
         compare(stage, comparisons=("epochs",), bursts=1, steps=2, batch=2)
 
 
+@pytest.mark.slow  # trains tiny networks for the benchmark tool: `make test-all`
 def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_only_where_asked():
     from dataclasses import replace
 
@@ -86,6 +88,7 @@ def test_the_epoch_variants_train_as_many_batches_in_three_epochs_and_validate_o
         StepRunner("fit_typo", stage, images, masks, None, 2, 3, validation)
 
 
+@pytest.mark.slow  # trains tiny networks for the benchmark tool: `make test-all`
 @pytest.mark.parametrize("rate", [0.0, 0.2])
 def test_the_dropout_variants_time_a_dropout_even_where_the_stage_has_none_and_train(rate):
     from dataclasses import replace

@@ -191,57 +191,39 @@ def test_kernel_imports_its_own_package_and_removes_it_at_exit(tmp_path, small_d
     assert not Path(unpacked).exists()  # the unpacked package goes when the process ends
 
 
-def test_kernel_runs_end_to_end_and_writes_a_valid_submission(tmp_path, small_data_file):
+def test_kernel_runs_end_to_end_in_kaggle_folders_and_writes_a_valid_submission(tmp_path, small_data_file):
+    """No arguments, as on Kaggle: data found under the input folder, every output in the working folder."""
     from marsseg.submission.formats import read_submission
 
     data, _ = small_data_file
     kernel = tmp_path / "marsseg_kernel.py"
     kernel.write_text(build_kernel(PACKAGE).text)
+    (tmp_path / "input" / "comp").mkdir(parents=True)
+    shutil.copyfile(data, tmp_path / "input" / "comp" / "mars_for_students.npz")
+    out = tmp_path / "working"
+    out.mkdir()
     result = subprocess.run(
-        [sys.executable, str(kernel), "--data", str(data), "--out", "out", "--preset", "smoke"],
-        cwd=tmp_path,
-        env=clean_env(),
+        [sys.executable, str(kernel)],
+        cwd=out,
         capture_output=True,
         text=True,
+        env=clean_env(
+            MARSSEG_KAGGLE_INPUT=str(tmp_path / "input"),
+            MARSSEG_KAGGLE_WORKING=str(out),
+            MARSSEG_KERNEL_PRESET="smoke",
+        ),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "out"
     info = read_submission(out / "submission.csv", 24)
     assert info.layout == "pixels" and info.n_images == 24  # the competition's layout: ready for Submit
     assert (read_submission(out / "submission_rle.csv", 24).masks == info.masks).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stage1_status"] == "ok" and "submission_copy" not in metrics
     names = {p.name for p in out.iterdir()}
-    assert names == set(metrics["outputs"]["files"]) | {"metrics.json"}
+    assert names == set(metrics["outputs"]["files"]) | {"metrics.json"}  # /kaggle/working holds the run's files only
     assert {"model_stage1_fold1.keras", "model_stage1_fold2.keras", "submission_rle.csv", "config.json"} <= names
-    assert not (tmp_path / "submissions").exists(), "the kernel keeps no submission history"
     assert "submission.csv is ready to submit" in result.stdout
-
-
-def test_kernel_uses_kaggle_folders_through_the_one_switch(tmp_path, small_data_file):
-    """No arguments, as on Kaggle: data found under the input folder, outputs in the working folder."""
-    data, _ = small_data_file
-    kernel = tmp_path / "k.py"
-    kernel.write_text(build_kernel(PACKAGE).text)
-    (tmp_path / "input" / "comp").mkdir(parents=True)
-    shutil.copyfile(data, tmp_path / "input" / "comp" / "mars_for_students.npz")
-    (tmp_path / "working").mkdir()
-    result = subprocess.run(
-        [sys.executable, str(kernel)],
-        cwd=tmp_path / "working",
-        capture_output=True,
-        text=True,
-        env=clean_env(
-            MARSSEG_KAGGLE_INPUT=str(tmp_path / "input"),
-            MARSSEG_KAGGLE_WORKING=str(tmp_path / "working"),
-            MARSSEG_KERNEL_PRESET="smoke",
-        ),
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "working" / "submission.csv").is_file()
-    assert not (tmp_path / "working" / "submissions").exists()  # /kaggle/working holds the run's files only
 
 
 def test_kernel_reports_bad_data_in_one_line(tmp_path):

@@ -1,7 +1,6 @@
 """The real `kaggle` 2.2.4 CLI, driven through the kit's own commands, against the loopback emulator."""
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -183,9 +182,16 @@ def test_data_download_through_the_real_client(tmp_path, emulator):
 def test_kernel_status_follows_the_process(tmp_path, mini_data_file):
     data, truth = mini_data_file
     with running_emulator(tmp_path / "emu", data_path=data, truth_path=truth, queue_seconds=0.5) as server:
-        kernel = Path(__file__).resolve().parents[2] / "kernels" / "marsseg_kernel.py"
+        # A stand-in script: the status is the process's (the real kernel's run is the round trip's, above).
+        script = (
+            "import os, pathlib, time\n"
+            "time.sleep(0.5)\n"
+            "working = pathlib.Path(os.environ['MARSSEG_KAGGLE_WORKING'])\n"
+            "(working / 'submission.csv').write_text('ImageId,EncodedPixels\\n')\n"
+            "(working / 'metrics.json').write_text('{}')\n"
+        )
         answer = server.state.save_kernel(
-            "me", {"slug": "me/kernel-one", "text": kernel.read_text(), "competitionDataSources": [COMPETITION]}
+            "me", {"slug": "me/kernel-one", "text": script, "competitionDataSources": [COMPETITION]}
         )
         run = server.state.kernels["me/kernel-one"]
         assert answer["versionNumber"] == 1 and run.status == "QUEUED"
