@@ -66,8 +66,18 @@ def test_a_sequence_draws_an_image_as_often_as_its_weights_say():
     images, masks = np.zeros((4, 8, 8), np.uint8), np.ones((4, 8, 8), np.uint8)
     masks[1, 0, 0] = 4  # contains big rock: oversampled x2 by the augment settings
     cfg = AugmentConfig(strength="none", bigrock_oversample=2.0, workers=1)
-    sequence = sequence_from_config(images, masks, cfg, 2, seed=0, image_weights=[3.0, 3.0, 1.0, 1.0])
-    assert np.bincount(sequence.order, minlength=4).tolist() == [3, 6, 1, 1], "the focus weight times big rock's"
+    plain = sequence_from_config(images, masks, cfg, 2, seed=0)
+    assert np.bincount(plain.order, minlength=4).tolist() == [1, 2, 1, 1]  # big rock's weight alone
+    # Focus factors 3, 3, 1, 1: the weights 3, 6, 1, 1 rescaled to the plain epoch's 5 draws.
+    expected = np.array([3.0, 6.0, 1.0, 1.0]) * 5 / 11
+    counts = []
+    for seed in range(400):
+        sequence = sequence_from_config(images, masks, cfg, 2, seed=seed, image_weights=[3.0, 3.0, 1.0, 1.0])
+        assert len(sequence.order) == len(plain.order) == 5, "the focus reshapes the draw, not the epoch"
+        counts.append(np.bincount(sequence.order, minlength=4))
+    mean = np.mean(counts, axis=0)
+    np.testing.assert_allclose(mean, expected, atol=0.12)
+    assert mean[0] / mean[2] > 2.5, "a focused image is drawn about three times as often as an unfocused one"
     with pytest.raises(ValueError, match="same length"):
         sequence_from_config(images, masks, cfg, 2, seed=0, image_weights=[3.0, 1.0])
 

@@ -209,7 +209,8 @@ def sequence_from_config(
 ):
     """A training sequence (cfg strength, big-rock oversampling, cfg.workers threads, shuffled) or, with
     train=False, a plain validation one (no augmentation, no oversampling, fixed order). `image_weights` (N,):
-    per-image factors on the sampling weights (stage 2's focus on stage 1's big-rock confusions, `pipeline.focus`)."""
+    per-image factors on the sampling weights (stage 2's focus on stage 1's big-rock confusions, `pipeline.focus`),
+    rescaled so that an epoch draws as many images as without them."""
     cls = __getattr__("SegmentationSequence")
     rate = float(getattr(augment_cfg, "copy_paste_rate", 0.0)) if augment_cfg is not None else 0.0
     rule = rule_of(AugmentConfig, "copy_paste_rate")  # the schema's range; `validate` refuses it before any data
@@ -224,14 +225,19 @@ def sequence_from_config(
     if not train:
         plain = BatchAugmentation(strength="none")
         return cls(images, masks, extras, batch_size=batch_size, augmentation=plain, shuffle=False, seed=seed)
+    weights = sampling_weights(masks, augment_cfg.bigrock_oversample)
+    if image_weights is not None:
+        # The factors reshape the draw, not the epoch: rescaled to the same total, an epoch keeps its length (a
+        # stage with a deadline would otherwise fit fewer epochs, e.g. one three-times-longer epoch of stage 2).
+        focused = weights * np.asarray(image_weights, float)
+        weights = focused * (weights.sum() / focused.sum())
     return cls(
         images,
         masks,
         extras,
         batch_size=batch_size,
         augmentation=BatchAugmentation(augment_cfg.strength, augment_cfg.elastic, rate),
-        weights=sampling_weights(masks, augment_cfg.bigrock_oversample)
-        * (1.0 if image_weights is None else np.asarray(image_weights, float)),
+        weights=weights,
         shuffle=True,
         seed=seed,
         workers=max(1, int(augment_cfg.workers)),
