@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from marsseg.pipeline import budget
-from marsseg.pipeline.stage2_phase import prediction_that_fits
+from marsseg.pipeline.stage2_phase import prediction_that_fits, training_reserve
 
 
 def fake_run(left: float, tta_on: bool = False, stage1_miou: float = 0.60):
@@ -88,3 +88,16 @@ def test_a_tta_that_fits_past_the_budget_stays_where_stage_2_without_it_would_lo
     run, notes = fake_run(left=20.0, stage1_miou=0.705)  # stage 1 0.705: stage 2 0.71 with its TTA, 0.70 without
     ok, why, choice = prediction_that_fits(run, WITH_TTA)
     assert ok and choice is WITH_TTA and why.startswith("ends about 4s past the budget") and notes == []
+
+
+def test_stage_2s_training_reserve_holds_stage_1s_flipped_pass_only_until_it_has_run():
+    # Self-training runs stage 1's flipped test pass (100 images at 50/s: 2 s) before stage 2 trains; the reserve
+    # stage 2's training leaves must not hold it a second time.
+    run, _ = fake_run(left=100.0, tta_on=True)
+    run.plan = SimpleNamespace(tta=True, choice=lambda: 3.0)
+    run.split.holdout.images = np.zeros((20, 4, 4), np.uint8)
+    before = training_reserve(run, 10.0)
+    run.stage1_test_tta = np.zeros((100, 4, 4, 5), np.float16)
+    after = training_reserve(run, 10.0)
+    assert before - after == pytest.approx(2.0 * budget.PREDICTION_SLACK)
+    assert after == pytest.approx(10.0 * budget.PREDICTION_SLACK + 20 * 2 / 10.0 + 3.0 + 8.0)
