@@ -3,16 +3,19 @@ validation mIoU stops improving, as on Kaggle (issue 27's converged horizon).
 
     marsseg bench --only converged --seed 42 --repeat 2
 
-The pair (`kit|best`), its two processes on one core each and its records are `paired`'s; only the horizon
-differs. Each side gets MARSSEG_BENCH_CONVERGED_BUDGET seconds (default 7200: about two hours of both cores on
-the 2-core development machine) as a ceiling, on the stand-ins in MARSSEG_BENCH_CONVERGED_STAND_INS (default
-`procedural`). A side counts as converged where its own rule ended its training (patience, or the kit's epoch cap
-where its cosine decay ends), not the deadline; the block names every side the deadline cut. Records go to
+The pairs, their two processes on one core each and their records are `paired`'s; only the horizon differs. Each
+side gets MARSSEG_BENCH_CONVERGED_BUDGET seconds (default 7200: about two hours of both cores on the 2-core
+development machine) as a ceiling, on the stand-ins in MARSSEG_BENCH_CONVERGED_STAND_INS (default `procedural`), for
+the pairs in MARSSEG_BENCH_CONVERGED_PAIRS (default `kit|best`; a candidate such as
+`kit[stage1.train.epochs=100]|kit` is measured at this horizon the same way). A side counts as converged where its
+own rule ended its training (patience, or the kit's epoch cap where its cosine decay ends), not the deadline; the
+block names every side the deadline cut. Records go to
 `.bench/converged.jsonl`, so the two horizons' blocks never mix.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from marsseg_bench.paired import chosen_stand_ins, current_series, measure_series, paired_budget, parse_pairs
@@ -22,6 +25,7 @@ from marsseg_bench.quality_store import read_results, results_path
 
 BUDGET_ENV = "MARSSEG_BENCH_CONVERGED_BUDGET"
 STAND_INS_ENV = "MARSSEG_BENCH_CONVERGED_STAND_INS"
+PAIRS_ENV = "MARSSEG_BENCH_CONVERGED_PAIRS"
 DEFAULT_BUDGET, DEFAULT_STAND_INS = 7200.0, "procedural"
 PAIRS = "kit|best"
 RESULTS_NAME = "converged.jsonl"
@@ -29,6 +33,13 @@ RESULTS_NAME = "converged.jsonl"
 
 def chosen_stand_ins_converged(text: str | None = None) -> list[str]:
     return chosen_stand_ins(text, STAND_INS_ENV, DEFAULT_STAND_INS)
+
+
+def chosen_pairs_converged(preset_name: str = "cpu", text: str | None = None):
+    """The pairs named in `text` (else in MARSSEG_BENCH_CONVERGED_PAIRS, else `kit|best`), checked like `paired`'s."""
+    if text is None:
+        text = os.environ.get(PAIRS_ENV, "").strip() or PAIRS
+    return parse_pairs(text, preset_name, variable=PAIRS_ENV)
 
 
 def converged_budget() -> float:
@@ -45,13 +56,15 @@ def section_converged(
     n_test: int = N_TEST,
     stand_ins: str | None = None,
     results=None,
+    pairs: str | None = None,
 ) -> str:
-    """At `seed`, the `kit|best` pair on every chosen stand-in (each stored as it ends), then the block from every
-    stored pair at this budget and settings."""
+    """At `seed`, every chosen pair (`kit|best` unless chosen otherwise) on every chosen stand-in (each stored as it
+    ends), then the block from every stored pair at this budget and settings."""
     budget = converged_budget() if budget is None else float(budget)
     names = chosen_stand_ins_converged(stand_ins)
     path = Path(results) if results else results_path(name=RESULTS_NAME)
-    measure_series(parse_pairs(PAIRS, preset_name), names, seed, budget, preset_name, path, n_train, n_test, log)
+    chosen = chosen_pairs_converged(preset_name, pairs)
+    measure_series(chosen, names, seed, budget, preset_name, path, n_train, n_test, log)
     return _render(path, budget, preset_name, names, n_train, n_test)
 
 

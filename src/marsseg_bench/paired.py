@@ -65,8 +65,9 @@ def split_top(text: str, separator: str) -> list[str]:
     return parts + [current]
 
 
-def parse_pairs(text: str, preset_name: str = "cpu") -> list[tuple[Side, Side]]:
-    """Comma-separated `A|B` pairs, every kit side's overrides checked against `preset_name`."""
+def parse_pairs(text: str, preset_name: str = "cpu", variable: str = PAIRS_ENV) -> list[tuple[Side, Side]]:
+    """Comma-separated `A|B` pairs, every kit side's overrides checked against `preset_name` (`variable`: the
+    environment variable an error names)."""
     pairs = []
     for item in (part.strip() for part in split_top(text, ",")):
         if not item:
@@ -79,7 +80,7 @@ def parse_pairs(text: str, preset_name: str = "cpu") -> list[tuple[Side, Side]]:
             side_config(side, preset_name, DEFAULT_BUDGET, 0)
         pairs.append(pair)
     if not pairs:
-        raise ConfigError(f"no pairs in {text!r} (e.g. {PAIRS_ENV}='kit|best,kit|kit')")
+        raise ConfigError(f"no pairs in {text!r} (e.g. {variable}='kit|best,kit|kit')")
     return pairs
 
 

@@ -55,12 +55,16 @@ SECTIONS = {
 # Sections a plain `make bench` leaves out, run only when named (`--only converged`): hours of both cores.
 OPT_IN = ("converged",)
 
-# What chooses what a section runs: its variable (the stamp's command names it where it is set) and its check.
+# What chooses what a section runs: its variables (the stamp's command names each one that is set), each with its
+# check, run before any section measures.
 SECTION_CHOICES = {
-    "recipe": (recipe.ITEMS_ENV, recipe.chosen_items),
-    "ensemble": (ensemble_bench.NETWORK_ENV, ensemble_bench.chosen_network),
-    "paired": (paired.PAIRS_ENV, paired.chosen_pairs),
-    "converged": (converged.STAND_INS_ENV, converged.chosen_stand_ins_converged),
+    "recipe": ((recipe.ITEMS_ENV, recipe.chosen_items),),
+    "ensemble": ((ensemble_bench.NETWORK_ENV, ensemble_bench.chosen_network),),
+    "paired": ((paired.PAIRS_ENV, paired.chosen_pairs),),
+    "converged": (
+        (converged.STAND_INS_ENV, converged.chosen_stand_ins_converged),
+        (converged.PAIRS_ENV, converged.chosen_pairs_converged),
+    ),
 }
 
 
@@ -90,8 +94,8 @@ def run_benchmarks(
         return render_blocks(out, only or list(RENDERERS), log)
     names = only or [name for name in SECTIONS if name not in OPT_IN]
     for name in names:  # the sections' own choices, checked before hours of other sections run
-        if name in SECTION_CHOICES:
-            SECTION_CHOICES[name][1]()
+        for _, check in SECTION_CHOICES.get(name, ()):
+            check()
     blocks = _read_blocks(out)
     machine = machine_description()
     for name in names:
@@ -159,9 +163,8 @@ def takes_seed(section) -> bool:
 def _run_section(name: str, repeats: int, log, repeat: int, seed: int | None):
     """The section's block (None: measured nothing here) and the command that re-measures it."""
     section = SECTIONS[name]
-    variable = SECTION_CHOICES.get(name, ("",))[0]
-    chosen = os.environ.get(variable, "").strip() if variable else ""
-    command = (f"{variable}={chosen} " if chosen else "") + f"marsseg bench --only {name}"
+    chosen = [(variable, os.environ.get(variable, "").strip()) for variable, _ in SECTION_CHOICES.get(name, ())]
+    command = "".join(f"{variable}={value} " for variable, value in chosen if value) + f"marsseg bench --only {name}"
     if not takes_seed(section):
         if repeat > 1 or seed is not None:
             log(f"{name}: takes no seed; measured once")

@@ -101,3 +101,24 @@ def test_its_records_are_its_own_store_rendered_at_its_own_budget(tmp_path, monk
         converged.converged_budget()
     with pytest.raises(Exception, match="MARSSEG_BENCH_CONVERGED_STAND_INS='mars': choose stand-ins from"):
         converged.chosen_stand_ins_converged("mars")
+
+
+def test_its_pairs_are_chosen_like_paireds_and_a_bad_one_names_its_own_variable(monkeypatch):
+    monkeypatch.delenv(converged.PAIRS_ENV, raising=False)
+    assert [(a.spec, b.spec) for a, b in converged.chosen_pairs_converged()] == [("kit", "best")]
+    monkeypatch.setenv(converged.PAIRS_ENV, "kit[stage1.train.epochs=100]|kit")
+    ((a, b),) = converged.chosen_pairs_converged()
+    assert (a.spec, b.spec) == ("kit[stage1.train.epochs=100]", "kit")
+    assert converged.PAIRS_ENV in [variable for variable, _ in bench.SECTION_CHOICES["converged"]]
+    with pytest.raises(Exception, match="MARSSEG_BENCH_CONVERGED_PAIRS='kit|best,kit|kit'"):
+        converged.chosen_pairs_converged(text=",")
+    with pytest.raises(Exception, match="stage1.train.epochz"):
+        converged.chosen_pairs_converged(text="kit[stage1.train.epochz=100]|kit")
+
+
+def test_the_stamps_command_names_every_chosen_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv(converged.PAIRS_ENV, "kit|kit")
+    monkeypatch.setenv(converged.STAND_INS_ENV, "photo")
+    monkeypatch.setattr(bench, "SECTIONS", {"converged": lambda repeats, log: "converged block"})
+    text = bench.run_benchmarks(tmp_path / "B.md", only=["converged"], log=lambda m: None).read_text()
+    assert f"{converged.STAND_INS_ENV}=photo {converged.PAIRS_ENV}=kit|kit marsseg bench --only converged" in text

@@ -202,7 +202,7 @@ def test_every_kit_run_within_budget_counts_and_lists_the_misses():
 def test_the_section_is_registered_after_quality_long_and_takes_a_seed():
     names = list(bench.SECTIONS)
     assert names.index("paired") == names.index("quality_long") + 1
-    assert bench.takes_seed(bench.SECTIONS["paired"]) and bench.SECTION_CHOICES["paired"][0] == paired.PAIRS_ENV
+    assert bench.takes_seed(bench.SECTIONS["paired"]) and bench.SECTION_CHOICES["paired"][0][0] == paired.PAIRS_ENV
 
 
 @pytest.mark.slow
