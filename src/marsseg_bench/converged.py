@@ -9,16 +9,22 @@ development machine) as a ceiling, on the stand-ins in MARSSEG_BENCH_CONVERGED_S
 the pairs in MARSSEG_BENCH_CONVERGED_PAIRS (default `kit|best`; a candidate such as
 `kit[stage1.train.epochs=100]|kit` is measured at this horizon the same way). A side counts as converged where its
 own rule ended its training (patience, or the kit's epoch cap where its cosine decay ends), not the deadline; the
-block names every side the deadline cut. Records go to
-`.bench/converged.jsonl`, so the two horizons' blocks never mix.
+block names every side the deadline cut. Records go to `.bench/converged.jsonl`, so the two horizons' blocks never
+mix.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from marsseg_bench.paired import chosen_stand_ins, current_series, measure_series, paired_budget, parse_pairs
+from marsseg_bench.paired import (
+    chosen_pairs,
+    chosen_stand_ins,
+    current_series,
+    measure_series,
+    paired_budget,
+    parse_pairs,
+)
 from marsseg_bench.paired_report import render_paired
 from marsseg_bench.quality import N_TEST, N_TRAIN
 from marsseg_bench.quality_store import read_results, results_path
@@ -36,10 +42,7 @@ def chosen_stand_ins_converged(text: str | None = None) -> list[str]:
 
 
 def chosen_pairs_converged(preset_name: str = "cpu", text: str | None = None):
-    """The pairs named in `text` (else in MARSSEG_BENCH_CONVERGED_PAIRS, else `kit|best`), checked like `paired`'s."""
-    if text is None:
-        text = os.environ.get(PAIRS_ENV, "").strip() or PAIRS
-    return parse_pairs(text, preset_name, variable=PAIRS_ENV)
+    return chosen_pairs(preset_name, text, PAIRS_ENV, PAIRS)
 
 
 def converged_budget() -> float:

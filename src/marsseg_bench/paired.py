@@ -84,8 +84,13 @@ def parse_pairs(text: str, preset_name: str = "cpu", variable: str = PAIRS_ENV) 
     return pairs
 
 
-def chosen_pairs(preset_name: str = "cpu") -> list[tuple[Side, Side]]:
-    return parse_pairs(os.environ.get(PAIRS_ENV, "").strip() or DEFAULT_PAIRS, preset_name)
+def chosen_pairs(
+    preset_name: str = "cpu", text: str | None = None, variable: str = PAIRS_ENV, default: str = DEFAULT_PAIRS
+) -> list[tuple[Side, Side]]:
+    """The pairs named in `text` (else in the environment's `variable`, else `default`), checked by `parse_pairs`."""
+    if text is None:
+        text = os.environ.get(variable, "").strip() or default
+    return parse_pairs(text, preset_name, variable)
 
 
 def chosen_stand_ins(text: str | None = None, variable: str = STAND_INS_ENV, default: str = DEFAULT_STAND_INS):
@@ -226,7 +231,7 @@ def section_paired(
     """At `seed`, every pair on every stand-in (each stored as it ends), then the block from every stored pair of
     these pairs, stand-ins, budget and settings. `pairs`, `stand_ins` and `budget` default to the environment."""
     budget = paired_budget() if budget is None else float(budget)
-    chosen = chosen_pairs(preset_name) if pairs is None else parse_pairs(pairs, preset_name)
+    chosen = chosen_pairs(preset_name, pairs)
     names = chosen_stand_ins(stand_ins)
     path = Path(results) if results else results_path(name=RESULTS_NAME)
     measure_series(chosen, names, seed, budget, preset_name, path, n_train, n_test, log)
