@@ -77,8 +77,9 @@ def endpoint_of(server) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def kaggle_cli(env: dict, *args, timeout: float = 60) -> subprocess.CompletedProcess:
-    """The real `kaggle` client as a user runs it, in env."""
+def kaggle_cli(env: dict, *args, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The real `kaggle` client as a user runs it, in env. The timeout only stops a hung client: a busy 2-core
+    machine (a benchmark beside the tests) starts it slowly."""
     return subprocess.run(
         [sys.executable, "-m", "kaggle", *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
     )

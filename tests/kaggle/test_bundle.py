@@ -236,7 +236,7 @@ def test_kernel_reports_bad_data_in_one_line(tmp_path):
         env=clean_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("marsseg: error: bad.npz: not an npz file")
